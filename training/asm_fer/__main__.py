@@ -1,0 +1,5 @@
+"""`asm-fer` / `python -m asm_fer`: train, export, fixtures."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""Command line: `asm-fer {train,export,fixtures}`; every flag documented in `--help`."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import add_config_arguments, config_from_args
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    cfg = config_from_args(args)
+    final = train(cfg)
+    if args.export:
+        from .export import export_bundle
+
+        export_bundle(final, Path(args.export), name=args.name, data_root=cfg.data)
+    return 0
+
+
+def _fixtures(args: argparse.Namespace) -> int:
+    from .fixtures import make_fixtures
+
+    bundle = make_fixtures(args.out)
+    print(f"fixtures written to {args.out} (bundle: {bundle})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="asm-fer", description="Train FER models and export model bundles.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train on a dataset, checkpoint every epoch, optionally export a bundle")
+    add_config_arguments(p)
+    p.add_argument("--export", metavar="DIR", help="after training, export the model bundle to DIR")
+    p.add_argument("--name", default="ferplus", help="bundle name (used in URLs) (default: ferplus)")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("fixtures", help="write generated test data: a tiny FER+-layout dataset, a tiny trained "
+                       "bundle and preprocessing parity vectors (used by the TypeScript tests)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    p.set_defaults(func=_fixtures)
+
+    args = parser.parse_args(argv)
+    return int(args.func(args))

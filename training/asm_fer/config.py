@@ -1,0 +1,99 @@
+"""The one training configuration: a frozen dataclass whose defaults mirror the paper's recipe, the
+command-line flags generated from it, and JSON round-trips for run folders, checkpoints and bundles.
+
+Precedence: defaults < `--config run.json` < explicit flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # data
+    data: str = field(default="../shared/data/ferplus", metadata={"help": "dataset root (FER+ layout)"})
+    dataset: str = field(default="ferplus", metadata={"help": "dataset layout", "choices": ["ferplus"]})
+    noise: str = field(default="none", metadata={"help": "label noise protocol (none)"})
+    limit: int = field(default=0, metadata={"help": "train on the first N samples of each split (0 = all)"})
+    # model and input
+    method: str = field(default="ce", metadata={"help": "ce: one network; ce2: two networks, plain CE, ensembled",
+                                                "choices": ["ce", "ce2"]})
+    widths: tuple[int, ...] = field(default=(32, 64, 128, 256), metadata={"help": "channels per ResNet stage"})
+    blocks: tuple[int, ...] = field(default=(2, 2, 2, 2), metadata={"help": "BasicBlocks per stage (ResNet-18: 2 2 2 2)"})
+    stem_stride: int = field(default=2, metadata={"help": "stride of the 3x3 stem (2 keeps 48x48 training CPU-sized)"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout before the classifier"})
+    input_size: int = field(default=48, metadata={"help": "model input height = width (FER+ crops are 48x48)"})
+    channels: int = field(default=1, metadata={"help": "1 = BT.601 luma (FER+ is grayscale), 3 = RGB"})
+    # optimisation (MAN recipe)
+    epochs: int = field(default=24, metadata={"help": "epochs (recipe: 100; the same decay shape, shortened for a 2-core CPU)"})
+    batch_size: int = field(default=128, metadata={"help": "mini-batch size (recipe: 128)"})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate (recipe: 1e-3)"})
+    weight_decay: float = field(default=1e-4, metadata={"help": "Adam weight decay (recipe: 1e-4)"})
+    lr_decay: float = field(default=0.9, metadata={"help": "exponential lr decay per epoch (recipe: 0.9)"})
+    label_smoothing: float = field(default=0.0, metadata={"help": "cross-entropy label smoothing"})
+    # thresholds exported with the model (Adaptive Threshold Learning, asm-method.md)
+    t_noisy: float = field(default=0.2, metadata={"help": "base noisy threshold T_n (supplement: best pair [0.2, 0.8])"})
+    t_clean: float = field(default=0.8, metadata={"help": "base clean threshold T_c (supplement: best pair [0.2, 0.8])"})
+    threshold_mode: str = field(default="adaptive", metadata={"help": "adaptive | fixed", "choices": ["adaptive", "fixed"]})
+    # run
+    seed: int = field(default=0, metadata={"help": "seed for weights, shuffling, augmentation and noise"})
+    threads: int = field(default=2, metadata={"help": "torch intra-op threads"})
+    eval_batch_size: int = field(default=512, metadata={"help": "batch size for evaluation passes"})
+    run_dir: str = field(default="training/runs/ferplus-ce", metadata={"help": "run folder: config, metrics, checkpoints"})
+
+    @property
+    def networks(self) -> int:
+        return 1 if self.method == "ce" else 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; known: {sorted(names)}")
+        fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return dataclasses.replace(cls(), **fixed)
+
+
+def _arg_type(tp: Any) -> tuple[Any, str | None]:
+    if typing.get_origin(tp) is tuple:
+        return typing.get_args(tp)[0], "+"
+    return tp, None
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One `--flag` per TrainConfig field, defaults shown in --help, plus `--config FILE`."""
+    parser.add_argument("--config", type=Path, help="JSON file of config values (flags override it)")
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        tp, nargs = _arg_type(hints[f.name])
+        default = f.default
+        shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            type=tp,
+            nargs=nargs,
+            choices=f.metadata.get("choices"),
+            default=argparse.SUPPRESS,
+            help=f"{f.metadata.get('help', '')} (default: {shown})",
+        )
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        values.update(json.loads(Path(args.config).read_text()))
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values.update({k: v for k, v in vars(args).items() if k in names})
+    return TrainConfig.from_dict(values)

@@ -1,0 +1,48 @@
+"""Probabilities of a set of networks on in-memory images, and the E1 metrics computed from them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .transforms import InputSpec, normalise
+
+
+@torch.no_grad()
+def predict_probs(
+    nets: Sequence[nn.Module], pixels: torch.Tensor, spec: InputSpec, *, batch_size: int = 512
+) -> np.ndarray:
+    """Ensemble probabilities (softmax of the mean of logits), shape (N, K); nets in eval mode."""
+    for net in nets:
+        net.eval()
+    out = []
+    for start in range(0, pixels.shape[0], batch_size):
+        x = normalise(pixels[start : start + batch_size], spec)  # (B, C, H, W)
+        logits = torch.stack([net(x) for net in nets]).mean(0)  # (B, K)
+        out.append(torch.softmax(logits, 1))
+    return torch.cat(out).numpy().astype(np.float64)
+
+
+def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
+    """probs (N, K), labels (N,) -> fraction of argmax == label."""
+    return float((probs.argmax(1) == labels).mean()) if len(labels) else 0.0
+
+
+def per_class_recall(probs: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> dict[str, float | None]:
+    """Recall of each class (None for a class absent from `labels`)."""
+    pred = probs.argmax(1)
+    out: dict[str, float | None] = {}
+    for k, name in enumerate(classes):
+        mask = labels == k
+        out[name] = float((pred[mask] == k).mean()) if mask.any() else None
+    return out
+
+
+def confusion_matrix(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """(K, K) counts, rows = true label, columns = predicted."""
+    return np.bincount(labels * num_classes + probs.argmax(1), minlength=num_classes**2).reshape(
+        num_classes, num_classes
+    )
