@@ -39,8 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--name", default="ferplus", help="bundle name (used in URLs) (default: ferplus)")
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("fixtures", help="write generated test data: a tiny FER+-layout dataset, a tiny trained "
-                       "bundle and preprocessing parity vectors (used by the TypeScript tests)")
+    p = sub.add_parser(
+        "fixtures",
+        help="write generated test data: a tiny FER+-layout dataset, a tiny trained "
+        "bundle and preprocessing parity vectors (used by the TypeScript tests)",
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     p.set_defaults(func=_fixtures)
 

@@ -23,8 +23,9 @@ class TrainConfig:
     noise: str = field(default="none", metadata={"help": "label noise protocol (none)"})
     limit: int = field(default=0, metadata={"help": "train on the first N samples of each split (0 = all)"})
     # model and input
-    method: str = field(default="ce", metadata={"help": "ce: one network; ce2: two networks, plain CE, ensembled",
-                                                "choices": ["ce", "ce2"]})
+    method: str = field(
+        default="ce", metadata={"help": "ce: one network; ce2: two networks, plain CE, ensembled", "choices": ["ce", "ce2"]}
+    )
     widths: tuple[int, ...] = field(default=(32, 64, 128, 256), metadata={"help": "channels per ResNet stage"})
     blocks: tuple[int, ...] = field(default=(2, 2, 2, 2), metadata={"help": "BasicBlocks per stage (ResNet-18: 2 2 2 2)"})
     stem_stride: int = field(default=2, metadata={"help": "stride of the 3x3 stem (2 keeps 48x48 training CPU-sized)"})
@@ -61,8 +62,8 @@ class TrainConfig:
         unknown = sorted(set(values) - names)
         if unknown:
             raise ValueError(f"unknown config keys {unknown}; known: {sorted(names)}")
-        fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-        return dataclasses.replace(cls(), **fixed)
+        fixed: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**fixed)
 
 
 def _arg_type(tp: Any) -> tuple[Any, str | None]:

@@ -12,9 +12,7 @@ from .transforms import InputSpec, normalise
 
 
 @torch.no_grad()
-def predict_probs(
-    nets: Sequence[nn.Module], pixels: torch.Tensor, spec: InputSpec, *, batch_size: int = 512
-) -> np.ndarray:
+def predict_probs(nets: Sequence[nn.Module], pixels: torch.Tensor, spec: InputSpec, *, batch_size: int = 512) -> np.ndarray:
     """Ensemble probabilities (softmax of the mean of logits), shape (N, K); nets in eval mode."""
     for net in nets:
         net.eval()
@@ -43,6 +41,4 @@ def per_class_recall(probs: np.ndarray, labels: np.ndarray, classes: Sequence[st
 
 def confusion_matrix(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
     """(K, K) counts, rows = true label, columns = predicted."""
-    return np.bincount(labels * num_classes + probs.argmax(1), minlength=num_classes**2).reshape(
-        num_classes, num_classes
-    )
+    return np.bincount(labels * num_classes + probs.argmax(1), minlength=num_classes**2).reshape(num_classes, num_classes)

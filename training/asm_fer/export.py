@@ -34,10 +34,12 @@ PARITY_ATOL = 1e-4
 def code_revision() -> str:
     root = Path(__file__).resolve().parents[2]
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return rev + ("-dirty" if dirty else "")
@@ -79,8 +81,9 @@ def check_parity(model: torch.nn.Module, path: Path, x: torch.Tensor) -> float:
     return err
 
 
-def export_bundle(final_path: Path | str, out: Path, *, name: str, data_root: str | None = None,
-                  eval_split: str = "valid") -> dict[str, Any]:
+def export_bundle(
+    final_path: Path | str, out: Path, *, name: str, data_root: str | None = None, eval_split: str = "valid"
+) -> dict[str, Any]:
     """Write `out/model.onnx` + `out/model.json` from a `final.pt`; returns the model.json document."""
     cfg, nets, final = load_trained(final_path)
     spec = input_spec(cfg)
@@ -95,8 +98,11 @@ def export_bundle(final_path: Path | str, out: Path, *, name: str, data_root: st
     err = check_parity(ensemble, onnx_path, x[:64])
     probs = onnx_probs(onnx_path, x.numpy())
     labels = valid.labels.numpy()
-    metrics = {"accuracy": accuracy(probs, labels), "perClassRecall": per_class_recall(probs, labels, classes),
-               "samples": len(labels)}
+    metrics = {
+        "accuracy": accuracy(probs, labels),
+        "perClassRecall": per_class_recall(probs, labels, classes),
+        "samples": len(labels),
+    }
 
     means, thresholds = final["class_means"], final["thresholds"]
     created = datetime.now(UTC).replace(microsecond=0)
@@ -143,6 +149,8 @@ def export_bundle(final_path: Path | str, out: Path, *, name: str, data_root: st
 
     doc["model"]["sha256"] = sha256_file(onnx_path)
     write_bundle(doc, out)
-    print(f"ok: {out} ({onnx_path.stat().st_size / 1e6:.1f} MB), {eval_split} accuracy {metrics['accuracy']:.4f} "
-          f"on {len(labels)} images, onnxruntime-vs-torch max |diff| {err:.1e}")
+    print(
+        f"ok: {out} ({onnx_path.stat().st_size / 1e6:.1f} MB), {eval_split} accuracy {metrics['accuracy']:.4f} "
+        f"on {len(labels)} images, onnxruntime-vs-torch max |diff| {err:.1e}"
+    )
     return doc

@@ -24,12 +24,18 @@ JPEG_TOLERANCE = {"maxAbs": 0.04, "meanAbs": 0.01}
 RESIZE_TOLERANCE = {"maxAbs": 0.35, "meanAbs": 0.03}
 
 
+CHECKER_SIZES = (2, 3, 4, 6, 8, 12, 16, 24)  # adjacent sizes differ by more than the 1.25 zoom of the weak view
+
+
 def planted_face(label: int, rng: np.random.Generator, size: int = 48) -> np.ndarray:
-    """A 48x48 grey image whose class is readable from a bright band at a class-specific height."""
-    img = rng.normal(110, 20, (size, size))
-    band = 2 + label * (size - 6) // len(CLASSES)
-    img[band : band + 5, 4:-4] += 110
-    return np.clip(img, 0, 255).astype(np.uint8)
+    """A grey image whose class is readable from the square size of a checkerboard; flips, shifts
+    and the weak view's zoom keep it readable."""
+    cell = CHECKER_SIZES[label % len(CHECKER_SIZES)]
+    off = rng.integers(0, cell, 2)
+    yy, xx = np.mgrid[0:size, 0:size]
+    board = (((yy + off[0]) // cell + (xx + off[1]) // cell) % 2) * 120.0 + 60
+    image: np.ndarray = np.clip(board + rng.normal(0, 12, (size, size)), 0, 255).astype(np.uint8)
+    return image
 
 
 def _votes_row(label: int, rng: np.random.Generator) -> list[int]:
@@ -44,7 +50,7 @@ def _votes_row(label: int, rng: np.random.Generator) -> list[int]:
     return votes
 
 
-def write_ferplus_fixture(root: Path, *, per_class: int = 5, seed: int = 0) -> Path:
+def write_ferplus_fixture(root: Path, *, per_class: int = 10, seed: int = 0) -> Path:
     """FER+ layout under `root`: FER2013Train (per_class images per class) and FER2013Valid (half as
     many), each with a label.csv; every split also holds one unknown-majority row that must be dropped."""
     rng = np.random.default_rng(seed)
@@ -103,16 +109,30 @@ def write_parity_vectors(folder: Path, spec: InputSpec) -> Path:
     cases = []
     for file, tolerance in _parity_images(folder):
         tensor = preprocess_file(folder / file, spec)  # (C, H, W)
-        cases.append({"file": file, "shape": [1, *tensor.shape], "tensor": [round(float(v), 7) for v in tensor.ravel()],
-                      "tolerance": tolerance})
+        cases.append(
+            {
+                "file": file,
+                "shape": [1, *tensor.shape],
+                "tensor": [round(float(v), 7) for v in tensor.ravel()],
+                "tolerance": tolerance,
+            }
+        )
     path = folder / "parity.json"
     path.write_text(json.dumps({"input": input_section(spec), "cases": cases}) + "\n")
     return path
 
 
 def tiny_config(data: Path, run_dir: Path) -> TrainConfig:
-    return TrainConfig(data=str(data), widths=(8, 16, 16, 16), blocks=(1, 1, 1, 1), epochs=3, batch_size=16,
-                       lr=3e-3, run_dir=str(run_dir), threads=1)
+    return TrainConfig(
+        data=str(data),
+        widths=(8, 16, 16, 16),
+        blocks=(1, 1, 1, 1),
+        epochs=12,
+        batch_size=16,
+        lr=1e-2,
+        run_dir=str(run_dir),
+        threads=1,
+    )
 
 
 def make_fixtures(out: Path) -> Path:

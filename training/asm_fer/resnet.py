@@ -66,7 +66,8 @@ class ResNet(nn.Module):
         x = F.relu(self.bn1(self.conv1(x)))  # (B, C0, H/s, W/s)
         x = self.stages(x)
         x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)  # (B, C)
-        return self.fc(self.dropout(x))  # (B, K) logits
+        logits: torch.Tensor = self.fc(self.dropout(x))  # (B, K)
+        return logits
 
 
 class Ensemble(nn.Module):

@@ -10,9 +10,8 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,8 +50,14 @@ def load_data(cfg: TrainConfig) -> Data:
 
 def build_nets(cfg: TrainConfig, num_classes: int) -> list[nn.Module]:
     return [
-        ResNet(num_classes, in_channels=cfg.channels, widths=cfg.widths, blocks=cfg.blocks,
-               stem_stride=cfg.stem_stride, dropout=cfg.dropout)
+        ResNet(
+            num_classes,
+            in_channels=cfg.channels,
+            widths=cfg.widths,
+            blocks=cfg.blocks,
+            stem_stride=cfg.stem_stride,
+            dropout=cfg.dropout,
+        )
         for _ in range(cfg.networks)
     ]
 
@@ -81,7 +86,7 @@ def _run_epoch(
         logits = [net(x) for net in nets]  # each (B, K)
         loss = torch.stack([F.cross_entropy(lg, y, label_smoothing=cfg.label_smoothing) for lg in logits]).mean()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
         total += len(idx)
         loss_sum += loss.item() * len(idx)
@@ -134,8 +139,16 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
             log.write(json.dumps(row) + "\n")
             log.flush()
             print(json.dumps(row))
-            _save({"config": cfg.to_dict(), "epoch": epoch, "nets": [n.state_dict() for n in nets],
-                   "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, ckpt_path)
+            _save(
+                {
+                    "config": cfg.to_dict(),
+                    "epoch": epoch,
+                    "nets": [n.state_dict() for n in nets],
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                },
+                ckpt_path,
+            )
     return finalise(cfg, nets, data, spec)
 
 
@@ -143,7 +156,8 @@ def finalise(cfg: TrainConfig, nets: list[nn.Module], data: Data, spec: InputSpe
     """Valid metrics and the exported thresholds of the final model, written to `final.pt`."""
     train_probs = predict_probs(nets, data.train.pixels, spec, batch_size=cfg.eval_batch_size)
     means = class_means(train_probs, data.train.labels.numpy())
-    thresholds = adaptive_thresholds(means, base=(cfg.t_noisy, cfg.t_clean), mode=cfg.threshold_mode)  # (K, 2)
+    mode: Literal["adaptive", "fixed"] = "fixed" if cfg.threshold_mode == "fixed" else "adaptive"
+    thresholds = adaptive_thresholds(means, base=(cfg.t_noisy, cfg.t_clean), mode=mode)  # (K, 2)
     valid_probs = predict_probs(nets, data.valid.pixels, spec, batch_size=cfg.eval_batch_size)
     valid_labels = data.valid.labels.numpy()
     final = {

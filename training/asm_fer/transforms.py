@@ -36,9 +36,7 @@ class InputSpec:
         if self.channels not in (1, 3):
             raise ValueError(f"input channels must be 1 or 3, got {self.channels}")
         if len(self.mean) != self.channels or len(self.std) != self.channels:
-            raise ValueError(
-                f"mean/std need {self.channels} values each, got {len(self.mean)} and {len(self.std)}"
-            )
+            raise ValueError(f"mean/std need {self.channels} values each, got {len(self.mean)} and {len(self.std)}")
 
     @property
     def color(self) -> str:
@@ -54,8 +52,9 @@ def load_pixels(path: Path | str, spec: InputSpec) -> np.ndarray:
     arr = np.asarray(rgb, dtype=np.float32)  # (H, W, 3)
     if spec.channels == 1:
         r, g, b = LUMA_BT601
-        return (arr[..., 0] * r + arr[..., 1] * g + arr[..., 2] * b)[None]  # (1, H, W)
-    return arr.transpose(2, 0, 1).copy()  # (3, H, W)
+        luma: np.ndarray = (arr[..., 0] * r + arr[..., 1] * g + arr[..., 2] * b)[None]  # (1, H, W)
+        return luma
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))  # (3, H, W)
 
 
 def normalise(pixels: torch.Tensor, spec: InputSpec) -> torch.Tensor:
@@ -67,7 +66,8 @@ def normalise(pixels: torch.Tensor, spec: InputSpec) -> torch.Tensor:
 
 def preprocess_file(path: Path | str, spec: InputSpec) -> np.ndarray:
     """The exact tensor the service feeds the model for one image file, shape (C, H, W)."""
-    return normalise(torch.from_numpy(load_pixels(path, spec))[None], spec)[0].numpy()
+    tensor: np.ndarray = normalise(torch.from_numpy(load_pixels(path, spec))[None], spec)[0].numpy()
+    return tensor
 
 
 def _uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:

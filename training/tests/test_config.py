@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from asm_fer.config import TrainConfig, add_config_arguments, config_from_args
+
+
+def _parse(argv: list[str]) -> TrainConfig:
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    return config_from_args(parser.parse_args(argv))
+
+
+def test_defaults_follow_the_recipe() -> None:
+    cfg = _parse([])
+    assert (cfg.lr, cfg.weight_decay, cfg.lr_decay, cfg.batch_size) == (1e-3, 1e-4, 0.9, 128)
+    assert (cfg.t_noisy, cfg.t_clean) == (0.2, 0.8)
+
+
+def test_flags_override_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"epochs": 5, "lr": 0.01, "widths": [8, 8]}))
+    cfg = _parse(["--config", str(path), "--epochs", "7", "--blocks", "1", "1"])
+    assert (cfg.epochs, cfg.lr, cfg.widths, cfg.blocks) == (7, 0.01, (8, 8), (1, 1))
+
+
+def test_round_trip_and_unknown_keys() -> None:
+    cfg = TrainConfig(epochs=3)
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="unknown config keys \\['epoch'\\]"):
+        TrainConfig.from_dict({"epoch": 3})
