@@ -21,6 +21,7 @@ from .config import TrainConfig
 from .data.dataset import ImageSet, load_images, stratified_limit
 from .data.ferplus import CLASSES, scan_ferplus
 from .evaluate import accuracy, per_class_recall, predict_probs
+from .plots import plot_curves
 from .resnet import ResNet
 from .thresholds import adaptive_thresholds, class_means
 from .transforms import InputSpec, normalise, weak_view
@@ -139,6 +140,7 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
             log.write(json.dumps(row) + "\n")
             log.flush()
             print(json.dumps(row))
+            plot_curves(run / "metrics.jsonl", run / "curves.png")
             _save(
                 {
                     "config": cfg.to_dict(),

@@ -27,6 +27,7 @@ def test_interrupted_run_resumes_to_the_same_weights(ferplus_root: Path, tmp_pat
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert {"loss", "valid_accuracy", "images_per_second"} <= set(rows[-1])
     assert len(final["thresholds"]) == 8
+    assert (Path(resumed.run_dir) / "curves.png").stat().st_size > 1000
 
 
 def test_planted_classes_are_learned(ferplus_root: Path, tmp_path: Path) -> None:

@@ -1,0 +1,60 @@
+# Thin aliases over npm and the training package. Every target installs what it needs first,
+# so `make serve` and `make test` work on a fresh machine with Node 20 + npm and Python 3.11.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := training/.venv
+DATA ?= $(if $(wildcard ../shared/data/ferplus),../shared/data/ferplus,)
+BUNDLE ?= models/default
+RUN_DIR ?= training/runs/ferplus-ce
+FIXTURES := test/fixtures/generated
+
+# onnxruntime-node's install script downloads CUDA binaries (no network here, and CUDA is opt-in:
+# see README "GPU"). npm 11 also honours "allowScripts" in package.json; npm 10 only this variable.
+export ONNXRUNTIME_NODE_INSTALL := skip
+
+.PHONY: help setup serve test test-python test-node train export-fixtures clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+$(VENV)/.installed: training/pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e 'training[dev]'
+	touch $@
+
+dist/.built: node_modules/.installed $(shell find src -name '*.ts' 2>/dev/null) tsconfig.json tsconfig.build.json
+	npm run build
+	touch $@
+
+setup: node_modules/.installed $(VENV)/.installed ## install npm packages and the Python virtualenv
+
+serve: dist/.built ## start the service on PORT (default 8080) with models/default
+	npm start
+
+test: test-python test-node ## run every test, Python and TypeScript (what CI runs)
+
+test-python: $(VENV)/.installed
+	cd training && .venv/bin/ruff check asm_fer tests && .venv/bin/ruff format --check asm_fer tests
+	cd training && .venv/bin/mypy asm_fer
+	cd training && .venv/bin/pytest -q -p no:cacheprovider
+
+$(FIXTURES)/bundle/model.json: $(VENV)/.installed $(shell find training/asm_fer -name '*.py')
+	rm -rf $(FIXTURES)
+	$(VENV)/bin/asm-fer fixtures --out $(FIXTURES)
+
+test-node: node_modules/.installed $(FIXTURES)/bundle/model.json
+	npm run typecheck
+	npm test
+
+train: $(VENV)/.installed ## train the default recipe on FER+ (DATA=..., RUN_DIR=...) and export to BUNDLE (models/default)
+	@test -n "$(DATA)" || { echo "set DATA=<folder with FER2013Train/ and FER2013Valid/>"; exit 2; }
+	$(VENV)/bin/asm-fer train --data $(DATA) --run-dir $(RUN_DIR) --export $(BUNDLE) --name ferplus
+
+clean: ## remove installed packages, builds and generated fixtures (not training runs)
+	rm -rf node_modules dist $(VENV) $(FIXTURES)
