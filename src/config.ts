@@ -1,0 +1,50 @@
+// The service's configuration: parsed once from the environment, validated, frozen. The only reader of process.env.
+import { z } from 'zod';
+
+const MiB = 1024 * 1024;
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const providers = z
+  .string()
+  .transform((s) => s.split(',').map((p) => p.trim().toLowerCase()).filter((p) => p.length > 0))
+  .pipe(z.array(z.enum(['cuda', 'tensorrt', 'webgpu', 'cpu'])).min(1));
+
+/** Each key is the environment variable's name; the description is what `--help`-style docs would show. */
+export const configSchema = z.object({
+  PORT: int(0, 65535).default(8080).describe('TCP port to listen on (0 picks a free one).'),
+  ASM_FER_HOST: z.string().min(1).default('0.0.0.0').describe('Interface to bind.'),
+  ASM_FER_MODEL_DIR: z.string().min(1).default('models/default').describe('Folder holding model.json and the ONNX file it names.'),
+  ASM_FER_EXECUTION_PROVIDERS: providers
+    .default(['cpu'])
+    .describe('Comma-separated ONNX Runtime execution providers in order of preference, e.g. "cuda,cpu". CPU is always the last resort.'),
+  ASM_FER_WORKERS: int(1, 64).default(1).describe('Worker threads, one ONNX session each.'),
+  ASM_FER_INTRA_OP_THREADS: int(1, 256).default(2).describe('ONNX Runtime intra-op threads per session.'),
+  ASM_FER_MAX_BATCH_SIZE: int(1, 1024).default(16).describe('Most images merged into one inference call.'),
+  ASM_FER_MAX_QUEUE_DELAY_MS: z.coerce.number().min(0).max(10_000).default(2).describe('Longest wait for more images before a partial batch runs.'),
+  ASM_FER_MAX_QUEUE: int(1, 100_000).default(256).describe('Images allowed to wait for a batch; beyond it requests get 503 with Retry-After.'),
+  ASM_FER_MAX_FILE_BYTES: int(1, 1024 * MiB).default(10 * MiB).describe('Largest accepted image part, in bytes.'),
+  ASM_FER_MAX_FILES: int(1, 1024).default(32).describe('Most image parts in one request.'),
+  ASM_FER_MAX_PIXELS: int(1, 1_000_000_000).default(40_000_000).describe('Largest accepted image area (width x height), checked before decoding.'),
+  ASM_FER_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino log level.'),
+});
+
+export type Config = Readonly<z.infer<typeof configSchema>>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parses `env` (process.env by default); throws ConfigError whose message is one line naming the bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const keys = Object.keys(configSchema.shape) as (keyof typeof configSchema.shape)[];
+  // Empty strings count as unset so `ASM_FER_WORKERS=` in a compose file means "default", not "0".
+  const relevant = Object.fromEntries(keys.map((k) => [k, env[k] === '' ? undefined : env[k]]));
+  const parsed = configSchema.safeParse(relevant);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const key = String(issue?.path[0] ?? 'environment');
+    throw new ConfigError(`invalid ${key}=${JSON.stringify(env[key] ?? '')}: ${issue?.message ?? 'invalid value'}`);
+  }
+  return Object.freeze({ ...parsed.data, ASM_FER_EXECUTION_PROVIDERS: Object.freeze([...parsed.data.ASM_FER_EXECUTION_PROVIDERS]) }) as Config;
+}

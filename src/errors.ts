@@ -1,0 +1,118 @@
+// Failures the service reports to clients, as typed values; src/http/problem.ts turns them into RFC 9457 problem+json.
+
+const TYPE_BASE = 'https://asm-fer.dev/problems/';
+
+/** A failure with an HTTP status and a stable problem `type` URI; `extras` become extra problem members. */
+export abstract class AppError extends Error {
+  abstract readonly status: number;
+  abstract readonly slug: string;
+  abstract readonly title: string;
+  /** Seconds, sent as Retry-After. */
+  readonly retryAfter: number | undefined = undefined;
+  readonly extras: Record<string, unknown> = {};
+
+  get type(): string {
+    return TYPE_BASE + this.slug;
+  }
+}
+
+/** The request is malformed: missing parts, mismatched counts, fields the contract does not allow. */
+export class BadRequest extends AppError {
+  readonly status = 400;
+  readonly slug = 'bad-request';
+  readonly title = 'Bad request';
+  override readonly extras: Record<string, unknown>;
+  constructor(detail: string, errors?: { path: string; message: string }[]) {
+    super(detail);
+    this.extras = errors ? { errors } : {};
+  }
+}
+
+/** A submitted label is not one of the model's classes. */
+export class UnknownLabel extends AppError {
+  readonly status = 400;
+  readonly slug = 'unknown-label';
+  readonly title = 'Unknown label';
+  override readonly extras: Record<string, unknown>;
+  constructor(label: string, index: number, validLabels: readonly string[]) {
+    super(`label ${JSON.stringify(label)} (part ${index}) is not a class of this model`);
+    this.extras = { validLabels: [...validLabels], index };
+  }
+}
+
+/** The bytes are not an image format the service decodes (decided from magic bytes, not the declared type). */
+export class UnsupportedMedia extends AppError {
+  readonly status = 415;
+  readonly slug = 'unsupported-media-type';
+  readonly title = 'Unsupported media type';
+  override readonly extras: Record<string, unknown>;
+  constructor(detail: string, index?: number) {
+    super(detail);
+    this.extras = index === undefined ? {} : { index };
+  }
+}
+
+/** The bytes start like a supported image but cannot be decoded (corrupt or truncated). */
+export class UnreadableImage extends AppError {
+  readonly status = 422;
+  readonly slug = 'unreadable-image';
+  readonly title = 'Unreadable image';
+  override readonly extras: Record<string, unknown>;
+  constructor(detail: string, index?: number) {
+    super(detail);
+    this.extras = index === undefined ? {} : { index };
+  }
+}
+
+/** The upload is too big: a part over the byte limit, too many parts, or an image over the pixel limit. */
+export class PayloadTooLarge extends AppError {
+  readonly status = 413;
+  readonly slug = 'payload-too-large';
+  readonly title = 'Payload too large';
+  override readonly extras: Record<string, unknown>;
+  constructor(detail: string, index?: number) {
+    super(detail);
+    this.extras = index === undefined ? {} : { index };
+  }
+}
+
+export class NotFound extends AppError {
+  readonly status = 404;
+  readonly slug = 'not-found';
+  readonly title = 'Not found';
+}
+
+export class MethodNotAllowed extends AppError {
+  readonly status = 405;
+  readonly slug = 'method-not-allowed';
+  readonly title = 'Method not allowed';
+}
+
+/** The inference queue is full; the client should retry after `retryAfter` seconds. */
+export class Overloaded extends AppError {
+  readonly status = 503;
+  readonly slug = 'overloaded';
+  readonly title = 'Service overloaded';
+  override readonly retryAfter: number;
+  constructor(detail: string, retryAfter = 1) {
+    super(detail);
+    this.retryAfter = retryAfter;
+  }
+}
+
+/** The model is not loaded and warmed up yet, or the service is shutting down. */
+export class NotReady extends AppError {
+  readonly status = 503;
+  readonly slug = 'not-ready';
+  readonly title = 'Service not ready';
+  override readonly retryAfter: number;
+  constructor(detail = 'the model is not loaded yet', retryAfter = 5) {
+    super(detail);
+    this.retryAfter = retryAfter;
+  }
+}
+
+/** The model bundle on disk is invalid or inconsistent; the service must not start with it. */
+export class BundleError extends Error {
+  override name = 'BundleError';
+}

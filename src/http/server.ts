@@ -1,0 +1,73 @@
+// Assembles the Express app: request context (id, log, metrics), contract validation, routes, the problem handler.
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import express, { type Express, type RequestHandler } from 'express';
+import type { Logger } from 'pino';
+import type { BundleManifest } from '../bundle/load-bundle.js';
+import type { Config } from '../config.js';
+import type { Inference } from '../inference/infer.js';
+import type { Metrics } from '../metrics.js';
+import { auditRouter } from './audit.js';
+import { healthRouter } from './health.js';
+import { modelsRouter } from './models.js';
+import { predictRouter } from './predict.js';
+import { notFound, problemHandler } from './problem.js';
+import { contractValidator } from './upload.js';
+
+export interface Readiness {
+  isReady(): boolean;
+}
+
+export interface HttpDeps {
+  config: Config;
+  manifest: BundleManifest;
+  executionProvider: string;
+  inference: Inference;
+  metrics: Metrics;
+  logger: Logger;
+  readiness: Readiness;
+  apiSpecPath: string;
+}
+
+/** Client-chosen request ids are echoed only when short and plain, so they are safe in logs and headers. */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+function requestContext(logger: Logger, metrics: Metrics): RequestHandler {
+  return (req, res, next) => {
+    const given = req.get('x-request-id');
+    const id = given && REQUEST_ID.test(given) ? given : randomUUID();
+    res.setHeader('X-Request-Id', id);
+    const log = logger.child({ reqId: id });
+    res.locals.log = log;
+    const started = performance.now();
+    res.on('finish', () => {
+      const seconds = (performance.now() - started) / 1000;
+      // Route templates only (never raw URLs) keep the label set bounded.
+      const route: string = (req.route as { path?: string } | undefined)?.path ?? (req as { openapi?: { openApiRoute?: string } }).openapi?.openApiRoute ?? 'unmatched';
+      metrics.observeRequest(route, req.method, res.statusCode, seconds);
+      log.info({ method: req.method, route, status: res.statusCode, ms: Math.round(seconds * 1000) }, 'request');
+    });
+    next();
+  };
+}
+
+export function createHttpApp(deps: HttpDeps): Express {
+  const spec = readFileSync(deps.apiSpecPath, 'utf8');
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(requestContext(deps.logger, deps.metrics));
+  app.get('/openapi.yaml', (_req, res) => {
+    res.type('application/yaml').send(spec);
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.type(deps.metrics.contentType).send(await deps.metrics.render());
+  });
+  app.use(healthRouter(deps));
+  app.use(contractValidator(deps.config, deps.apiSpecPath));
+  app.use(predictRouter(deps));
+  app.use(auditRouter(deps));
+  app.use(modelsRouter(deps));
+  app.use(notFound);
+  app.use(problemHandler(deps.logger));
+  return app;
+}

@@ -1,0 +1,82 @@
+// Turns uploaded bytes into 8-bit RGB pixels at the model's size: sniff the format, cap the area, decode with sharp.
+//
+// Error rule: bytes whose magic number is not a supported image format are 415 (UnsupportedMedia), whatever the
+// declared Content-Type or file name says; bytes that start like a supported format but fail to decode (corrupt,
+// truncated) are 422 (UnreadableImage); an image whose width x height exceeds the pixel cap is 413 (PayloadTooLarge),
+// checked from the header before any pixel is decoded.
+import sharp from 'sharp';
+import { PayloadTooLarge, UnreadableImage, UnsupportedMedia } from '../errors.js';
+
+export type ImageFormat = 'jpeg' | 'png' | 'webp' | 'gif' | 'tiff' | 'avif';
+
+export interface DecodeOptions {
+  width: number;
+  height: number;
+  maxPixels: number;
+}
+
+/** Interleaved 8-bit RGB, row-major: data.length = width * height * 3. */
+export interface RgbImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  format: ImageFormat;
+}
+
+const startsWith = (buf: Uint8Array, bytes: number[], offset = 0) => bytes.every((b, i) => buf[offset + i] === b);
+const ascii = (s: string) => [...s].map((c) => c.charCodeAt(0));
+
+/** The image format named by the first bytes, or undefined. Formats are the ones sharp's prebuilt libvips decodes. */
+export function sniffFormat(buf: Uint8Array): ImageFormat | undefined {
+  if (startsWith(buf, [0xff, 0xd8, 0xff])) return 'jpeg';
+  if (startsWith(buf, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) return 'png';
+  if (startsWith(buf, ascii('RIFF')) && startsWith(buf, ascii('WEBP'), 8)) return 'webp';
+  if (startsWith(buf, ascii('GIF87a')) || startsWith(buf, ascii('GIF89a'))) return 'gif';
+  if (startsWith(buf, [0x49, 0x49, 0x2a, 0x00]) || startsWith(buf, [0x4d, 0x4d, 0x00, 0x2a])) return 'tiff';
+  if (startsWith(buf, ascii('ftyp'), 4) && (startsWith(buf, ascii('avif'), 8) || startsWith(buf, ascii('avis'), 8))) return 'avif';
+  return undefined;
+}
+
+/**
+ * Decodes `buf` and returns RGB pixels at opts.width x opts.height. EXIF orientation is applied; alpha is dropped
+ * without compositing (as PIL's convert('RGB') does on the training side); grey images become R = G = B; images not
+ * already at the target size are stretched with a bilinear filter (the bundle's `bilinear-fill`).
+ * `index` is the image's position in the request, carried into errors.
+ */
+export async function decodeImage(buf: Uint8Array, opts: DecodeOptions, index?: number): Promise<RgbImage> {
+  const format = sniffFormat(buf);
+  if (!format) throw new UnsupportedMedia('the part is not a JPEG, PNG, WebP, GIF, TIFF or AVIF image', index);
+  // failOn 'error' rejects truncated and corrupt pixel data but tolerates harmless libvips warnings.
+  const common = { failOn: 'error', limitInputPixels: opts.maxPixels, sequentialRead: true } as const;
+  let meta: Awaited<ReturnType<ReturnType<typeof sharp>['metadata']>>;
+  try {
+    meta = await sharp(buf, common).metadata();
+  } catch (err) {
+    throw new UnreadableImage(`cannot read the ${format} header: ${conciseSharpMessage(err)}`, index);
+  }
+  const area = (meta.width ?? 0) * (meta.height ?? 0);
+  if (area > opts.maxPixels) {
+    throw new PayloadTooLarge(`image is ${meta.width}x${meta.height} = ${area} pixels, the limit is ${opts.maxPixels}`, index);
+  }
+  try {
+    let pipeline = sharp(buf, common).rotate().removeAlpha().toColourspace('srgb');
+    const uprightW = (meta.autoOrient?.width ?? meta.width) as number;
+    const uprightH = (meta.autoOrient?.height ?? meta.height) as number;
+    if (uprightW !== opts.width || uprightH !== opts.height) {
+      pipeline = pipeline.resize(opts.width, opts.height, { fit: 'fill', kernel: 'linear' });
+    }
+    const { data, info } = await pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3 || info.width !== opts.width || info.height !== opts.height) {
+      throw new Error(`decoder produced ${info.width}x${info.height}x${info.channels}`);
+    }
+    return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height, format };
+  } catch (err) {
+    throw new UnreadableImage(`cannot decode the ${format} image: ${conciseSharpMessage(err)}`, index);
+  }
+}
+
+/** libvips messages can span lines and name temp paths; keep the first line only. */
+function conciseSharpMessage(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return (msg.split('\n')[0] ?? '').slice(0, 200);
+}

@@ -1,0 +1,226 @@
+// A pool of worker threads, one onnxruntime session each; chooses the execution provider and runs batches.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { listSupportedBackends, type InferenceSession } from 'onnxruntime-node';
+
+export type SessionOptions = Omit<InferenceSession.SessionOptions, 'executionProviders'>;
+
+/** What the pool sends a worker at start (structured-clone safe). */
+export interface WorkerInit {
+  modelPath: string;
+  inputName: string;
+  outputName: string;
+  /** Providers to try, in order; the first whose session loads is used. */
+  attempts: string[];
+  sessionOptions: SessionOptions;
+}
+
+export interface WorkerRequest {
+  id: number;
+  data: Float32Array;
+  dims: number[];
+}
+
+export type WorkerReply =
+  | { kind: 'ready'; provider: string; failures: string[]; inputNames: string[]; outputNames: string[] }
+  | { kind: 'failed'; message: string }
+  | { kind: 'result'; id: number; data: Float32Array; dims: number[] }
+  | { kind: 'error'; id: number; message: string };
+
+export interface ProviderPlan {
+  /** Providers to try in order; always ends with cpu. */
+  attempts: string[];
+  /** Preferred providers this onnxruntime build does not offer at all. */
+  unavailable: string[];
+}
+
+/**
+ * The preference list crossed with what onnxruntime offers (immich's SUPPORTED_PROVIDERS idea). Providers are tried
+ * one at a time so the one actually loaded is known; cpu is the last resort even when not listed.
+ */
+export function planProviders(preferred: readonly string[], available: readonly string[]): ProviderPlan {
+  const offered = new Set(available.map((p) => p.toLowerCase()));
+  const attempts: string[] = [];
+  const unavailable: string[] = [];
+  for (const p of preferred) {
+    if (attempts.includes(p)) continue;
+    if (offered.has(p) || p === 'cpu') attempts.push(p);
+    else unavailable.push(p);
+  }
+  if (!attempts.includes('cpu')) attempts.push('cpu');
+  return { attempts, unavailable };
+}
+
+/** Providers this onnxruntime-node build knows about (CUDA appears here even when its libraries are missing). */
+export function availableProviders(): string[] {
+  return listSupportedBackends().map((b) => b.name);
+}
+
+/** Session options for every worker; each value has its reason. */
+export function sessionOptions(intraOpThreads: number): SessionOptions {
+  return {
+    // Per worker: workers x intra-op threads should not exceed the cores, or sessions fight over them.
+    intraOpNumThreads: intraOpThreads,
+    // One operator runs at a time in a CNN chain; a second pool of inter-op threads would only idle.
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    // Full fusion costs a little start-up time and pays back on every batch.
+    graphOptimizationLevel: 'all',
+    // The arena keeps the largest batch's buffers; fine for a fixed-size model serving bounded batches.
+    enableCpuMemArena: true,
+  };
+}
+
+/** The compiled worker next to this file, or under vitest/tsx the TypeScript source run through tsx's loader. */
+function workerEntry(): { url: URL; execArgv: string[] } {
+  const js = new URL('./session-worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(js))) return { url: js, execArgv: [] };
+  // Only reached from source (vitest); tsx is a dev dependency, resolved from here so the cwd does not matter.
+  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+  return { url: new URL('./session-worker.ts', import.meta.url), execArgv: ['--import', tsx] };
+}
+
+export interface PoolOptions {
+  modelPath: string;
+  inputName: string;
+  outputName: string;
+  preferredProviders: readonly string[];
+  workers: number;
+  intraOpThreads: number;
+  /** Injected in tests; defaults to what onnxruntime-node reports. */
+  available?: readonly string[];
+}
+
+interface Pending {
+  resolve: (out: { data: Float32Array; dims: number[] }) => void;
+  reject: (err: Error) => void;
+}
+
+interface Slot {
+  worker: Worker;
+  pending: Map<number, Pending>;
+  alive: boolean;
+}
+
+export class SessionPool {
+  private nextId = 0;
+
+  private constructor(
+    private readonly slots: Slot[],
+    /** The provider the sessions actually loaded with. */
+    readonly executionProvider: string,
+    readonly plan: ProviderPlan,
+    /** Providers that were tried and failed, with the first line of their error. */
+    readonly failures: string[],
+  ) {}
+
+  /** Starts the workers and waits until each has a session; rejects (and stops them) if any cannot load the model. */
+  static async start(opts: PoolOptions): Promise<SessionPool> {
+    const plan = planProviders(opts.preferredProviders, opts.available ?? availableProviders());
+    const init: WorkerInit = {
+      modelPath: opts.modelPath,
+      inputName: opts.inputName,
+      outputName: opts.outputName,
+      attempts: plan.attempts,
+      sessionOptions: sessionOptions(opts.intraOpThreads),
+    };
+    const entry = workerEntry();
+    const slots: Slot[] = [];
+    const readies: Promise<Extract<WorkerReply, { kind: 'ready' }>>[] = [];
+    for (let i = 0; i < opts.workers; i++) {
+      const worker = new Worker(entry.url, { workerData: init, execArgv: entry.execArgv });
+      const slot: Slot = { worker, pending: new Map(), alive: true };
+      slots.push(slot);
+      readies.push(
+        new Promise((resolve, reject) => {
+          const onMessage = (msg: WorkerReply) => {
+            off();
+            if (msg.kind === 'ready') resolve(msg);
+            else reject(new Error(msg.kind === 'failed' ? msg.message : `unexpected first message ${msg.kind}`));
+          };
+          const onError = (err: Error) => {
+            off();
+            reject(err);
+          };
+          const onExit = (code: number) => {
+            off();
+            reject(new Error(`session worker exited with code ${code} during start`));
+          };
+          // Remove exactly these: Worker keeps internal listeners (port ref counting) that removeAllListeners would break.
+          const off = () => {
+            worker.off('message', onMessage);
+            worker.off('error', onError);
+            worker.off('exit', onExit);
+          };
+          worker.on('message', onMessage);
+          worker.on('error', onError);
+          worker.on('exit', onExit);
+        }),
+      );
+    }
+    let ready;
+    try {
+      ready = await Promise.all(readies);
+    } catch (err) {
+      await Promise.all(slots.map((s) => s.worker.terminate()));
+      throw err;
+    }
+    const first = ready[0];
+    if (!first) throw new Error('the pool needs at least one worker');
+    const mismatch =
+      first.inputNames.length !== 1 || first.inputNames[0] !== opts.inputName
+        ? `session inputs are [${first.inputNames.join(', ')}], expected [${opts.inputName}]`
+        : !first.outputNames.includes(opts.outputName)
+          ? `session outputs are [${first.outputNames.join(', ')}], expected ${opts.outputName}`
+          : undefined;
+    if (mismatch) {
+      await Promise.all(slots.map((s) => s.worker.terminate()));
+      throw new Error(mismatch);
+    }
+    const pool = new SessionPool(slots, first.provider, plan, first.failures);
+    for (const slot of slots) pool.listen(slot);
+    return pool;
+  }
+
+  get size(): number {
+    return this.slots.filter((s) => s.alive).length;
+  }
+
+  private listen(slot: Slot): void {
+    slot.worker.on('message', (msg: WorkerReply) => {
+      if (msg.kind !== 'result' && msg.kind !== 'error') return;
+      const p = slot.pending.get(msg.id);
+      if (!p) return;
+      slot.pending.delete(msg.id);
+      if (msg.kind === 'result') p.resolve({ data: msg.data, dims: msg.dims });
+      else p.reject(new Error(`inference failed: ${msg.message}`));
+    });
+    const fail = (reason: string) => {
+      slot.alive = false;
+      for (const p of slot.pending.values()) p.reject(new Error(reason));
+      slot.pending.clear();
+    };
+    slot.worker.on('error', (err) => fail(`session worker crashed: ${err.message}`));
+    slot.worker.on('exit', (code) => fail(`session worker exited with code ${code}`));
+  }
+
+  /** Runs one batch (dims[0] = batch size) on the least busy worker; resolves with the output tensor. */
+  run(data: Float32Array, dims: number[]): Promise<{ data: Float32Array; dims: number[] }> {
+    const live = this.slots.filter((s) => s.alive);
+    const slot = live.reduce<Slot | undefined>((best, s) => (!best || s.pending.size < best.pending.size ? s : best), undefined);
+    if (!slot) return Promise.reject(new Error('no session worker is running'));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      slot.pending.set(id, { resolve, reject });
+      const req: WorkerRequest = { id, data, dims };
+      slot.worker.postMessage(req, [data.buffer as ArrayBuffer]);
+    });
+  }
+
+  /** Stops every worker; pending runs reject. */
+  async close(): Promise<void> {
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+  }
+}

@@ -1,0 +1,52 @@
+// Worker-thread entry: owns one onnxruntime session and runs batches on it, so session.run never blocks the event loop.
+import { parentPort, workerData } from 'node:worker_threads';
+import * as ort from 'onnxruntime-node';
+import type { WorkerInit, WorkerReply, WorkerRequest } from './session-pool.js';
+
+const init = workerData as WorkerInit;
+const port = parentPort;
+if (!port) throw new Error('session-worker must run in a worker thread');
+
+async function createSession(): Promise<{ session: ort.InferenceSession; provider: string; failures: string[] }> {
+  const failures: string[] = [];
+  for (const provider of init.attempts) {
+    try {
+      const session = await ort.InferenceSession.create(init.modelPath, { ...init.sessionOptions, executionProviders: [provider] });
+      return { session, provider, failures };
+    } catch (err) {
+      failures.push(`${provider}: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}`);
+    }
+  }
+  throw new Error(`no execution provider could load the model (${failures.join('; ')})`);
+}
+
+try {
+  const { session, provider, failures } = await createSession();
+  const ready: WorkerReply = {
+    kind: 'ready',
+    provider,
+    failures,
+    inputNames: [...session.inputNames],
+    outputNames: [...session.outputNames],
+  };
+  port.postMessage(ready);
+  port.on('message', (req: WorkerRequest) => {
+    void (async () => {
+      try {
+        const feeds = { [init.inputName]: new ort.Tensor('float32', req.data, req.dims) };
+        const results = await session.run(feeds, [init.outputName]);
+        const out = results[init.outputName];
+        if (!out) throw new Error(`session returned no ${init.outputName}`);
+        const data = Float32Array.from(out.data as Float32Array);
+        const reply: WorkerReply = { kind: 'result', id: req.id, data, dims: [...out.dims] };
+        port.postMessage(reply, [data.buffer]);
+      } catch (err) {
+        const reply: WorkerReply = { kind: 'error', id: req.id, message: err instanceof Error ? err.message : String(err) };
+        port.postMessage(reply);
+      }
+    })();
+  });
+} catch (err) {
+  const reply: WorkerReply = { kind: 'failed', message: err instanceof Error ? err.message : String(err) };
+  port.postMessage(reply);
+}

@@ -1,0 +1,91 @@
+// Every Prometheus metric the service exports, on a private registry, with small record/observe helpers.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+const PREFIX = 'asm_fer_';
+
+/** Latency buckets in seconds: sub-millisecond queueing up to multi-second uploads. */
+const SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128];
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+/** One registry per app instance, so tests never share counters. */
+export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
+  const registry = new Registry();
+  if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: PREFIX });
+
+  const requestDuration = new Histogram({
+    name: `${PREFIX}http_request_duration_seconds`,
+    help: 'End-to-end HTTP request time, by route template, method and status code.',
+    labelNames: ['route', 'method', 'status'] as const,
+    buckets: SECONDS,
+    registers: [registry],
+  });
+  const queueWait = new Histogram({
+    name: `${PREFIX}queue_wait_seconds`,
+    help: 'Time an image waited in the batcher before its batch started.',
+    buckets: SECONDS,
+    registers: [registry],
+  });
+  const inferenceDuration = new Histogram({
+    name: `${PREFIX}inference_duration_seconds`,
+    help: 'Time of one batched onnxruntime run, including the hop to the worker thread.',
+    buckets: SECONDS,
+    registers: [registry],
+  });
+  const batchSize = new Histogram({
+    name: `${PREFIX}batch_size`,
+    help: 'Images per inference batch.',
+    buckets: BATCH_SIZES,
+    registers: [registry],
+  });
+  const predictions = new Counter({
+    name: `${PREFIX}predictions_total`,
+    help: 'Predicted labels, by class (predict and audit).',
+    labelNames: ['class'] as const,
+    registers: [registry],
+  });
+  const auditVerdicts = new Counter({
+    name: `${PREFIX}audit_verdicts_total`,
+    help: 'Audit verdicts, by submitted class and verdict.',
+    labelNames: ['class', 'verdict'] as const,
+    registers: [registry],
+  });
+  const modelInfo = new Gauge({
+    name: `${PREFIX}model_info`,
+    help: 'The served model; always 1.',
+    labelNames: ['name', 'version', 'execution_provider'] as const,
+    registers: [registry],
+  });
+
+  return {
+    registry,
+    contentType: registry.contentType,
+    observeRequest(route: string, method: string, status: number, seconds: number) {
+      requestDuration.observe({ route, method, status: String(status) }, seconds);
+    },
+    observeBatch(size: number, queueWaitSeconds: readonly number[]) {
+      batchSize.observe(size);
+      for (const s of queueWaitSeconds) queueWait.observe(s);
+    },
+    observeInference(seconds: number) {
+      inferenceDuration.observe(seconds);
+    },
+    recordPrediction(label: string) {
+      predictions.inc({ class: label });
+    },
+    recordVerdict(label: string, verdict: string) {
+      auditVerdicts.inc({ class: label, verdict });
+    },
+    setModelInfo(name: string, version: string, executionProvider: string) {
+      modelInfo.reset();
+      modelInfo.set({ name, version, execution_provider: executionProvider }, 1);
+    },
+    render(): Promise<string> {
+      return registry.metrics();
+    },
+    reset() {
+      registry.resetMetrics();
+    },
+  };
+}
