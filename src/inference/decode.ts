@@ -50,7 +50,8 @@ export async function decodeImage(buf: Uint8Array, opts: DecodeOptions, index?: 
   const common = { failOn: 'error', limitInputPixels: opts.maxPixels, sequentialRead: true } as const;
   let meta: Awaited<ReturnType<ReturnType<typeof sharp>['metadata']>>;
   try {
-    meta = await sharp(buf, common).metadata();
+    // Header only, so no pixel limit here: the area check below gives a precise 413 instead of a generic error.
+    meta = await sharp(buf, { ...common, limitInputPixels: false }).metadata();
   } catch (err) {
     throw new UnreadableImage(`cannot read the ${format} header: ${conciseSharpMessage(err)}`, index);
   }

@@ -1,0 +1,53 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config.js';
+
+describe('loadConfig', () => {
+  it('applies the documented defaults when nothing is set', () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      PORT: 8080,
+      ASM_FER_MODEL_DIR: 'models/default',
+      ASM_FER_EXECUTION_PROVIDERS: ['cpu'],
+      ASM_FER_WORKERS: 1,
+      ASM_FER_INTRA_OP_THREADS: 2,
+      ASM_FER_MAX_FILE_BYTES: 10 * 1024 * 1024,
+      ASM_FER_MAX_FILES: 32,
+      ASM_FER_MAX_PIXELS: 40_000_000,
+      ASM_FER_LOG_LEVEL: 'info',
+    });
+  });
+
+  it('parses numbers and the provider preference list', () => {
+    const c = loadConfig({ PORT: '9000', ASM_FER_EXECUTION_PROVIDERS: 'CUDA, cpu', ASM_FER_MAX_BATCH_SIZE: '4' });
+    expect(c.PORT).toBe(9000);
+    expect(c.ASM_FER_EXECUTION_PROVIDERS).toEqual(['cuda', 'cpu']);
+    expect(c.ASM_FER_MAX_BATCH_SIZE).toBe(4);
+  });
+
+  it('treats an empty variable as unset', () => {
+    expect(loadConfig({ ASM_FER_WORKERS: '' }).ASM_FER_WORKERS).toBe(1);
+  });
+
+  it('returns a frozen object', () => {
+    const c = loadConfig({});
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.ASM_FER_EXECUTION_PROVIDERS)).toBe(true);
+  });
+
+  it.each([
+    ['ASM_FER_WORKERS', 'two'],
+    ['ASM_FER_WORKERS', '0'],
+    ['PORT', '70000'],
+    ['ASM_FER_EXECUTION_PROVIDERS', 'cuda,tpu'],
+    ['ASM_FER_LOG_LEVEL', 'loud'],
+  ])('rejects %s=%s with one line naming the variable', (key, value) => {
+    const attempt = () => loadConfig({ [key]: value });
+    expect(attempt).toThrow(ConfigError);
+    expect(attempt).toThrow(new RegExp(`^invalid ${key}=`));
+    try {
+      attempt();
+    } catch (err) {
+      expect((err as Error).message).not.toContain('\n');
+    }
+  });
+});

@@ -1,0 +1,115 @@
+import { describe, expect, it } from 'vitest';
+import { Overloaded } from '../../src/errors.js';
+import { Batcher } from '../../src/inference/batcher.js';
+
+/** A runBatch that records batch sizes and resolves only when released. */
+function gatedRunner() {
+  const batches: number[][] = [];
+  const gates: (() => void)[] = [];
+  const run = (items: number[]) => {
+    batches.push(items);
+    return new Promise<number[]>((resolve) => gates.push(() => resolve(items.map((x) => x * 10))));
+  };
+  const releaseAll = () => gates.splice(0).forEach((g) => g());
+  return { run, batches, releaseAll };
+}
+
+describe('Batcher', () => {
+  it('merges concurrent requests into one batch and returns outputs in order', async () => {
+    const batches: number[][] = [];
+    const b = new Batcher(async (items: number[]) => (batches.push(items), items.map((x) => x * 10)), {
+      maxBatchSize: 8,
+      maxQueueDelayMs: 20,
+      maxQueue: 100,
+      maxInFlight: 1,
+    });
+    const [a, c] = await Promise.all([b.run([1, 2]), b.run([3])]);
+    expect(a).toEqual([10, 20]);
+    expect(c).toEqual([30]);
+    expect(batches).toEqual([[1, 2, 3]]);
+  });
+
+  it('dispatches at once when a full batch is waiting', async () => {
+    const batches: number[][] = [];
+    const b = new Batcher(async (items: number[]) => (batches.push(items), items), {
+      maxBatchSize: 2,
+      maxQueueDelayMs: 10_000,
+      maxQueue: 100,
+      maxInFlight: 1,
+    });
+    const started = performance.now();
+    await b.run([1, 2]);
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(batches).toEqual([[1, 2]]);
+  });
+
+  it('never exceeds maxBatchSize', async () => {
+    const sizes: number[] = [];
+    const b = new Batcher(async (items: number[]) => (sizes.push(items.length), items), {
+      maxBatchSize: 3,
+      maxQueueDelayMs: 1,
+      maxQueue: 100,
+      maxInFlight: 1,
+    });
+    await b.run([1, 2, 3, 4, 5, 6, 7]);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(3);
+    expect(sizes.reduce((s, n) => s + n, 0)).toBe(7);
+  });
+
+  it('keeps merging while every worker is busy', async () => {
+    const g = gatedRunner();
+    const b = new Batcher(g.run, { maxBatchSize: 16, maxQueueDelayMs: 0, maxQueue: 100, maxInFlight: 1 });
+    const first = b.run([1]);
+    await new Promise((r) => setTimeout(r, 5));
+    const rest = Promise.all([b.run([2]), b.run([3]), b.run([4])]);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(g.batches).toEqual([[1]]);
+    g.releaseAll();
+    await first;
+    await new Promise((r) => setTimeout(r, 5));
+    g.releaseAll();
+    expect(await rest).toEqual([[20], [30], [40]]);
+    expect(g.batches).toEqual([[1], [2, 3, 4]]);
+  });
+
+  it('refuses a request whose items do not fit in the queue with Overloaded', async () => {
+    const g = gatedRunner();
+    const b = new Batcher(g.run, { maxBatchSize: 1, maxQueueDelayMs: 0, maxQueue: 2, maxInFlight: 1, retryAfterSeconds: 3 });
+    const running = b.run([1]);
+    await new Promise((r) => setTimeout(r, 5));
+    const waiting = b.run([2, 3]);
+    expect(b.queued).toBe(2);
+    const refused = b.run([4]);
+    await expect(refused).rejects.toBeInstanceOf(Overloaded);
+    await expect(refused).rejects.toMatchObject({ status: 503, retryAfter: 3 });
+    const drain = setInterval(g.releaseAll, 1);
+    await Promise.all([running, waiting]);
+    clearInterval(drain);
+  });
+
+  it('rejects every item of a batch whose run fails, and keeps serving', async () => {
+    let fail = true;
+    const b = new Batcher(
+      async (items: number[]) => {
+        if (fail) throw new Error('boom');
+        return items;
+      },
+      { maxBatchSize: 4, maxQueueDelayMs: 1, maxQueue: 10, maxInFlight: 1 },
+    );
+    await expect(b.run([1, 2])).rejects.toThrow('boom');
+    fail = false;
+    await expect(b.run([5])).resolves.toEqual([5]);
+  });
+
+  it('reports each batch size and queue wait to the observer', async () => {
+    const seen: [number, number[]][] = [];
+    const b = new Batcher(async (items: number[]) => items, { maxBatchSize: 4, maxQueueDelayMs: 5, maxQueue: 10, maxInFlight: 1 }, {
+      onBatch: (size, waits) => seen.push([size, waits]),
+    });
+    await b.run([1, 2]);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]?.[0]).toBe(2);
+    expect(seen[0]?.[1]).toHaveLength(2);
+    expect(seen[0]?.[1].every((w) => w >= 0 && w < 5)).toBe(true);
+  });
+});
