@@ -21,6 +21,14 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_bundle
+    from .train import FINAL
+
+    export_bundle(Path(args.run) / FINAL, Path(args.out), name=args.name, data_root=args.data)
+    return 0
+
+
 def _fixtures(args: argparse.Namespace) -> int:
     from .fixtures import make_fixtures
 

@@ -20,11 +20,16 @@ class TrainConfig:
     # data
     data: str = field(default="../shared/data/ferplus", metadata={"help": "dataset root (FER+ layout)"})
     dataset: str = field(default="ferplus", metadata={"help": "dataset layout", "choices": ["ferplus"]})
-    noise: str = field(default="none", metadata={"help": "label noise protocol (none)"})
+    noise: str = field(default="none", metadata={"help": "label noise: none | sym-<r> (e.g. sym-0.3) | crowd-1"})
     limit: int = field(default=0, metadata={"help": "train on the first N samples of each split (0 = all)"})
     # model and input
     method: str = field(
-        default="ce", metadata={"help": "ce: one network; ce2: two networks, plain CE, ensembled", "choices": ["ce", "ce2"]}
+        default="ce",
+        metadata={
+            "help": "ce: one network, CE; ce2: two networks, CE, ensembled; asm: adaptive thresholds + tri-regularisation; "
+            "asm-fixed: asm with fixed [T_n, T_c]; codivision: MAN's co-division mining + tri-regularisation",
+            "choices": ["ce", "ce2", "asm", "asm-fixed", "codivision"],
+        },
     )
     widths: tuple[int, ...] = field(default=(32, 64, 128, 256), metadata={"help": "channels per ResNet stage"})
     blocks: tuple[int, ...] = field(default=(2, 2, 2, 2), metadata={"help": "BasicBlocks per stage (ResNet-18: 2 2 2 2)"})
@@ -43,6 +48,34 @@ class TrainConfig:
     t_noisy: float = field(default=0.2, metadata={"help": "base noisy threshold T_n (supplement: best pair [0.2, 0.8])"})
     t_clean: float = field(default=0.8, metadata={"help": "base clean threshold T_c (supplement: best pair [0.2, 0.8])"})
     threshold_mode: str = field(default="adaptive", metadata={"help": "adaptive | fixed", "choices": ["adaptive", "fixed"]})
+    # ASM (asm-method.md); the paper's 100-epoch recipe warms up for 10 epochs
+    warmup_epochs: int = field(default=3, metadata={"help": "CE warm-up epochs before mining (recipe: 10 of 100)"})
+    omega: float = field(default=0.6, metadata={"help": "weight of mutual learning on ambiguous samples (supplement: 0.6)"})
+    gamma: float = field(default=1.0, metadata={"help": "weight of consistency on noisy samples (supplement: 1.0)"})
+    beta: float = field(default=0.65, metadata={"help": "lambda ramp shape (supplement sweep, best on RAF-DB: 0.65)"})
+    statistic: str = field(
+        default="given-label",
+        metadata={"help": "class statistic mu_k", "choices": ["given-label", "mean-class-prob", "predicted-max"]},
+    )
+    normalisation: str = field(
+        default="max", metadata={"help": "rho_k = mu_k / max mu (max) or mu_k (none)", "choices": ["max", "none"]}
+    )
+    momentum: float = field(default=0.0, metadata={"help": "moving average of mu across epochs (0 = each epoch alone)"})
+    mining_rule: str = field(
+        default="ensemble",
+        metadata={"help": "ensemble | both-nets (codivision: use --method)", "choices": ["ensemble", "both-nets"]},
+    )
+    mining_view: str = field(default="weak", metadata={"help": "view used to mine (MAN: weak)", "choices": ["weak", "plain"]})
+    detach_mutual: bool = field(default=False, metadata={"help": "treat the peer's distribution as a fixed target"})
+    detach_consistency: bool = field(default=False, metadata={"help": "treat the weak view as a fixed target"})
+    forward: str = field(
+        default="concat",
+        metadata={
+            "help": "concat: one forward per net for all subsets (faster); "
+            "separate: one per subset (MAN; BN statistics per subset)",
+            "choices": ["concat", "separate"],
+        },
+    )
     # run
     seed: int = field(default=0, metadata={"help": "seed for weights, shuffling, augmentation and noise"})
     threads: int = field(default=2, metadata={"help": "torch intra-op threads"})
@@ -52,6 +85,14 @@ class TrainConfig:
     @property
     def networks(self) -> int:
         return 1 if self.method == "ce" else 2
+
+    @property
+    def mines(self) -> bool:
+        return self.method in ("asm", "asm-fixed", "codivision")
+
+    @property
+    def fixed_thresholds(self) -> bool:
+        return self.method == "asm-fixed" or self.threshold_mode == "fixed"
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -66,7 +107,17 @@ class TrainConfig:
         return cls(**fixed)
 
 
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def _arg_type(tp: Any) -> tuple[Any, str | None]:
+    if tp is bool:
+        return _parse_bool, None
     if typing.get_origin(tp) is tuple:
         return typing.get_args(tp)[0], "+"
     return tp, None

@@ -102,9 +102,10 @@ def export_bundle(
         "accuracy": accuracy(probs, labels),
         "perClassRecall": per_class_recall(probs, labels, classes),
         "samples": len(labels),
+        "singleNetworkAccuracy": final["valid"]["singleNetworkAccuracy"],
     }
 
-    means, thresholds = final["class_means"], final["thresholds"]
+    means, thresholds, learning = final["class_means"], final["thresholds"], final["threshold_learning"]
     created = datetime.now(UTC).replace(microsecond=0)
     doc: dict[str, Any] = {
         "schemaVersion": 1,
@@ -123,14 +124,15 @@ def export_bundle(
         "output": {"name": OUTPUT, "kind": "probabilities"},
         "thresholds": {c: {"clean": t[1], "noisy": t[0]} for c, t in zip(classes, thresholds, strict=True)},
         "thresholdLearning": {
-            "mode": cfg.threshold_mode,
+            "mode": learning["mode"],
             "base": {"noisy": cfg.t_noisy, "clean": cfg.t_clean},
-            "statistic": "given-label",
-            "normalisation": "max",
+            "statistic": learning["statistic"],
+            "normalisation": learning["normalisation"],
             "source": "ensemble",
+            "momentum": learning["momentum"],
             "classMeans": dict(zip(classes, means, strict=True)),
-            "epoch": final["epochs"],
-            "split": f"{SPLITS['train']} (final model, un-augmented)",
+            "epoch": learning["epoch"],
+            "split": f"{SPLITS['train']} ({learning['split']})",
         },
         "provenance": {
             "dataset": cfg.dataset,

@@ -1,6 +1,11 @@
-"""The training loop: cross-entropy on one (`ce`) or two (`ce2`) networks, evaluated on Valid every
-epoch, checkpointed every epoch (a rerun with the same run folder resumes), and at the end the
-per-class thresholds of Adaptive Threshold Learning from the final model on the training set.
+"""The training loop, top to bottom: (mine) -> per-subset losses -> step -> evaluate -> log -> checkpoint.
+
+Methods: `ce` (one network) and `ce2` (two, ensembled) train with cross-entropy on every sample;
+`asm`, `asm-fixed` and `codivision` warm up with cross-entropy, then mine the training set at the
+start of every epoch and train with Tri-Regularization (asm.py). A rerun with the same run folder
+resumes from the last completed epoch. At the end, `final.pt` holds the networks, Valid metrics and
+the thresholds the bundle exports: those of the last mining epoch, or, for methods that never mine,
+Adaptive Threshold Learning applied once to the final model on the un-augmented training set.
 """
 
 from __future__ import annotations
@@ -12,15 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from .asm import MiningState, mine_epoch, tri_loss
 from .config import TrainConfig
 from .data.dataset import ImageSet, load_images, stratified_limit
 from .data.ferplus import CLASSES, scan_ferplus
 from .evaluate import accuracy, per_class_recall, predict_probs
+from .mining import Subsets
+from .noise import apply_noise, save_noise
 from .plots import plot_curves
 from .resnet import ResNet
 from .thresholds import adaptive_thresholds, class_means
@@ -33,8 +42,9 @@ FINAL = "final.pt"
 @dataclass
 class Data:
     classes: tuple[str, ...]
-    train: ImageSet
+    train: ImageSet  # labels are the (possibly noisy) labels to train on
     valid: ImageSet
+    truly_noisy: np.ndarray  # (N_train,) bool mask of wrong training labels
 
 
 def input_spec(cfg: TrainConfig) -> InputSpec:
@@ -44,9 +54,16 @@ def input_spec(cfg: TrainConfig) -> InputSpec:
 
 def load_data(cfg: TrainConfig) -> Data:
     spec = input_spec(cfg)
-    train = stratified_limit(scan_ferplus(cfg.data, "train"), cfg.limit, cfg.seed)
-    valid = stratified_limit(scan_ferplus(cfg.data, "valid"), cfg.limit, cfg.seed)
-    return Data(CLASSES, load_images(train, spec, desc="decode train"), load_images(valid, spec, desc="decode valid"))
+    train_samples = stratified_limit(scan_ferplus(cfg.data, "train"), cfg.limit, cfg.seed)
+    valid_samples = stratified_limit(scan_ferplus(cfg.data, "valid"), cfg.limit, cfg.seed)
+    train = load_images(train_samples, spec, desc="decode train")
+    noise = apply_noise(cfg.noise, train.labels.numpy(), train.votes, len(CLASSES), cfg.seed)
+    train.labels = torch.from_numpy(noise.labels)
+    run = Path(cfg.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    save_noise(noise, train.names, run / "labels.csv")
+    print(f"train {len(train)} images ({cfg.noise}: {noise.rate:.1%} wrong labels), valid {len(valid_samples)}")
+    return Data(CLASSES, train, load_images(valid_samples, spec, desc="decode valid"), noise.truly_noisy)
 
 
 def build_nets(cfg: TrainConfig, num_classes: int) -> list[nn.Module]:
@@ -69,31 +86,51 @@ def _save(obj: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)  # a kill mid-write never leaves a broken checkpoint
 
 
+def _subset_codes(subsets: Subsets) -> torch.Tensor:
+    """(N,) 0 clean, 1 ambiguous, 2 noisy."""
+    return torch.from_numpy(subsets.ambiguous.astype(np.int64) + 2 * subsets.noisy.astype(np.int64))
+
+
 def _run_epoch(
-    nets: list[nn.Module], opt: torch.optim.Optimizer, data: ImageSet, spec: InputSpec, cfg: TrainConfig, epoch: int
+    nets: list[nn.Module],
+    opt: torch.optim.Optimizer,
+    data: ImageSet,
+    spec: InputSpec,
+    cfg: TrainConfig,
+    epoch: int,
+    subsets: Subsets | None,
 ) -> dict[str, float]:
     gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)  # per-epoch stream: resume is exact
     order = torch.randperm(len(data), generator=gen)
+    codes = _subset_codes(subsets) if subsets is not None else None
     for net in nets:
         net.train()
     total, correct, loss_sum = 0, 0, 0.0
+    parts_sum: dict[str, float] = {}
     bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, mininterval=5)
     for start in bar:
         idx = order[start : start + cfg.batch_size]
         if len(idx) < 2:  # batch norm needs two samples
             continue
-        x = normalise(weak_view(data.pixels[idx] / 255, gen) * 255, spec)  # (B, C, H, W)
-        y = data.labels[idx]  # (B,)
-        logits = [net(x) for net in nets]  # each (B, K)
-        loss = torch.stack([F.cross_entropy(lg, y, label_smoothing=cfg.label_smoothing) for lg in logits]).mean()
+        x01, y = data.pixels[idx] / 255, data.labels[idx]  # (B, C, H, W), (B,)
+        if codes is None:
+            logits = [net(normalise(weak_view(x01, gen) * 255, spec)) for net in nets]  # each (B, K)
+            loss = torch.stack([F.cross_entropy(lg, y, label_smoothing=cfg.label_smoothing) for lg in logits]).mean()
+            hits = int((torch.stack(logits).mean(0).argmax(1) == y).sum())
+        else:
+            loss, parts = tri_loss(cfg, nets, x01, y, codes[idx], spec, gen, epoch)
+            hits = int(parts.pop("correct"))
+            for k, v in parts.items():
+                parts_sum[k] = parts_sum.get(k, 0.0) + v * len(idx)
         opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
         total += len(idx)
         loss_sum += loss.item() * len(idx)
-        correct += int((torch.stack(logits).mean(0).argmax(1) == y).sum())
+        correct += hits
         bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{correct / total:.3f}")
-    return {"loss": loss_sum / max(total, 1), "train_accuracy": correct / max(total, 1)}
+    stats = {"loss": loss_sum / max(total, 1), "train_accuracy": correct / max(total, 1)}
+    return stats | {f"loss_{k}": v / max(total, 1) for k, v in parts_sum.items()}
 
 
 def train(cfg: TrainConfig, data: Data | None = None) -> Path:
@@ -106,40 +143,47 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
     data = data or load_data(cfg)
     spec = input_spec(cfg)
     nets = build_nets(cfg, len(data.classes))
-    params = [p for net in nets for p in net.parameters()]
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam([p for net in nets for p in net.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.lr_decay)
+    state = MiningState()
     start_epoch = 1
     ckpt_path = run / CHECKPOINT
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, weights_only=False)
-        if ckpt["config"] != cfg.to_dict():
+        if TrainConfig.from_dict(ckpt["config"]) != cfg:
             raise SystemExit(f"{ckpt_path} was written with a different config; use a new --run-dir")
-        for net, state in zip(nets, ckpt["nets"], strict=True):
-            net.load_state_dict(state)
+        for net, net_state in zip(nets, ckpt["nets"], strict=True):
+            net.load_state_dict(net_state)
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
+        state = ckpt.get("mining", state)
         start_epoch = ckpt["epoch"] + 1
         print(f"resuming {run} at epoch {start_epoch}")
-    valid_labels = data.valid.labels.numpy()
+    train_labels, valid_labels = data.train.labels.numpy(), data.valid.labels.numpy()
     with (run / "metrics.jsonl").open("a") as log:
         for epoch in range(start_epoch, cfg.epochs + 1):
             t0 = time.time()
-            stats = _run_epoch(nets, opt, data.train, spec, cfg, epoch)
-            seconds = time.time() - t0
+            row: dict[str, Any] = {"epoch": epoch}
+            subsets = None
+            if cfg.mines and epoch > cfg.warmup_epochs:
+                subsets, mined = mine_epoch(
+                    cfg, nets, data.train.pixels, train_labels, spec, data.classes, epoch, state, data.truly_noisy
+                )
+                row |= mined
+            t1 = time.time()
+            row |= _run_epoch(nets, opt, data.train, spec, cfg, epoch, subsets)
+            seconds = time.time() - t1
             probs = predict_probs(nets, data.valid.pixels, spec, batch_size=cfg.eval_batch_size)
-            row = {
-                "epoch": epoch,
-                **stats,
+            row |= {
                 "valid_accuracy": accuracy(probs, valid_labels),
                 "lr": sched.get_last_lr()[0],
-                "seconds": round(seconds, 1),
+                "seconds": round(time.time() - t0, 1),
                 "images_per_second": round(len(data.train) / seconds, 1),
             }
             sched.step()
             log.write(json.dumps(row) + "\n")
             log.flush()
-            print(json.dumps(row))
+            print(json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)} | {"subsets": row.get("subsets")}))
             plot_curves(run / "metrics.jsonl", run / "curves.png")
             _save(
                 {
@@ -148,18 +192,24 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
                     "nets": [n.state_dict() for n in nets],
                     "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(),
+                    "mining": state,
                 },
                 ckpt_path,
             )
-    return finalise(cfg, nets, data, spec)
+    return finalise(cfg, nets, data, spec, state)
 
 
-def finalise(cfg: TrainConfig, nets: list[nn.Module], data: Data, spec: InputSpec) -> Path:
+def finalise(cfg: TrainConfig, nets: list[nn.Module], data: Data, spec: InputSpec, state: MiningState) -> Path:
     """Valid metrics and the exported thresholds of the final model, written to `final.pt`."""
-    train_probs = predict_probs(nets, data.train.pixels, spec, batch_size=cfg.eval_batch_size)
-    means = class_means(train_probs, data.train.labels.numpy())
-    mode: Literal["adaptive", "fixed"] = "fixed" if cfg.threshold_mode == "fixed" else "adaptive"
-    thresholds = adaptive_thresholds(means, base=(cfg.t_noisy, cfg.t_clean), mode=mode)  # (K, 2)
+    if state.thresholds is not None and state.means is not None:
+        means, thresholds, source_epoch = state.means, state.thresholds, state.epoch
+        split = "training set, weak view" if cfg.mining_view == "weak" else "training set, un-augmented"
+    else:
+        train_probs = predict_probs(nets, data.train.pixels, spec, batch_size=cfg.eval_batch_size)
+        means = class_means(train_probs, data.train.labels.numpy())
+        mode: Literal["adaptive", "fixed"] = "fixed" if cfg.fixed_thresholds else "adaptive"
+        thresholds = adaptive_thresholds(means, base=(cfg.t_noisy, cfg.t_clean), mode=mode)  # (K, 2)
+        source_epoch, split = cfg.epochs, "training set, final model, un-augmented"
     valid_probs = predict_probs(nets, data.valid.pixels, spec, batch_size=cfg.eval_batch_size)
     valid_labels = data.valid.labels.numpy()
     final = {
@@ -167,11 +217,20 @@ def finalise(cfg: TrainConfig, nets: list[nn.Module], data: Data, spec: InputSpe
         "classes": list(data.classes),
         "nets": [n.state_dict() for n in nets],
         "epochs": cfg.epochs,
-        "class_means": means.tolist(),
+        "class_means": [float(m) for m in means],
         "thresholds": thresholds.tolist(),
+        "threshold_learning": {
+            "mode": "fixed" if cfg.fixed_thresholds else "adaptive",
+            "statistic": cfg.statistic if state.thresholds is not None else "given-label",
+            "normalisation": cfg.normalisation if state.thresholds is not None else "max",
+            "momentum": cfg.momentum,
+            "epoch": source_epoch,
+            "split": split,
+        },
         "valid": {
             "accuracy": accuracy(valid_probs, valid_labels),
             "perClassRecall": per_class_recall(valid_probs, valid_labels, data.classes),
+            "singleNetworkAccuracy": [accuracy(predict_probs([n], data.valid.pixels, spec), valid_labels) for n in nets],
             "samples": len(valid_labels),
         },
     }

@@ -128,3 +128,90 @@ def weak_view(x01: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     move = torch.rand(n, generator=gen) < 0.5
     x = _where(move, random_affine(x, gen, translate=0.1, scale=(1.0, 1.25)), x)
     return random_erasing(x, gen, p=0.5, area=(0.02, 0.25))
+
+
+def _affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _signed(n: int, magnitude: float, gen: torch.Generator) -> torch.Tensor:
+    sign = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    return sign * magnitude * _uniform(n, 0.5, 1.0, gen)
+
+
+def _geometric(x: torch.Tensor, gen: torch.Generator, op: str) -> torch.Tensor:
+    n = x.shape[0]
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    if op == "rotate":
+        a = _signed(n, math.radians(30), gen)
+        theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = a.cos(), -a.sin(), a.sin(), a.cos()
+    elif op == "shear_x":
+        theta[:, 0, 1] = _signed(n, 0.3, gen)
+    elif op == "shear_y":
+        theta[:, 1, 0] = _signed(n, 0.3, gen)
+    elif op == "translate_x":
+        theta[:, 0, 2] = _signed(n, 0.6, gen)  # 0.3 of the side, in [-1, 1] grid units
+    else:
+        theta[:, 1, 2] = _signed(n, 0.6, gen)
+    return _affine(x, theta)
+
+
+def _photometric(x: torch.Tensor, gen: torch.Generator, op: str) -> torch.Tensor:
+    n = x.shape[0]
+    f = (1 + _signed(n, 0.9, gen)).view(-1, 1, 1, 1)  # factor in [0.1, 1.9], away from 1
+    if op == "brightness":
+        return (x * f).clamp(0, 1)
+    if op == "contrast":
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        return ((x - mean) * f + mean).clamp(0, 1)
+    if op == "sharpness":
+        blurred = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+        return (blurred + (x - blurred) * f).clamp(0, 1)
+    if op == "solarize":
+        threshold = _uniform(n, 0.5, 0.8, gen).view(-1, 1, 1, 1)
+        return torch.where(x >= threshold, 1 - x, x)
+    if op == "posterize":
+        levels = (2 ** torch.randint(2, 4, (n,), generator=gen)).view(-1, 1, 1, 1).to(x.dtype)  # 2-3 bits
+        return torch.floor(x * levels).clamp(max=levels - 1) / (levels - 1)
+    lo = x.amin(dim=(1, 2, 3), keepdim=True)  # autocontrast
+    hi = x.amax(dim=(1, 2, 3), keepdim=True)
+    return ((x - lo) / (hi - lo).clamp(min=1e-3)).clamp(0, 1)
+
+
+STRONG_OPS = (
+    "rotate",
+    "shear_x",
+    "shear_y",
+    "translate_x",
+    "translate_y",
+    "brightness",
+    "contrast",
+    "sharpness",
+    "solarize",
+    "posterize",
+    "autocontrast",
+)
+
+
+def strong_view(x01: torch.Tensor, gen: torch.Generator, *, ops: int = 2, cutout: float = 0.5) -> torch.Tensor:
+    """RandAugment-style strong view on (B, C, H, W) images in [0, 1]: flip, then `ops` operations drawn
+    per sample from STRONG_OPS at high magnitude, then a grey cutout square of side `cutout` x side."""
+    n, _, h, w = x01.shape
+    x = _where(torch.rand(n, generator=gen) < 0.5, x01.flip(-1), x01)
+    for _ in range(ops):
+        choice = torch.randint(0, len(STRONG_OPS), (n,), generator=gen)
+        out = x.clone()
+        for i, op in enumerate(STRONG_OPS):
+            idx = torch.nonzero(choice == i).flatten()
+            if len(idx):
+                apply = _geometric if i < 5 else _photometric
+                out[idx] = apply(x[idx], gen, op)
+        x = out
+    side_h, side_w = max(1, round(cutout * h)), max(1, round(cutout * w))
+    cy = torch.randint(0, h, (n,), generator=gen).view(-1, 1, 1)
+    cx = torch.randint(0, w, (n,), generator=gen).view(-1, 1, 1)
+    rows, cols = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
+    box = ((rows - cy).abs() * 2 < side_h) & ((cols - cx).abs() * 2 < side_w)  # (B, H, W)
+    return torch.where(box.unsqueeze(1), torch.full_like(x, 0.5), x)

@@ -33,3 +33,22 @@ def test_interrupted_run_resumes_to_the_same_weights(ferplus_root: Path, tmp_pat
 def test_planted_classes_are_learned(ferplus_root: Path, tmp_path: Path) -> None:
     _, _, final = load_trained(train(tiny_config(ferplus_root, tmp_path / "run")))
     assert final["valid"]["accuracy"] > 0.4  # chance is 1/8; seeds 0 and 1 reach 0.62-0.70
+
+
+def test_asm_mines_planted_noise_better_than_chance(ferplus_root: Path, tmp_path: Path) -> None:
+    cfg = dataclasses.replace(
+        tiny_config(ferplus_root, tmp_path / "asm"), method="asm", noise="sym-0.3", warmup_epochs=8, epochs=12
+    )
+    _, nets, final = load_trained(train(cfg))
+    rows = [json.loads(line) for line in (Path(cfg.run_dir) / "metrics.jsonl").read_text().splitlines()]
+    mined = [r for r in rows if "mining" in r]
+    assert [r["epoch"] for r in mined] == [9, 10, 11, 12]
+    assert sum(mined[-1]["subsets"].values()) == 80
+    assert mined[-1]["mining"]["precision"] > 0.3  # the planted noise rate
+    assert {"loss_sup", "loss_mut", "loss_usc"} <= set(mined[-1])
+    assert len(nets) == 2
+    assert final["threshold_learning"]["epoch"] == 12
+    exported = [[t["noisy"], t["clean"]] for t in mined[-1]["thresholds"].values()]
+    assert final["thresholds"] == exported
+    labels = (Path(cfg.run_dir) / "labels.csv").read_text().splitlines()
+    assert sum(int(line.split(",")[2]) for line in labels[1:]) == 24

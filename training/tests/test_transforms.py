@@ -50,3 +50,14 @@ def test_weak_view_is_seeded_and_stays_in_range() -> None:
     assert a.shape == x.shape
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert a.min() >= 0 and a.max() <= 1
+
+
+def test_strong_view_is_seeded_in_range_and_far_from_the_input() -> None:
+    from asm_fer.transforms import strong_view
+
+    x = torch.rand(64, 1, 48, 48)
+    a = strong_view(x, torch.Generator().manual_seed(1))
+    assert torch.equal(a, strong_view(x, torch.Generator().manual_seed(1)))
+    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
+    weak_gap = (weak_view(x, torch.Generator().manual_seed(1)) - x).abs().mean()
+    assert (a - x).abs().mean() > weak_gap

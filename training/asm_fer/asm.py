@@ -1,0 +1,130 @@
+"""One ASM step each: the mining pass at the start of an epoch (probabilities of the observed labels
+-> Adaptive Threshold Learning -> Sample Mining) and the Tri-Regularization loss of a mini-batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import TrainConfig
+from .losses import consistency, mutual, mutual_weight, supervised
+from .mining import Subsets, mine, mining_quality
+from .thresholds import adaptive_thresholds, class_means
+from .transforms import InputSpec, normalise, strong_view, weak_view
+
+
+@dataclass
+class MiningState:
+    """What carries from one mining epoch to the next (and into the exported bundle)."""
+
+    means: np.ndarray | None = None  # (K,) mu_k
+    thresholds: np.ndarray | None = None  # (K, 2) as (tau_n, tau_c)
+    epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@torch.no_grad()
+def net_probabilities(
+    nets: Sequence[nn.Module], pixels: torch.Tensor, spec: InputSpec, *, gen: torch.Generator | None, batch_size: int
+) -> np.ndarray:
+    """(M, N, K) probabilities of each network, eval mode; on the weak view when `gen` is given."""
+    for net in nets:
+        net.eval()
+    out: list[list[torch.Tensor]] = [[] for _ in nets]
+    for start in range(0, pixels.shape[0], batch_size):
+        x01 = pixels[start : start + batch_size] / 255
+        x = normalise((weak_view(x01, gen) if gen is not None else x01) * 255, spec)  # (B, C, H, W)
+        for m, net in enumerate(nets):
+            out[m].append(torch.softmax(net(x), 1))
+    return torch.stack([torch.cat(parts) for parts in out]).numpy().astype(np.float64)
+
+
+def mine_epoch(
+    cfg: TrainConfig,
+    nets: Sequence[nn.Module],
+    pixels: torch.Tensor,
+    labels: np.ndarray,
+    spec: InputSpec,
+    classes: Sequence[str],
+    epoch: int,
+    state: MiningState,
+    truly_noisy: np.ndarray | None,
+) -> tuple[Subsets, dict[str, Any]]:
+    """Mine the training set for `epoch`; updates `state` and returns the subsets and a log row."""
+    gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch + 50_000) if cfg.mining_view == "weak" else None
+    probs = net_probabilities(nets, pixels, spec, gen=gen, batch_size=cfg.eval_batch_size)  # (M, N, K)
+    means = class_means(probs.mean(0), labels, statistic=cfg.statistic, previous=state.means)  # type: ignore[arg-type]
+    if state.means is not None and cfg.momentum > 0:
+        means = cfg.momentum * state.means + (1 - cfg.momentum) * means
+    mode: Literal["adaptive", "fixed"] = "fixed" if cfg.fixed_thresholds else "adaptive"
+    thresholds = adaptive_thresholds(means, base=(cfg.t_noisy, cfg.t_clean), mode=mode, normalisation=cfg.normalisation)  # type: ignore[arg-type]
+    rule = "codivision" if cfg.method == "codivision" else cfg.mining_rule
+    subsets = mine(probs, labels, thresholds, rule=rule)  # type: ignore[arg-type]
+    state.means, state.thresholds, state.epoch = means, thresholds, epoch
+    row: dict[str, Any] = {
+        "thresholds": {c: {"noisy": float(t[0]), "clean": float(t[1])} for c, t in zip(classes, thresholds, strict=True)},
+        "class_means": {c: float(m) for c, m in zip(classes, means, strict=True)},
+        "subsets": subsets.sizes(),
+        "subsets_per_class": {
+            c: {
+                name: int((mask & (labels == k)).sum())
+                for name, mask in (("clean", subsets.clean), ("ambiguous", subsets.ambiguous), ("noisy", subsets.noisy))
+            }
+            for k, c in enumerate(classes)
+        },
+    }
+    if truly_noisy is not None and truly_noisy.any():
+        row["mining"] = mining_quality(subsets, truly_noisy)
+        row["mining_per_class"] = {
+            c: mining_quality(
+                Subsets(subsets.clean[labels == k], subsets.ambiguous[labels == k], subsets.noisy[labels == k]),
+                truly_noisy[labels == k],
+            )
+            for k, c in enumerate(classes)
+        }
+    state.history.append({"epoch": epoch, **row})
+    return subsets, row
+
+
+def tri_loss(
+    cfg: TrainConfig,
+    nets: Sequence[nn.Module],
+    x01: torch.Tensor,
+    y: torch.Tensor,
+    subset: torch.Tensor,
+    spec: InputSpec,
+    gen: torch.Generator,
+    epoch: int,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """L = L_sup(clean) + omega L_mut(ambiguous) + gamma L_usc(noisy) for one mini-batch.
+
+    x01: (B, C, H, W) images in [0, 1]; y: (B,) observed labels; subset: (B,) 0 clean, 1 ambiguous,
+    2 noisy. Two networks.
+    """
+    clean, amb, noisy = subset == 0, subset == 1, subset == 2
+    weak = normalise(weak_view(x01, gen) * 255, spec)  # (B, C, H, W)
+    strong = normalise(strong_view(x01[noisy], gen) * 255, spec)  # (Bn, C, H, W)
+    if cfg.forward == "concat":
+        both = torch.cat([weak, strong])
+        outs = [net(both) for net in nets]  # each (B + Bn, K)
+        w_logits, s_logits = [o[: len(weak)] for o in outs], [o[len(weak) :] for o in outs]
+        lc, la, ln = [w[clean] for w in w_logits], [w[amb] for w in w_logits], [w[noisy] for w in w_logits]
+    else:
+        lc = [net(weak[clean]) for net in nets]
+        la = [net(weak[amb]) for net in nets]
+        ln = [net(weak[noisy]) for net in nets]
+        s_logits = [net(strong) for net in nets]
+    lam = mutual_weight(epoch, cfg.epochs, beta=cfg.beta)
+    l_sup = supervised(lc, y[clean], label_smoothing=cfg.label_smoothing)
+    l_mut = mutual(la[0], la[1], y[amb], lam, detach=cfg.detach_mutual)
+    l_usc = consistency(ln, s_logits, detach=cfg.detach_consistency)
+    loss = l_sup + cfg.omega * l_mut + cfg.gamma * l_usc
+    predicted = torch.cat([torch.stack(part).mean(0).argmax(1) for part in (lc, la, ln)])
+    correct = int((predicted == torch.cat([y[clean], y[amb], y[noisy]])).sum())
+    return loss, {"sup": l_sup.item(), "mut": l_mut.item(), "usc": l_usc.item(), "correct": correct}

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from asm_fer.mining import Subsets, mine, mining_quality
+from asm_fer.thresholds import adaptive_thresholds
+
+THRESHOLDS = np.array([[0.2, 0.8], [0.1, 0.4]])  # (K, 2) as (tau_n, tau_c)
+
+
+def _two_nets(p_label_1: list[float], p_label_2: list[float], labels: list[int]) -> np.ndarray:
+    """(2, N, 2) probabilities whose label-column equals the given values."""
+    out = np.zeros((2, len(labels), 2))
+    for m, values in enumerate((p_label_1, p_label_2)):
+        for i, (p, y) in enumerate(zip(values, labels, strict=True)):
+            out[m, i, y], out[m, i, 1 - y] = p, 1 - p
+    return out
+
+
+def test_ensemble_rule_uses_the_observed_labels_class_thresholds() -> None:
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    probs = _two_nets([0.9, 0.5, 0.1, 0.5, 0.3, 0.0], [0.7, 0.5, 0.2, 0.3, 0.3, 0.1], labels.tolist())
+    s = mine(probs, labels, THRESHOLDS)
+    # means: 0.8 0.5 0.15 | 0.4 0.3 0.05
+    assert s.clean.tolist() == [True, False, False, True, False, False]
+    assert s.noisy.tolist() == [False, False, True, False, False, True]
+    assert s.ambiguous.tolist() == [False, True, False, False, True, False]
+
+
+def test_both_nets_rule_needs_agreement() -> None:
+    labels = np.array([0, 0])
+    probs = _two_nets([0.9, 0.1], [0.7, 0.3], labels.tolist())  # mean 0.8 and 0.2
+    s = mine(probs, labels, THRESHOLDS, rule="both-nets")
+    assert s.sizes() == {"clean": 0, "ambiguous": 2, "noisy": 0}
+
+
+def test_codivision_rule_uses_argmax_agreement() -> None:
+    labels = np.array([0, 0, 0])
+    probs = _two_nets([0.9, 0.9, 0.1], [0.6, 0.4, 0.3], labels.tolist())
+    s = mine(probs, labels, THRESHOLDS, rule="codivision")
+    assert (s.clean.tolist(), s.ambiguous.tolist(), s.noisy.tolist()) == (
+        [True, False, False],
+        [False, True, False],
+        [False, False, True],
+    )
+
+
+@pytest.mark.parametrize("rule", ["ensemble", "both-nets", "codivision"])
+def test_partition_is_disjoint_and_covering(rule: str) -> None:
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(4), size=(2, 500))
+    labels = rng.integers(0, 4, 500)
+    s = mine(probs, labels, adaptive_thresholds(rng.uniform(0.3, 0.9, 4)), rule=rule)  # type: ignore[arg-type]
+    total = s.clean.astype(int) + s.ambiguous.astype(int) + s.noisy.astype(int)
+    assert (total == 1).all()
+
+
+def test_partition_is_monotone_in_the_base_pair() -> None:
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet(np.ones(4), size=(2, 500))
+    labels = rng.integers(0, 4, 500)
+    means = rng.uniform(0.3, 0.9, 4)
+    narrow = mine(probs, labels, adaptive_thresholds(means, base=(0.3, 0.7)))
+    wide = mine(probs, labels, adaptive_thresholds(means, base=(0.1, 0.9)))
+    assert (wide.clean <= narrow.clean).all() and (wide.noisy <= narrow.noisy).all()
+    assert wide.ambiguous.sum() > narrow.ambiguous.sum()
+
+
+def test_mining_quality_against_a_planted_mask() -> None:
+    s = Subsets(
+        clean=np.array([1, 0, 0, 0, 1], bool), ambiguous=np.array([0, 1, 0, 0, 0], bool), noisy=np.array([0, 0, 1, 1, 0], bool)
+    )
+    truth = np.array([0, 0, 1, 0, 1], bool)
+    q = mining_quality(s, truth)
+    assert q == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "noisy_kept_clean": 0.5})
+    empty = Subsets(clean=np.ones(3, bool), ambiguous=np.zeros(3, bool), noisy=np.zeros(3, bool))
+    assert mining_quality(empty, np.zeros(3, bool)) == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "noisy_kept_clean": 0.0}
