@@ -6,7 +6,9 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from .bundle import BundleError
 from .config import add_config_arguments, config_from_args
+from .data.ferplus import DatasetLayoutError
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -47,6 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--name", default="ferplus", help="bundle name (used in URLs) (default: ferplus)")
     p.set_defaults(func=_train)
 
+    p = sub.add_parser("export", help="export a finished run (its final.pt) as a model bundle")
+    p.add_argument("--run", required=True, help="run folder holding final.pt")
+    p.add_argument("--out", required=True, help="bundle folder to write (model.onnx + model.json)")
+    p.add_argument("--name", default="ferplus", help="bundle name (used in URLs) (default: ferplus)")
+    p.add_argument("--data", help="dataset root for the Valid accuracy (default: the run's --data)")
+    p.set_defaults(func=_export)
+
     p = sub.add_parser(
         "fixtures",
         help="write generated test data: a tiny FER+-layout dataset, a tiny trained "
@@ -56,4 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.set_defaults(func=_fixtures)
 
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except (DatasetLayoutError, BundleError, FileNotFoundError) as err:
+        parser.exit(2, f"asm-fer: error: {err}\n")
