@@ -1,5 +1,6 @@
 // A pool of worker threads, one onnxruntime session each; chooses the execution provider and runs batches.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -73,13 +74,27 @@ export function sessionOptions(intraOpThreads: number): SessionOptions {
   };
 }
 
-/** The compiled worker next to this file, or under vitest/tsx the TypeScript source run through tsx's loader. */
-function workerEntry(): { url: URL; execArgv: string[] } {
+/** tsx's ESM API entry (its `import` condition; require.resolve would pick the CommonJS one). */
+function tsxEsmApiUrl(): string {
+  const pkgJson = createRequire(import.meta.url).resolve('tsx/package.json');
+  const pkg = JSON.parse(readFileSync(pkgJson, 'utf8')) as { exports: Record<string, { import: { default: string } }> };
+  const rel = pkg.exports['./esm/api']?.import.default;
+  if (!rel) throw new Error('tsx does not export ./esm/api; run from dist/ (npm run build) instead');
+  return pathToFileURL(path.join(path.dirname(pkgJson), rel)).href;
+}
+
+/**
+ * The compiled worker next to this file (dist/), or, when running from source under vitest, a tiny eval'd bootstrap
+ * that registers tsx's loader inside the worker and then imports the TypeScript entry. (`execArgv: ['--import', tsx]`
+ * does not reach a worker's entry module on Node 20.)
+ */
+function workerEntry(): { entry: URL | string; eval: boolean } {
   const js = new URL('./session-worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(js))) return { url: js, execArgv: [] };
-  // Only reached from source (vitest); tsx is a dev dependency, resolved from here so the cwd does not matter.
-  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-  return { url: new URL('./session-worker.ts', import.meta.url), execArgv: ['--import', tsx] };
+  if (existsSync(fileURLToPath(js))) return { entry: js, eval: false };
+  const tsxApi = tsxEsmApiUrl();
+  const ts = new URL('./session-worker.ts', import.meta.url).href;
+  const bootstrap = `import(${JSON.stringify(tsxApi)}).then(({ register }) => { register(); return import(${JSON.stringify(ts)}); });`;
+  return { entry: bootstrap, eval: true };
 }
 
 export interface PoolOptions {
@@ -130,7 +145,7 @@ export class SessionPool {
     const slots: Slot[] = [];
     const readies: Promise<Extract<WorkerReply, { kind: 'ready' }>>[] = [];
     for (let i = 0; i < opts.workers; i++) {
-      const worker = new Worker(entry.url, { workerData: init, execArgv: entry.execArgv });
+      const worker = new Worker(entry.entry, { workerData: init, eval: entry.eval });
       const slot: Slot = { worker, pending: new Map(), alive: true };
       slots.push(slot);
       readies.push(

@@ -1,0 +1,61 @@
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { loadBundle } from '../../src/bundle/load-bundle.js';
+import { readOnnxIo } from '../../src/bundle/onnx-io.js';
+import { BundleError } from '../../src/errors.js';
+import { FIXTURE_BUNDLE_DIR } from '../fixtures/paths.js';
+
+let dir: string;
+const manifestPath = () => path.join(dir, 'model.json');
+const edit = (change: (m: Record<string, any>) => void) => {
+  const m = JSON.parse(readFileSync(manifestPath(), 'utf8')) as Record<string, any>;
+  change(m);
+  writeFileSync(manifestPath(), JSON.stringify(m));
+};
+
+beforeEach(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'asm-fer-bundle-'));
+  cpSync(FIXTURE_BUNDLE_DIR, dir, { recursive: true });
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('readOnnxIo', () => {
+  it('reads the fixture graph input and output names from the protobuf', () => {
+    expect(readOnnxIo(readFileSync(path.join(FIXTURE_BUNDLE_DIR, 'model.onnx')))).toEqual({ inputs: ['input'], outputs: ['probabilities'] });
+  });
+
+  it('throws on bytes that are not an ONNX model', () => {
+    expect(() => readOnnxIo(Buffer.from('not onnx at all'))).toThrow();
+  });
+});
+
+describe('loadBundle', () => {
+  it('accepts the fixture bundle', async () => {
+    const b = await loadBundle(dir);
+    expect(b.manifest.classes).toHaveLength(8);
+    expect(b.manifest.input).toMatchObject({ name: 'input', channels: 1, height: 48, width: 48 });
+    expect(b.modelPath).toBe(path.join(dir, 'model.onnx'));
+  });
+
+  const refusals: [string, () => void, RegExp][] = [
+    ['a missing model.json', () => rmSync(manifestPath()), /cannot read .*model\.json: ENOENT/],
+    ['model.json that is not JSON', () => writeFileSync(manifestPath(), '{'), /is not JSON/],
+    ['a manifest the schema rejects', () => edit((m) => delete m.classes), /does not match bundle\.schema\.json: \/ must have required property 'classes'/],
+    ['a thresholds map missing a class', () => edit((m) => delete m.thresholds.contempt), /thresholds lack class\(es\) contempt/],
+    ['a thresholds map with an unknown class', () => edit((m) => (m.thresholds.joy = { clean: 0.5, noisy: 0.1 })), /thresholds name unknown class\(es\) joy/],
+    ['mean/std of the wrong length', () => edit((m) => (m.input.mean = [0.5, 0.5, 0.5])), /input\.mean has 3 values for 1 channel/],
+    ['an ONNX file whose sha256 differs', () => writeFileSync(path.join(dir, 'model.onnx'), Buffer.concat([readFileSync(path.join(dir, 'model.onnx')), Buffer.from([0])])), /sha256 of .* is [0-9a-f]{64}, model\.json says/],
+    ['an input name the graph lacks', () => edit((m) => (m.input.name = 'pixels')), /ONNX inputs are \[input\], model\.json expects exactly \[pixels\]/],
+    ['an output name the graph lacks', () => edit((m) => (m.output.name = 'logits')), /ONNX outputs are \[probabilities\], model\.json expects logits/],
+  ];
+
+  it.each(refusals)('refuses %s with a one-line reason', async (_what, breakIt, reason) => {
+    breakIt();
+    const err = await loadBundle(dir).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BundleError);
+    expect((err as Error).message).toMatch(reason);
+    expect((err as Error).message).not.toContain('\n');
+  });
+});
