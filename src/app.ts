@@ -1,13 +1,12 @@
 // createApp(deps): wires the plain modules (bundle, session pool, batcher, metrics) into the HTTP app; never listens.
 import { fileURLToPath } from 'node:url';
-import type { Express } from 'express';
 import type { Logger } from 'pino';
 import type { Bundle } from './bundle/load-bundle.js';
 import type { Config } from './config.js';
 import { createInference } from './inference/infer.js';
 import type { SessionPool } from './inference/session-pool.js';
 import type { Metrics } from './metrics.js';
-import { createHttpApp, type Readiness } from './http/server.js';
+import { createHttpApp, type HttpApp, type Readiness } from './http/server.js';
 
 /** openapi.yaml sits at the repository root, one level above src/ and dist/. */
 export const API_SPEC_PATH = fileURLToPath(new URL('../openapi.yaml', import.meta.url));
@@ -21,7 +20,7 @@ export interface AppDeps {
   readiness: Readiness;
 }
 
-export function createApp(deps: AppDeps): Express {
+export function createApp(deps: AppDeps): HttpApp {
   const { config, bundle, pool, metrics } = deps;
   const { manifest } = bundle;
   const inference = createInference(

@@ -14,6 +14,9 @@ import { predictRouter } from './predict.js';
 import { notFound, problemHandler } from './problem.js';
 import { contractValidator } from './upload.js';
 
+/** The Express application, named here so code outside src/http/ need not import express. */
+export type HttpApp = Express;
+
 export interface Readiness {
   isReady(): boolean;
 }

@@ -1,0 +1,25 @@
+// The layering style.md asks for, checked on every run instead of left to review.
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const files = (readdirSync('src', { recursive: true }) as string[]).filter((f) => f.endsWith('.ts')).map((f) => path.join('src', f));
+const importers = (pattern: RegExp) => files.filter((f) => pattern.test(readFileSync(f, 'utf8'))).sort();
+
+describe('import rules', () => {
+  it('only src/http/ imports express, multer or the validator', () => {
+    expect(importers(/from '(express|multer|express-openapi-validator)'/).filter((f) => !f.startsWith('src/http/'))).toEqual([]);
+  });
+
+  it('only the session pool and its worker import onnxruntime-node', () => {
+    expect(importers(/from 'onnxruntime-node'/)).toEqual(['src/inference/session-pool.ts', 'src/inference/session-worker.ts']);
+  });
+
+  it('only config.ts reads process.env', () => {
+    expect(importers(/process\.env/)).toEqual(['src/config.ts']);
+  });
+
+  it('only decode.ts imports sharp', () => {
+    expect(importers(/from 'sharp'/)).toEqual(['src/inference/decode.ts']);
+  });
+});
