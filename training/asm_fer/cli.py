@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     p = sub.add_parser("train", help="train on a dataset, checkpoint every epoch, optionally export a bundle")
     add_config_arguments(p)
-    p.add_argument("--export", metavar="DIR", help="after training, export the model bundle to DIR")
+    p.add_argument("--export", "--out", metavar="DIR", help="after training, export the model bundle to DIR")
     p.add_argument("--name", default="ferplus", help="bundle name (used in URLs) (default: ferplus)")
     p.set_defaults(func=_train)
 

@@ -19,7 +19,10 @@ from typing import Any
 class TrainConfig:
     # data
     data: str = field(default="../shared/data/ferplus", metadata={"help": "dataset root (FER+ layout)"})
-    dataset: str = field(default="ferplus", metadata={"help": "dataset layout", "choices": ["ferplus"]})
+    dataset: str = field(
+        default="ferplus",
+        metadata={"help": "dataset layout", "choices": ["ferplus", "rafdb", "imagefolder", "manifest"], "aliases": ["--format"]},
+    )
     noise: str = field(default="none", metadata={"help": "label noise: none | sym-<r> (e.g. sym-0.3) | crowd-1"})
     limit: int = field(default=0, metadata={"help": "train on the first N samples of each split (0 = all)"})
     # model and input
@@ -49,7 +52,9 @@ class TrainConfig:
     t_clean: float = field(default=0.8, metadata={"help": "base clean threshold T_c (supplement: best pair [0.2, 0.8])"})
     threshold_mode: str = field(default="adaptive", metadata={"help": "adaptive | fixed", "choices": ["adaptive", "fixed"]})
     # ASM (asm-method.md); the paper's 100-epoch recipe warms up for 10 epochs
-    warmup_epochs: int = field(default=3, metadata={"help": "CE warm-up epochs before mining (recipe: 10 of 100)"})
+    warmup_epochs: int = field(
+        default=3, metadata={"help": "CE warm-up epochs before mining (recipe: 10 of 100)", "aliases": ["--warmup"]}
+    )
     omega: float = field(default=0.6, metadata={"help": "weight of mutual learning on ambiguous samples (supplement: 0.6)"})
     gamma: float = field(default=1.0, metadata={"help": "weight of consistency on noisy samples (supplement: 1.0)"})
     beta: float = field(default=0.65, metadata={"help": "lambda ramp shape (supplement sweep, best on RAF-DB: 0.65)"})
@@ -133,6 +138,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
         parser.add_argument(
             "--" + f.name.replace("_", "-"),
+            *f.metadata.get("aliases", []),
             dest=f.name,
             type=tp,
             nargs=nargs,

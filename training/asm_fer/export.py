@@ -16,8 +16,9 @@ import onnxruntime as ort
 import torch
 
 from .bundle import input_section, sha256_file, write_bundle
+from .data import scan
 from .data.dataset import load_images
-from .data.ferplus import SPLITS, scan_ferplus
+from .data.ferplus import SPLITS
 from .evaluate import accuracy, per_class_recall
 from .resnet import Ensemble, count_parameters
 from .train import input_spec, load_trained
@@ -43,6 +44,11 @@ def code_revision() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return rev + ("-dirty" if dirty else "")
+
+
+def split_name(fmt: str, split: str) -> str:
+    """FER+ splits by their folder names (FER2013Valid), others by the split name."""
+    return SPLITS[split] if fmt == "ferplus" else split
 
 
 def export_onnx(model: torch.nn.Module, spec: InputSpec, path: Path) -> None:
@@ -93,7 +99,8 @@ def export_bundle(
     ensemble = Ensemble(nets).eval()
     export_onnx(ensemble, spec, onnx_path)
 
-    valid = load_images(scan_ferplus(data_root or cfg.data, eval_split), spec, desc=f"decode {eval_split}")
+    _, samples = scan(cfg.dataset, data_root or cfg.data, eval_split)
+    valid = load_images(samples, spec, desc=f"decode {eval_split}")
     x = normalise(valid.pixels, spec)  # (N, C, H, W)
     err = check_parity(ensemble, onnx_path, x[:64])
     probs = onnx_probs(onnx_path, x.numpy())
@@ -132,12 +139,12 @@ def export_bundle(
             "momentum": learning["momentum"],
             "classMeans": dict(zip(classes, means, strict=True)),
             "epoch": learning["epoch"],
-            "split": f"{SPLITS['train']} ({learning['split']})",
+            "split": f"{split_name(cfg.dataset, 'train')} ({learning['split']})",
         },
         "provenance": {
             "dataset": cfg.dataset,
-            "trainSplit": SPLITS["train"],
-            "evalSplit": SPLITS[eval_split],
+            "trainSplit": split_name(cfg.dataset, "train"),
+            "evalSplit": split_name(cfg.dataset, eval_split),
             "noise": cfg.noise,
             "method": cfg.method,
             "seed": cfg.seed,

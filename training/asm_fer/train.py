@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 from .asm import MiningState, mine_epoch, tri_loss
 from .config import TrainConfig
+from .data import scan
 from .data.dataset import ImageSet, load_images, stratified_limit
-from .data.ferplus import CLASSES, scan_ferplus
 from .evaluate import accuracy, per_class_recall, predict_probs
 from .mining import Subsets
 from .noise import apply_noise, save_noise
@@ -54,16 +54,18 @@ def input_spec(cfg: TrainConfig) -> InputSpec:
 
 def load_data(cfg: TrainConfig) -> Data:
     spec = input_spec(cfg)
-    train_samples = stratified_limit(scan_ferplus(cfg.data, "train"), cfg.limit, cfg.seed)
-    valid_samples = stratified_limit(scan_ferplus(cfg.data, "valid"), cfg.limit, cfg.seed)
+    classes, train_samples = scan(cfg.dataset, cfg.data, "train")
+    _, valid_samples = scan(cfg.dataset, cfg.data, "valid")
+    train_samples = stratified_limit(train_samples, cfg.limit, cfg.seed)
+    valid_samples = stratified_limit(valid_samples, cfg.limit, cfg.seed)
     train = load_images(train_samples, spec, desc="decode train")
-    noise = apply_noise(cfg.noise, train.labels.numpy(), train.votes, len(CLASSES), cfg.seed)
+    noise = apply_noise(cfg.noise, train.labels.numpy(), train.votes, len(classes), cfg.seed)
     train.labels = torch.from_numpy(noise.labels)
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     save_noise(noise, train.names, run / "labels.csv")
     print(f"train {len(train)} images ({cfg.noise}: {noise.rate:.1%} wrong labels), valid {len(valid_samples)}")
-    return Data(CLASSES, train, load_images(valid_samples, spec, desc="decode valid"), noise.truly_noisy)
+    return Data(classes, train, load_images(valid_samples, spec, desc="decode valid"), noise.truly_noisy)
 
 
 def build_nets(cfg: TrainConfig, num_classes: int) -> list[nn.Module]:
