@@ -30,7 +30,7 @@ from .data.dataset import ImageSet, load_images, stratified_limit
 from .evaluate import accuracy, per_class_recall, predict_probs
 from .mining import Subsets
 from .noise import apply_noise, save_noise
-from .plots import plot_curves
+from .plots import plot_curves, plot_mining
 from .resnet import ResNet
 from .thresholds import adaptive_thresholds, class_means
 from .transforms import InputSpec, normalise, weak_view
@@ -187,6 +187,7 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
             log.flush()
             print(json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)} | {"subsets": row.get("subsets")}))
             plot_curves(run / "metrics.jsonl", run / "curves.png")
+            plot_mining(run / "metrics.jsonl", run / "mining.png")
             _save(
                 {
                     "config": cfg.to_dict(),
