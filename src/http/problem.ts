@@ -33,7 +33,8 @@ export function toAppError(err: unknown): AppError | undefined {
     case 413:
       return new PayloadTooLarge(err.message);
     case 415:
-      return new UnsupportedMedia(err.message);
+      // Every request body in the contract is multipart; the validator's own message names no expected type.
+      return new UnsupportedMedia(`the request body must be multipart/form-data (${err.message})`);
     case 500:
       return MALFORMED_MULTIPART.test(err.message) ? new BadRequest(`malformed multipart body: ${err.message}`) : undefined;
     default:

@@ -116,3 +116,12 @@ describe('unexpected failures', () => {
     expect(next.status).toBe(200);
   });
 });
+
+describe('request bodies', () => {
+  it('415 for a body that is not multipart/form-data', async () => {
+    const res = await request(t.app).post('/v1/predict').set('Content-Type', 'application/json').send('{"image":"x"}');
+    expect(res.status).toBe(415);
+    expectContract('POST', '/v1/predict', res);
+    expect(res.body.detail).toMatch(/must be multipart\/form-data/);
+  });
+});
