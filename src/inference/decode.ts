@@ -47,7 +47,7 @@ export async function decodeImage(buf: Uint8Array, opts: DecodeOptions, index?: 
   const format = sniffFormat(buf);
   if (!format) throw new UnsupportedMedia('the part is not a JPEG, PNG, WebP, GIF, TIFF or AVIF image', index);
   // failOn 'error' rejects truncated and corrupt pixel data but tolerates harmless libvips warnings.
-  const common = { failOn: 'error', limitInputPixels: opts.maxPixels, sequentialRead: true } as const;
+  const common = { failOn: 'error', limitInputPixels: opts.maxPixels } as const;
   let meta: Awaited<ReturnType<ReturnType<typeof sharp>['metadata']>>;
   try {
     // Header only, so no pixel limit here: the area check below gives a precise 413 instead of a generic error.
