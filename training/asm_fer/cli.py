@@ -31,6 +31,13 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import report
+
+    print(report(config_from_args(args)))
+    return 0
+
+
 def _fixtures(args: argparse.Namespace) -> int:
     from .fixtures import make_fixtures
 
@@ -55,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--name", default="ferplus", help="bundle name (used in URLs) (default: ferplus)")
     p.add_argument("--data", help="dataset root for the Valid accuracy (default: the run's --data)")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("bench", help="E6: training cost on this machine (matmul peak, FLOPs, images/s)")
+    add_config_arguments(p)
+    p.set_defaults(func=_bench)
 
     p = sub.add_parser(
         "fixtures",

@@ -1,0 +1,89 @@
+"""E6 — training cost on this machine: measured fp32 matmul peak, FLOPs per training image, training
+and mining-pass throughput for a config, and the share of the peak that training reaches."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from .config import TrainConfig
+from .train import build_nets
+
+
+def matmul_peak(threads: int, *, n: int = 2048, seconds: float = 3.0) -> float:
+    """Best observed fp32 GFLOP/s of an n x n matmul."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best, end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def _step(nets: list[torch.nn.Module], opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
+    loss = torch.stack([F.cross_entropy(net(x), y) for net in nets]).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()  # type: ignore[no-untyped-call]
+    opt.step()
+
+
+def training_cost(cfg: TrainConfig, *, steps: int = 8) -> dict[str, Any]:
+    """Throughput of plain training steps (all networks) and of the eval-mode mining pass, on random
+    inputs of the config's shape; FLOPs counted by PyTorch's FlopCounterMode."""
+    torch.set_num_threads(cfg.threads)
+    nets = build_nets(cfg, 8)
+    opt = torch.optim.Adam([p for n in nets for p in n.parameters()], lr=cfg.lr)
+    x = torch.randn(cfg.batch_size, cfg.channels, cfg.input_size, cfg.input_size)
+    y = torch.randint(0, 8, (cfg.batch_size,))
+    with FlopCounterMode(display=False) as counter:
+        _step(nets, opt, x, y)
+    flops_per_image = counter.get_total_flops() / cfg.batch_size
+    _step(nets, opt, x, y)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        _step(nets, opt, x, y)
+    train_ips = steps * cfg.batch_size / (time.perf_counter() - t0)
+    xe = torch.randn(cfg.eval_batch_size, cfg.channels, cfg.input_size, cfg.input_size)
+    with torch.inference_mode():
+        for net in nets:
+            net.eval()
+            net(xe)
+        t0 = time.perf_counter()
+        for _ in range(max(1, steps // 2)):
+            for net in nets:
+                net(xe)
+        mine_ips = max(1, steps // 2) * cfg.eval_batch_size / (time.perf_counter() - t0)
+    return {
+        "flops_per_image": flops_per_image,
+        "train_images_per_s": train_ips,
+        "mining_images_per_s": mine_ips,
+        "networks": len(nets),
+    }
+
+
+def report(cfg: TrainConfig) -> str:
+    peak = matmul_peak(cfg.threads)
+    lines = [
+        f"fp32 matmul peak ({cfg.threads} threads): {peak:.1f} GFLOP/s",
+        "",
+        "| method | networks | GFLOP / training image | train img/s | achieved GFLOP/s | share of peak "
+        "| mining pass img/s | mining / epoch time |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for method in ("ce", "asm"):
+        c = training_cost(replace(cfg, method=method))
+        achieved = c["flops_per_image"] * c["train_images_per_s"] / 1e9
+        mining_share = "—" if method == "ce" else f"{c['train_images_per_s'] / c['mining_images_per_s']:.0%}"
+        lines.append(
+            f"| {method} | {c['networks']} | {c['flops_per_image'] / 1e9:.3f} | {c['train_images_per_s']:.0f} "
+            f"| {achieved:.1f} | {achieved / peak:.0%} | {c['mining_images_per_s']:.0f} | {mining_share} |"
+        )
+    return "\n".join(lines)

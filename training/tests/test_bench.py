@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from asm_fer.bench import matmul_peak, training_cost
+from asm_fer.fixtures import tiny_config
+
+
+def test_matmul_peak_is_measured() -> None:
+    assert matmul_peak(1, n=128, seconds=0.05) > 0
+
+
+def test_training_cost_counts_flops_of_both_networks(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, tmp_path)
+    one = training_cost(cfg, steps=1)
+    two = training_cost(cfg.__class__(**{**cfg.__dict__, "method": "asm"}), steps=1)
+    assert one["networks"] == 1 and two["networks"] == 2
+    assert two["flops_per_image"] == 2 * one["flops_per_image"] > 0
+    assert one["train_images_per_s"] > 0 and one["mining_images_per_s"] > 0
