@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
+from .device import autocast, device_of, to_device
 from .losses import consistency, mutual, mutual_weight, supervised
 from .mining import Subsets, mine, mining_quality
 from .thresholds import adaptive_thresholds, class_means
@@ -34,14 +35,16 @@ def net_probabilities(
     nets: Sequence[nn.Module], pixels: torch.Tensor, spec: InputSpec, *, gen: torch.Generator | None, batch_size: int
 ) -> np.ndarray:
     """(M, N, K) probabilities of each network, eval mode; on the weak view when `gen` is given."""
+    device = device_of(nets)
     for net in nets:
         net.eval()
     out: list[list[torch.Tensor]] = [[] for _ in nets]
     for start in range(0, pixels.shape[0], batch_size):
         x01 = pixels[start : start + batch_size] / 255
-        x = normalise((weak_view(x01, gen) if gen is not None else x01) * 255, spec)  # (B, C, H, W)
-        for m, net in enumerate(nets):
-            out[m].append(torch.softmax(net(x), 1))
+        x = to_device(normalise((weak_view(x01, gen) if gen is not None else x01) * 255, spec), device)  # (B, C, H, W)
+        with autocast(device):
+            for m, net in enumerate(nets):
+                out[m].append(torch.softmax(net(x).float(), 1).cpu())
     return torch.stack([torch.cat(parts) for parts in out]).numpy().astype(np.float64)
 
 
@@ -107,20 +110,24 @@ def tri_loss(
     x01: (B, C, H, W) images in [0, 1]; y: (B,) observed labels; subset: (B,) 0 clean, 1 ambiguous,
     2 noisy. Two networks.
     """
+    device = device_of(nets)
+    weak = to_device(normalise(weak_view(x01, gen) * 255, spec), device)  # (B, C, H, W)
+    strong = to_device(normalise(strong_view(x01[subset == 2], gen) * 255, spec), device)  # (Bn, C, H, W)
+    y, subset = y.to(device), subset.to(device)
     clean, amb, noisy = subset == 0, subset == 1, subset == 2
-    weak = normalise(weak_view(x01, gen) * 255, spec)  # (B, C, H, W)
-    strong = normalise(strong_view(x01[noisy], gen) * 255, spec)  # (Bn, C, H, W)
-    if cfg.forward == "concat":
-        both = torch.cat([weak, strong])
-        outs = [net(both) for net in nets]  # each (B + Bn, K)
-        w_logits, s_logits = [o[: len(weak)] for o in outs], [o[len(weak) :] for o in outs]
-        lc, la, ln = [w[clean] for w in w_logits], [w[amb] for w in w_logits], [w[noisy] for w in w_logits]
-    else:
-        lc = [net(weak[clean]) for net in nets]
-        la = [net(weak[amb]) for net in nets]
-        ln = [net(weak[noisy]) for net in nets]
-        s_logits = [net(strong) for net in nets]
+    with autocast(device):
+        if cfg.forward == "concat":
+            both = torch.cat([weak, strong])
+            outs = [net(both) for net in nets]  # each (B + Bn, K)
+            w_logits, s_logits = [o[: len(weak)] for o in outs], [o[len(weak) :] for o in outs]
+            lc, la, ln = [w[clean] for w in w_logits], [w[amb] for w in w_logits], [w[noisy] for w in w_logits]
+        else:
+            lc = [net(weak[clean]) for net in nets]
+            la = [net(weak[amb]) for net in nets]
+            ln = [net(weak[noisy]) for net in nets]
+            s_logits = [net(strong) for net in nets]
     lam = mutual_weight(epoch, cfg.epochs, beta=cfg.beta)
+    lc, la, ln, s_logits = ([t.float() for t in group] for group in (lc, la, ln, s_logits))
     l_sup = supervised(lc, y[clean], label_smoothing=cfg.label_smoothing)
     l_mut = mutual(la[0], la[1], y[amb], lam, detach=cfg.detach_mutual)
     l_usc = consistency(ln, s_logits, detach=cfg.detach_consistency)

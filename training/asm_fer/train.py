@@ -10,6 +10,7 @@ Adaptive Threshold Learning applied once to the final model on the un-augmented 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -27,6 +28,7 @@ from .asm import MiningState, mine_epoch, tri_loss
 from .config import TrainConfig
 from .data import scan
 from .data.dataset import ImageSet, load_images, stratified_limit
+from .device import autocast, device_of, place, resolve_device, to_device
 from .evaluate import accuracy, per_class_recall, predict_probs
 from .mining import Subsets
 from .noise import apply_noise, save_noise
@@ -105,6 +107,7 @@ def _run_epoch(
     gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)  # per-epoch stream: resume is exact
     order = torch.randperm(len(data), generator=gen)
     codes = _subset_codes(subsets) if subsets is not None else None
+    device = device_of(nets)
     for net in nets:
         net.train()
     total, correct, loss_sum = 0, 0, 0.0
@@ -116,7 +119,9 @@ def _run_epoch(
             continue
         x01, y = data.pixels[idx] / 255, data.labels[idx]  # (B, C, H, W), (B,)
         if codes is None:
-            logits = [net(normalise(weak_view(x01, gen) * 255, spec)) for net in nets]  # each (B, K)
+            x, y = to_device(normalise(weak_view(x01, gen) * 255, spec), device), y.to(device)
+            with autocast(device):
+                logits = [net(x).float() for net in nets]  # each (B, K)
             loss = torch.stack([F.cross_entropy(lg, y, label_smoothing=cfg.label_smoothing) for lg in logits]).mean()
             hits = int((torch.stack(logits).mean(0).argmax(1) == y).sum())
         else:
@@ -145,14 +150,18 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
     data = data or load_data(cfg)
     spec = input_spec(cfg)
     nets = build_nets(cfg, len(data.classes))
+    device = resolve_device(cfg.device)
+    place(nets, device)
+    print(f"device: {device}")
     opt = torch.optim.Adam([p for net in nets for p in net.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.lr_decay)
     state = MiningState()
     start_epoch = 1
     ckpt_path = run / CHECKPOINT
     if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, weights_only=False)
-        if TrainConfig.from_dict(ckpt["config"]) != cfg:
+        ckpt = torch.load(ckpt_path, weights_only=False, map_location=device)
+        # where and how fast it runs is not part of a run's identity: a run may resume on another machine
+        if dataclasses.replace(TrainConfig.from_dict(ckpt["config"]), device=cfg.device, threads=cfg.threads) != cfg:
             raise SystemExit(f"{ckpt_path} was written with a different config; use a new --run-dir")
         for net, net_state in zip(nets, ckpt["nets"], strict=True):
             net.load_state_dict(net_state)
@@ -245,7 +254,7 @@ def finalise(cfg: TrainConfig, nets: list[nn.Module], data: Data, spec: InputSpe
 
 def load_trained(path: Path | str) -> tuple[TrainConfig, list[nn.Module], dict[str, Any]]:
     """Rebuild the networks of a `final.pt` (eval mode) with its config and metadata."""
-    final = torch.load(path, weights_only=False)
+    final = torch.load(path, weights_only=False, map_location="cpu")
     cfg = TrainConfig.from_dict(final["config"])
     nets = build_nets(cfg, len(final["classes"]))
     for net, state in zip(nets, final["nets"], strict=True):

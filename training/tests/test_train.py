@@ -4,8 +4,10 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
+from asm_fer.device import resolve_device
 from asm_fer.fixtures import tiny_config
 from asm_fer.train import CHECKPOINT, load_trained, train
 
@@ -53,3 +55,20 @@ def test_asm_mines_planted_noise_better_than_chance(ferplus_root: Path, tmp_path
     assert final["thresholds"] == exported
     labels = (Path(cfg.run_dir) / "labels.csv").read_text().splitlines()
     assert sum(int(line.split(",")[2]) for line in labels[1:]) == 24
+
+
+def test_resume_may_change_device_and_threads_but_not_the_recipe(ferplus_root: Path, tmp_path: Path) -> None:
+    cfg = dataclasses.replace(tiny_config(ferplus_root, tmp_path / "run"), epochs=1)
+    train(cfg)
+    train(dataclasses.replace(cfg, device="cpu", threads=2))
+    with pytest.raises(SystemExit, match="different config"):
+        train(dataclasses.replace(cfg, lr=0.5))
+
+
+def test_cuda_requested_without_a_gpu_is_a_clear_error() -> None:
+    if torch.cuda.is_available():
+        assert resolve_device("auto").type == "cuda"
+    else:
+        assert resolve_device("auto").type == "cpu"
+        with pytest.raises(ValueError, match="sees no CUDA device"):
+            resolve_device("cuda")

@@ -1,0 +1,48 @@
+"""Where the networks run: `--device auto` picks CUDA when PyTorch sees a GPU, else the CPU. On CUDA
+the networks use channels-last memory and bf16 autocast; augmentation stays on the CPU (seeded
+generators), batches are moved after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import nn
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name} asked for, but PyTorch sees no CUDA device")
+    return torch.device(name)
+
+
+def place(nets: Sequence[nn.Module], device: torch.device) -> None:
+    for net in nets:
+        net.to(device)
+        if device.type == "cuda":
+            net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+
+def device_of(nets: Sequence[nn.Module]) -> torch.device:
+    return next(nets[0].parameters()).device
+
+
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch (B, C, H, W) on the networks' device, in their memory format."""
+    if device.type == "cuda":
+        return x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    return x
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device) -> Iterator[None]:
+    """bf16 mixed precision on CUDA; plain fp32 on the CPU."""
+    if device.type == "cuda":
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            yield
+    else:
+        yield
