@@ -23,7 +23,10 @@ class TrainConfig:
         default="ferplus",
         metadata={"help": "dataset layout", "choices": ["ferplus", "rafdb", "imagefolder", "manifest"], "aliases": ["--format"]},
     )
-    noise: str = field(default="none", metadata={"help": "label noise: none | sym-<r> (e.g. sym-0.3) | crowd-1"})
+    noise: str = field(
+        default="none",
+        metadata={"help": "label noise: none | sym-<r> (e.g. sym-0.3) | crowd-1 | file:<label file in the dataset's format>"},
+    )
     limit: int = field(default=0, metadata={"help": "train on the first N samples of each split (0 = all)"})
     # model and input
     method: str = field(

@@ -47,8 +47,18 @@ def crowd_one(votes: np.ndarray, rng: np.random.Generator) -> NoisyLabels:
     return NoisyLabels(chosen, ~majority)
 
 
+def from_file(file_labels: dict[str, int], names: list[str], labels: np.ndarray) -> NoisyLabels:
+    """Labels given by a label file (image name -> label) for every training image; the truth is `labels`."""
+    missing = [n for n in names if n not in file_labels]
+    if missing:
+        raise ValueError(f"the label file has no label for {len(missing)} training images, e.g. {missing[:3]}")
+    noisy = np.array([file_labels[n] for n in names], dtype=labels.dtype)
+    return NoisyLabels(noisy, noisy != labels)
+
+
 def apply_noise(spec: str, labels: np.ndarray, votes: np.ndarray, num_classes: int, seed: int) -> NoisyLabels:
-    """Parse a `--noise` value and apply it: none | sym-<r> (r in (0, 1), e.g. sym-0.3) | crowd-1."""
+    """Parse a `--noise` value and apply it: none | sym-<r> (r in (0, 1), e.g. sym-0.3) | crowd-1.
+    (`file:<path>` needs the image names and the dataset format: see `train.load_data`.)"""
     rng = np.random.default_rng(seed)
     if spec == "none":
         return NoisyLabels(labels.copy(), np.zeros(len(labels), dtype=bool))
@@ -56,7 +66,7 @@ def apply_noise(spec: str, labels: np.ndarray, votes: np.ndarray, num_classes: i
         return symmetric(labels, float(m.group(1)), num_classes, rng)
     if spec == "crowd-1":
         return crowd_one(votes, rng)
-    raise ValueError(f"unknown noise protocol {spec!r}; expected none, sym-<rate> (e.g. sym-0.3) or crowd-1")
+    raise ValueError(f"unknown noise protocol {spec!r}; expected none, sym-<rate> (e.g. sym-0.3), crowd-1 or file:<path>")
 
 
 def save_noise(noise: NoisyLabels, names: list[str], path: Path) -> None:

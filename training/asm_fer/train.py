@@ -26,12 +26,12 @@ from tqdm import tqdm
 
 from .asm import MiningState, mine_epoch, tri_loss
 from .config import TrainConfig
-from .data import scan
+from .data import read_label_file, scan
 from .data.dataset import ImageSet, load_images, stratified_limit
 from .device import autocast, device_of, place, resolve_device, to_device
 from .evaluate import accuracy, per_class_recall, predict_probs
 from .mining import Subsets
-from .noise import apply_noise, save_noise
+from .noise import apply_noise, from_file, save_noise
 from .plots import plot_curves, plot_mining
 from .resnet import ResNet
 from .thresholds import adaptive_thresholds, class_means
@@ -61,7 +61,10 @@ def load_data(cfg: TrainConfig) -> Data:
     train_samples = stratified_limit(train_samples, cfg.limit, cfg.seed)
     valid_samples = stratified_limit(valid_samples, cfg.limit, cfg.seed)
     train = load_images(train_samples, spec, desc="decode train")
-    noise = apply_noise(cfg.noise, train.labels.numpy(), train.votes, len(classes), cfg.seed)
+    if cfg.noise.startswith("file:"):
+        noise = from_file(read_label_file(cfg.dataset, cfg.noise[5:]), train.names, train.labels.numpy())
+    else:
+        noise = apply_noise(cfg.noise, train.labels.numpy(), train.votes, len(classes), cfg.seed)
     train.labels = torch.from_numpy(noise.labels)
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)

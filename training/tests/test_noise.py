@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -50,3 +51,33 @@ def test_saved_table(tmp_path: Path) -> None:
     lines = (tmp_path / "noise.csv").read_text().splitlines()
     assert lines[0] == "name,label,truly_noisy" and len(lines) == 5
     assert sum(int(line.split(",")[2]) for line in lines[1:]) == 2
+
+
+def test_label_file_in_ferplus_format_gives_labels_and_truth(ferplus_root: Path, tmp_path: Path) -> None:
+    from asm_fer.data import read_label_file, scan
+    from asm_fer.noise import from_file
+
+    _, samples = scan("ferplus", ferplus_root, "train")
+    names = [s.path.name for s in samples]
+    labels = np.array([s.label for s in samples])
+    with (ferplus_root / "FER2013Train" / "label.csv").open(newline="") as f:
+        rows = list(csv.reader(f))
+    first = rows[0]
+    first[2:12] = ["0", "0", "0", "0", "0", "0", "0", "9", "1", "0"]  # the votes now say contempt
+    with (tmp_path / "noisy.csv").open("w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    noise = from_file(read_label_file("ferplus", tmp_path / "noisy.csv"), names, labels)
+    assert noise.truly_noisy.sum() == 1 and noise.labels[names.index(first[0])] == 7
+
+
+def test_label_file_in_rafdb_format_and_missing_images(tmp_path: Path) -> None:
+    from asm_fer.data import read_label_file
+    from asm_fer.noise import from_file
+
+    (tmp_path / "noise10.txt").write_text("train_00001.jpg 2\ntrain_00002.jpg 7\n")
+    mapping = read_label_file("rafdb", tmp_path / "noise10.txt")
+    assert mapping == {"train_00001_aligned.jpg": 1, "train_00002_aligned.jpg": 6}
+    noise = from_file(mapping, ["train_00001_aligned.jpg", "train_00002_aligned.jpg"], np.array([0, 6]))
+    assert noise.truly_noisy.tolist() == [True, False]
+    with pytest.raises(ValueError, match="no label for 1 training images"):
+        from_file(mapping, ["train_00003_aligned.jpg"], np.array([0]))
