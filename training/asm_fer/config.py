@@ -21,7 +21,11 @@ class TrainConfig:
     data: str = field(default="../shared/data/ferplus", metadata={"help": "dataset root (FER+ layout)"})
     dataset: str = field(
         default="ferplus",
-        metadata={"help": "dataset layout", "choices": ["ferplus", "rafdb", "imagefolder", "manifest"], "aliases": ["--format"]},
+        metadata={
+            "help": "dataset layout",
+            "choices": ["ferplus", "rafdb", "affectnet", "affectnet7", "imagefolder", "manifest"],
+            "aliases": ["--format"],
+        },
     )
     noise: str = field(
         default="none",

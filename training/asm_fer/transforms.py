@@ -43,10 +43,14 @@ class InputSpec:
         return "bt601-luma" if self.channels == 1 else "rgb"
 
 
-def load_pixels(path: Path | str, spec: InputSpec) -> np.ndarray:
-    """Decoded, resized, colour-converted pixels in [0, 255], float32, shape (C, H, W)."""
+def load_pixels(path: Path | str, spec: InputSpec, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Decoded, (cropped to `box` = x, y, width, height,) resized, colour-converted pixels in [0, 255],
+    float32, shape (C, H, W)."""
     with Image.open(path) as im:
         rgb = ImageOps.exif_transpose(im).convert("RGB")
+    if box is not None:
+        x, y, w, h = box
+        rgb = rgb.crop((x, y, x + w, y + h))
     if rgb.size != (spec.width, spec.height):
         rgb = rgb.resize((spec.width, spec.height), Image.Resampling.BILINEAR)
     arr = np.asarray(rgb, dtype=np.float32)  # (H, W, 3)

@@ -99,3 +99,22 @@ def test_manifest_errors(tmp_path: Path, train_csv: str, message: str) -> None:
 def test_unknown_format() -> None:
     with pytest.raises(DatasetLayoutError, match="unknown dataset format 'voc'"):
         scan("voc", ".", "train")
+
+
+def test_affectnet_csv_with_face_boxes(tmp_path: Path) -> None:
+    from asm_fer.data.dataset import load_images
+    from asm_fer.transforms import InputSpec
+
+    img = Image.new("RGB", (100, 100), (0, 0, 0))
+    img.paste((255, 255, 255), (50, 50, 100, 100))
+    (tmp_path / "Manually_Annotated_Images" / "1").mkdir(parents=True)
+    img.save(tmp_path / "Manually_Annotated_Images" / "1" / "a.png")
+    header = "subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,valence,arousal\n"
+    rows = ["1/a.png,50,50,50,50,,7,0,0", "1/a.png,0,0,50,50,,1,0,0", "1/a.png,0,0,100,100,,9,0,0"]
+    (tmp_path / "training.csv").write_text(header + "\n".join(rows) + "\n")
+    classes, samples = scan("affectnet", tmp_path, "train")
+    assert [classes[s.label] for s in samples] == ["contempt", "happiness"]  # code 9 (uncertain) dropped
+    pixels = load_images(samples, InputSpec()).pixels
+    assert pixels[0].min() > 250 and pixels[1].max() < 5  # each crop is its own quadrant
+    classes7, samples7 = scan("affectnet7", tmp_path, "train")
+    assert len(classes7) == 7 and [classes7[s.label] for s in samples7] == ["happiness"]
