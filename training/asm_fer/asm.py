@@ -14,6 +14,7 @@ from torch import nn
 
 from .config import TrainConfig
 from .device import autocast, device_of, to_device
+from .distributed import World, gather_rows
 from .losses import consistency, mutual, mutual_weight, supervised
 from .mining import Subsets, mine, mining_quality
 from .thresholds import adaptive_thresholds, class_means
@@ -58,10 +59,14 @@ def mine_epoch(
     epoch: int,
     state: MiningState,
     truly_noisy: np.ndarray | None,
+    world: World,
 ) -> tuple[Subsets, dict[str, Any]]:
-    """Mine the training set for `epoch`; updates `state` and returns the subsets and a log row."""
+    """Mine the training set for `epoch` (sharded over ranks, gathered); updates `state` and returns
+    the subsets and a log row."""
     gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch + 50_000) if cfg.mining_view == "weak" else None
-    probs = net_probabilities(nets, pixels, spec, gen=gen, batch_size=cfg.eval_batch_size)  # (M, N, K)
+    mine_here = world.shard(torch.arange(len(labels)), even=False)
+    local = net_probabilities(nets, pixels[mine_here], spec, gen=gen, batch_size=cfg.eval_batch_size)
+    probs = gather_rows(local, world, len(labels))  # (M, N, K)
     means = class_means(probs.mean(0), labels, statistic=cfg.statistic, previous=state.means)  # type: ignore[arg-type]
     if state.means is not None and cfg.momentum > 0:
         means = cfg.momentum * state.means + (1 - cfg.momentum) * means

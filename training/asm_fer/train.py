@@ -10,6 +10,7 @@ Adaptive Threshold Learning applied once to the final model on the un-augmented 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -29,6 +30,7 @@ from .config import TrainConfig
 from .data import read_label_file, scan
 from .data.dataset import ImageSet, load_images, stratified_limit
 from .device import autocast, device_of, place, resolve_device, to_device
+from .distributed import World, all_sum, init_world, leave, wrap
 from .evaluate import accuracy, per_class_recall, predict_probs
 from .mining import Subsets
 from .noise import apply_noise, from_file, save_noise
@@ -54,7 +56,7 @@ def input_spec(cfg: TrainConfig) -> InputSpec:
     return InputSpec(channels=c, height=cfg.input_size, width=cfg.input_size, mean=(0.5,) * c, std=(0.5,) * c)
 
 
-def load_data(cfg: TrainConfig) -> Data:
+def load_data(cfg: TrainConfig, *, save_labels: bool = True) -> Data:
     spec = input_spec(cfg)
     classes, train_samples = scan(cfg.dataset, cfg.data, "train")
     _, valid_samples = scan(cfg.dataset, cfg.data, "valid")
@@ -66,9 +68,10 @@ def load_data(cfg: TrainConfig) -> Data:
     else:
         noise = apply_noise(cfg.noise, train.labels.numpy(), train.votes, len(classes), cfg.seed)
     train.labels = torch.from_numpy(noise.labels)
-    run = Path(cfg.run_dir)
-    run.mkdir(parents=True, exist_ok=True)
-    save_noise(noise, train.names, run / "labels.csv")
+    if save_labels:
+        run = Path(cfg.run_dir)
+        run.mkdir(parents=True, exist_ok=True)
+        save_noise(noise, train.names, run / "labels.csv")
     print(f"train {len(train)} images ({cfg.noise}: {noise.rate:.1%} wrong labels), valid {len(valid_samples)}")
     return Data(classes, train, load_images(valid_samples, spec, desc="decode valid"), noise.truly_noisy)
 
@@ -106,18 +109,30 @@ def _run_epoch(
     cfg: TrainConfig,
     epoch: int,
     subsets: Subsets | None,
+    world: World,
 ) -> dict[str, float]:
-    gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)  # per-epoch stream: resume is exact
-    order = torch.randperm(len(data), generator=gen)
+    """One pass over this rank's share of a shuffled training set; `nets` are the modules to train
+    (DDP wrappers when distributed)."""
+    # per-epoch streams, so that a resumed run continues exactly; the order is the same on every rank
+    order = world.shard(torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)), even=True)
+    gen = torch.Generator().manual_seed((cfg.seed * 100_003 + epoch) * 64 + world.rank + 1)
+    batch_size = cfg.batch_size // world.size
     codes = _subset_codes(subsets) if subsets is not None else None
     device = device_of(nets)
     for net in nets:
         net.train()
     total, correct, loss_sum = 0, 0, 0.0
     parts_sum: dict[str, float] = {}
-    bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, mininterval=5)
+    bar = tqdm(
+        range(0, len(order), batch_size),
+        desc=f"epoch {epoch}/{cfg.epochs}",
+        unit="batch",
+        leave=False,
+        mininterval=5,
+        disable=not world.is_main,
+    )
     for start in bar:
-        idx = order[start : start + cfg.batch_size]
+        idx = order[start : start + batch_size]
         if len(idx) < 2:  # batch norm needs two samples
             continue
         x01, y = data.pixels[idx] / 255, data.labels[idx]  # (B, C, H, W), (B,)
@@ -139,23 +154,29 @@ def _run_epoch(
         loss_sum += loss.item() * len(idx)
         correct += hits
         bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{correct / total:.3f}")
-    stats = {"loss": loss_sum / max(total, 1), "train_accuracy": correct / max(total, 1)}
-    return stats | {f"loss_{k}": v / max(total, 1) for k, v in parts_sum.items()}
+    names = sorted(parts_sum)
+    n_all, hits_all, loss_all, *sums = all_sum([total, correct, loss_sum, *(parts_sum[k] for k in names)], world)
+    stats = {"loss": loss_all / max(n_all, 1), "train_accuracy": hits_all / max(n_all, 1)}
+    return stats | {f"loss_{k}": v / max(n_all, 1) for k, v in zip(names, sums, strict=True)}
 
 
 def train(cfg: TrainConfig, data: Data | None = None) -> Path:
     """Train (or resume) the run in `cfg.run_dir`; returns the path of the final checkpoint."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    world, device = init_world(resolve_device(cfg.device))
     run = Path(cfg.run_dir)
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    data = data or load_data(cfg)
+    if world.is_main:
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    data = data or load_data(cfg, save_labels=world.is_main)
     spec = input_spec(cfg)
     nets = build_nets(cfg, len(data.classes))
-    device = resolve_device(cfg.device)
+    if world.size > 1 and cfg.forward != "concat":
+        raise SystemExit("distributed training needs --forward concat (one forward per network and step)")
     place(nets, device)
-    print(f"device: {device}")
+    models = wrap(nets, world, device)
+    print(f"device: {device}, rank {world.rank} of {world.size}")
     opt = torch.optim.Adam([p for net in nets for p in net.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.lr_decay)
     state = MiningState()
@@ -174,27 +195,29 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
         start_epoch = ckpt["epoch"] + 1
         print(f"resuming {run} at epoch {start_epoch}")
     train_labels, valid_labels = data.train.labels.numpy(), data.valid.labels.numpy()
-    with (run / "metrics.jsonl").open("a") as log:
+    with (run / "metrics.jsonl").open("a") if world.is_main else contextlib.nullcontext() as log:
         for epoch in range(start_epoch, cfg.epochs + 1):
-            t0 = time.time()
+            t0, lr = time.time(), sched.get_last_lr()[0]
             row: dict[str, Any] = {"epoch": epoch}
             subsets = None
             if cfg.mines and epoch > cfg.warmup_epochs:
                 subsets, mined = mine_epoch(
-                    cfg, nets, data.train.pixels, train_labels, spec, data.classes, epoch, state, data.truly_noisy
+                    cfg, nets, data.train.pixels, train_labels, spec, data.classes, epoch, state, data.truly_noisy, world
                 )
                 row |= mined
             t1 = time.time()
-            row |= _run_epoch(nets, opt, data.train, spec, cfg, epoch, subsets)
+            row |= _run_epoch(models, opt, data.train, spec, cfg, epoch, subsets, world)
             seconds = time.time() - t1
+            sched.step()
+            if log is None:
+                continue
             probs = predict_probs(nets, data.valid.pixels, spec, batch_size=cfg.eval_batch_size)
             row |= {
                 "valid_accuracy": accuracy(probs, valid_labels),
-                "lr": sched.get_last_lr()[0],
+                "lr": lr,
                 "seconds": round(time.time() - t0, 1),
                 "images_per_second": round(len(data.train) / seconds, 1),
             }
-            sched.step()
             log.write(json.dumps(row) + "\n")
             log.flush()
             print(json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)} | {"subsets": row.get("subsets")}))
@@ -211,7 +234,11 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
                 },
                 ckpt_path,
             )
-    return finalise(cfg, nets, data, spec, state)
+    final = run / FINAL
+    if world.is_main:
+        finalise(cfg, nets, data, spec, state)
+    leave(world)
+    return final
 
 
 def finalise(cfg: TrainConfig, nets: list[nn.Module], data: Data, spec: InputSpec, state: MiningState) -> Path:
