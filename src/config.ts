@@ -18,14 +18,26 @@ export const configSchema = z.object({
   ASM_FER_EXECUTION_PROVIDERS: providers
     .default(['cpu'])
     .describe('Comma-separated ONNX Runtime execution providers in order of preference, e.g. "cuda,cpu". CPU is always the last resort.'),
-  ASM_FER_WORKERS: int(1, 64).default(1).describe('Worker threads, one ONNX session each.'),
-  ASM_FER_INTRA_OP_THREADS: int(1, 256).default(2).describe('ONNX Runtime intra-op threads per session.'),
+  // 1 x 2 suits the 2-core target: one batch at a time using both cores; raise workers only with cores to spare.
+  ASM_FER_WORKERS: int(1, 64).default(1).describe('Worker threads, one ONNX session each; a crashed worker is respawned.'),
+  ASM_FER_INTRA_OP_THREADS: int(1, 256).default(2).describe('ONNX Runtime intra-op threads per session (workers x threads <= cores).'),
   ASM_FER_MAX_BATCH_SIZE: int(1, 1024).default(16).describe('Most images merged into one inference call.'),
   ASM_FER_MAX_QUEUE_DELAY_MS: z.coerce.number().min(0).max(10_000).default(2).describe('Longest wait for more images before a partial batch runs.'),
   ASM_FER_MAX_QUEUE: int(1, 100_000).default(256).describe('Images allowed to wait for a batch; beyond it requests get 503 with Retry-After.'),
   ASM_FER_MAX_FILE_BYTES: int(1, 1024 * MiB).default(10 * MiB).describe('Largest accepted image part, in bytes.'),
-  ASM_FER_MAX_FILES: int(1, 1024).default(32).describe('Most image parts in one request.'),
+  ASM_FER_MAX_FILES: int(1, 1024).default(32).describe('Most images in one request (image parts, or the batch dimension of a v2 tensor).'),
   ASM_FER_MAX_PIXELS: int(1, 1_000_000_000).default(40_000_000).describe('Largest accepted image area (width x height), checked before decoding.'),
+  ASM_FER_MAX_JSON_BYTES: int(1024, 1024 * MiB)
+    .default(16 * MiB)
+    .describe('Largest accepted JSON request body (the v2 infer tensor), in bytes.'),
+  ASM_FER_REQUEST_TIMEOUT_MS: int(1, 600_000)
+    .default(30_000)
+    .describe('Longest time a request may take before it is answered 503 (request-timeout) with Retry-After.'),
+  ASM_FER_ADMIN_TOKEN: z
+    .string()
+    .min(16, 'must be at least 16 characters')
+    .optional()
+    .describe('Bearer token for POST /v1/models/reload; unset disables the endpoint (SIGHUP still reloads).'),
   ASM_FER_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino log level.'),
 });
 
@@ -44,7 +56,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const key = String(issue?.path[0] ?? 'environment');
-    throw new ConfigError(`invalid ${key}=${JSON.stringify(env[key] ?? '')}: ${issue?.message ?? 'invalid value'}`);
+    // A secret is named, never echoed.
+    const shown = key === 'ASM_FER_ADMIN_TOKEN' ? '(hidden)' : JSON.stringify(env[key] ?? '');
+    throw new ConfigError(`invalid ${key}=${shown}: ${issue?.message ?? 'invalid value'}`);
   }
   return Object.freeze({ ...parsed.data, ASM_FER_EXECUTION_PROVIDERS: Object.freeze([...parsed.data.ASM_FER_EXECUTION_PROVIDERS]) }) as Config;
 }

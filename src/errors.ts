@@ -10,6 +10,8 @@ export abstract class AppError extends Error {
   /** Seconds, sent as Retry-After. */
   readonly retryAfter: number | undefined = undefined;
   readonly extras: Record<string, unknown> = {};
+  /** Extra response headers (e.g. WWW-Authenticate). */
+  readonly headers: Record<string, string> = {};
 
   get type(): string {
     return TYPE_BASE + this.slug;
@@ -110,6 +112,74 @@ export class NotReady extends AppError {
     super(detail);
     this.retryAfter = retryAfter;
   }
+}
+
+/** A session worker died while running this request's batch; it is being respawned. */
+export class InferenceInterrupted extends AppError {
+  readonly status = 503;
+  readonly slug = 'inference-interrupted';
+  readonly title = 'Inference interrupted';
+  override readonly retryAfter: number;
+  constructor(detail: string, retryAfter = 1) {
+    super(detail);
+    this.retryAfter = retryAfter;
+  }
+}
+
+/** The request ran past ASM_FER_REQUEST_TIMEOUT_MS. 503, not 504: no upstream gateway timed out, this service is busy. */
+export class RequestTimeout extends AppError {
+  readonly status = 503;
+  readonly slug = 'request-timeout';
+  readonly title = 'Request timed out';
+  override readonly retryAfter: number;
+  constructor(ms: number, retryAfter = 1) {
+    super(`the request was not answered within ${ms} ms (ASM_FER_REQUEST_TIMEOUT_MS)`);
+    this.retryAfter = retryAfter;
+  }
+}
+
+/** A face box does not lie inside its image. */
+export class BoxOutsideImage extends AppError {
+  readonly status = 422;
+  readonly slug = 'box-outside-image';
+  readonly title = 'Face box outside the image';
+  override readonly extras: Record<string, unknown>;
+  constructor(detail: string, index: number) {
+    super(detail);
+    this.extras = { index };
+  }
+}
+
+/** The admin endpoint needs `Authorization: Bearer <ASM_FER_ADMIN_TOKEN>`. */
+export class Unauthorized extends AppError {
+  readonly status = 401;
+  readonly slug = 'unauthorized';
+  readonly title = 'Unauthorized';
+  override readonly headers = { 'WWW-Authenticate': 'Bearer realm="asm-fer admin"' };
+}
+
+/** The admin endpoint is disabled because no ASM_FER_ADMIN_TOKEN is configured. */
+export class Forbidden extends AppError {
+  readonly status = 403;
+  readonly slug = 'forbidden';
+  readonly title = 'Forbidden';
+}
+
+/** Another reload is still running. */
+export class Conflict extends AppError {
+  readonly status = 409;
+  readonly slug = 'conflict';
+  readonly title = 'Conflict';
+}
+
+/**
+ * The bundle in ASM_FER_MODEL_DIR failed validation or warm-up; the previous model keeps serving. 422 because the
+ * request was understood but the bundle it asks to load cannot be used.
+ */
+export class ReloadFailed extends AppError {
+  readonly status = 422;
+  readonly slug = 'reload-failed';
+  readonly title = 'Reload failed; the previous model is still serving';
 }
 
 /** The model bundle on disk is invalid or inconsistent; the service must not start with it. */

@@ -1,11 +1,11 @@
-// Entry point: config → bundle → session pool (warm-up) → createApp → listen → graceful shutdown on SIGTERM/SIGINT.
+// Entry point: config → bundle → session pool (warm-up) → createApp → listen; SIGHUP reloads the model,
+// SIGTERM/SIGINT stop gracefully (readiness false, stop accepting, finish in-flight requests, exit).
 import type { Server } from 'node:http';
 import { pino } from 'pino';
 import { createApp } from './app.js';
-import { loadBundle } from './bundle/load-bundle.js';
 import { loadConfig } from './config.js';
-import { tensorSize } from './inference/preprocess.js';
-import { SessionPool } from './inference/session-pool.js';
+import { ModelHost, startModel } from './inference/model-host.js';
+import type { PoolOptions } from './inference/session-pool.js';
 import { createMetrics } from './metrics.js';
 
 /** In-flight requests get this long to finish after a signal before the process exits anyway. */
@@ -20,32 +20,27 @@ function fail(reason: unknown): never {
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = pino({ level: config.ASM_FER_LOG_LEVEL, base: { service: 'asm-fer' } });
-  const bundle = await loadBundle(config.ASM_FER_MODEL_DIR);
-  const { manifest } = bundle;
-  logger.info({ model: manifest.name, version: manifest.version, dir: bundle.dir }, 'bundle verified');
-
-  const pool = await SessionPool.start({
-    modelPath: bundle.modelPath,
-    inputName: manifest.input.name,
-    outputName: manifest.output.name,
-    preferredProviders: config.ASM_FER_EXECUTION_PROVIDERS,
-    workers: config.ASM_FER_WORKERS,
-    intraOpThreads: config.ASM_FER_INTRA_OP_THREADS,
-  });
-  logger.info(
-    { executionProvider: pool.executionProvider, attempts: pool.plan.attempts, unavailable: pool.plan.unavailable, failures: pool.failures },
-    'sessions loaded',
-  );
-
-  // One zero image per worker: the first run allocates arenas and picks kernels, and readiness must wait for that.
-  const { input } = manifest;
-  await Promise.all(
-    Array.from({ length: pool.size }, () => pool.run(new Float32Array(tensorSize(input)), [1, input.channels, input.height, input.width])),
-  );
+  const metrics = createMetrics();
+  const poolEvents: Partial<PoolOptions> = {
+    onWorkerEvent: (e) => {
+      if (e.kind === 'respawned') metrics.recordWorkerRestart();
+      logger[e.kind === 'respawned' ? 'info' : 'error'](e, `session worker ${e.kind}`);
+    },
+  };
+  const load = async () => {
+    const model = await startModel(config.ASM_FER_MODEL_DIR, config, poolEvents);
+    const { manifest } = model.bundle;
+    const { pool } = model;
+    logger.info(
+      { model: manifest.name, version: manifest.version, dir: model.bundle.dir, executionProvider: pool.executionProvider, attempts: pool.plan.attempts, unavailable: pool.plan.unavailable, failures: pool.failures },
+      'bundle verified, sessions loaded and warmed up',
+    );
+    return model;
+  };
+  const host = new ModelHost(await load(), config, metrics, load);
 
   let ready = true;
-  const metrics = createMetrics();
-  const app = createApp({ config, bundle, pool, metrics, logger, readiness: { isReady: () => ready } });
+  const app = createApp({ config, host, metrics, logger, readiness: { isReady: () => ready } });
   const server: Server = await new Promise((resolve, reject) => {
     const s = app.listen(config.PORT, config.ASM_FER_HOST, () => resolve(s));
     s.once('error', reject);
@@ -53,10 +48,18 @@ async function main(): Promise<void> {
   const address = server.address();
   logger.info({ address }, 'listening');
 
+  process.on('SIGHUP', () => {
+    host.reload().then(
+      (m) => logger.info({ model: m.manifest.name, version: m.manifest.version, signal: 'SIGHUP' }, 'model reloaded'),
+      (err: unknown) => logger.error({ err: err instanceof Error ? err.message : String(err), signal: 'SIGHUP' }, 'model reload refused; the previous model keeps serving'),
+    );
+  });
+
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;
+    // Readiness first, so a load balancer polling /v2/health/ready stops sending before the listener closes.
     ready = false;
     logger.info({ signal }, 'shutting down');
     const force = setTimeout(() => {
@@ -65,7 +68,7 @@ async function main(): Promise<void> {
     }, SHUTDOWN_GRACE_MS);
     force.unref();
     server.close(() => {
-      void pool.close().then(() => {
+      void host.close().then(() => {
         logger.info('stopped');
         process.exit(0);
       });

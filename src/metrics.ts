@@ -39,6 +39,42 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     buckets: BATCH_SIZES,
     registers: [registry],
   });
+  const inferenceRequests = new Counter({
+    name: `${PREFIX}inference_requests_total`,
+    help: 'Requests that reached the batcher (one per HTTP request, whatever its image count).',
+    registers: [registry],
+  });
+  const batchExecutions = new Counter({
+    name: `${PREFIX}batch_executions_total`,
+    help: 'Batched onnxruntime runs; fewer than inference_requests_total when batching merges requests.',
+    registers: [registry],
+  });
+  let queued: () => number = () => 0;
+  new Gauge({
+    name: `${PREFIX}queue_depth`,
+    help: 'Images waiting in the batcher for a batch.',
+    registers: [registry],
+    collect() {
+      this.set(queued());
+    },
+  });
+  const rejected = new Counter({
+    name: `${PREFIX}rejected_requests_total`,
+    help: 'Requests answered with a problem, by reason (the problem type slug; a fixed set).',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  const workerRestarts = new Counter({
+    name: `${PREFIX}worker_restarts_total`,
+    help: 'Session worker threads that died and were respawned.',
+    registers: [registry],
+  });
+  const reloads = new Counter({
+    name: `${PREFIX}model_reloads_total`,
+    help: 'Model reload attempts, by result.',
+    labelNames: ['result'] as const,
+    registers: [registry],
+  });
   const predictions = new Counter({
     name: `${PREFIX}predictions_total`,
     help: 'Predicted labels, by class (predict and audit).',
@@ -65,11 +101,28 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       requestDuration.observe({ route, method, status: String(status) }, seconds);
     },
     observeBatch(size: number, queueWaitSeconds: readonly number[]) {
+      batchExecutions.inc();
       batchSize.observe(size);
       for (const s of queueWaitSeconds) queueWait.observe(s);
     },
     observeInference(seconds: number) {
       inferenceDuration.observe(seconds);
+    },
+    recordInferenceRequest() {
+      inferenceRequests.inc();
+    },
+    /** `depth` is read at scrape time (the current model's batcher). */
+    trackQueueDepth(depth: () => number) {
+      queued = depth;
+    },
+    recordRejection(reason: string) {
+      rejected.inc({ reason });
+    },
+    recordWorkerRestart() {
+      workerRestarts.inc();
+    },
+    recordReload(result: 'ok' | 'failed') {
+      reloads.inc({ result });
     },
     recordPrediction(label: string) {
       predictions.inc({ class: label });

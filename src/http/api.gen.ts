@@ -59,6 +59,112 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/models/reload": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Load the bundle in ASM_FER_MODEL_DIR again and swap it in without downtime.
+         * @description The bundle is validated fully (schema, sha256, ONNX input/output names), its sessions are started and warmed
+         *     up, and only then does it replace the served model; requests already running finish on the old one. When the
+         *     new bundle fails, the old model keeps serving and the answer is 422 `reload-failed` saying why.
+         *     Needs `Authorization: Bearer <ASM_FER_ADMIN_TOKEN>`; without a configured token the endpoint is disabled
+         *     (403) and only SIGHUP reloads.
+         */
+        post: operations["reloadModel"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Server metadata (Open Inference Protocol). */
+        get: operations["serverMetadata"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/models/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The served model's name (GET /v1/models); any other name is 404. */
+                name: components["parameters"]["ModelName"];
+            };
+            cookie?: never;
+        };
+        /** Model metadata (Open Inference Protocol); tensors are pre-processed FP32 input and class probabilities. */
+        get: operations["modelMetadata"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/models/{name}/ready": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The served model's name (GET /v1/models); any other name is 404. */
+                name: components["parameters"]["ModelName"];
+            };
+            cookie?: never;
+        };
+        /** Model readiness (Open Inference Protocol). */
+        get: operations["modelReady"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v2/models/{name}/infer": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The served model's name (GET /v1/models); any other name is 404. */
+                name: components["parameters"]["ModelName"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Inference on pre-processed FP32 tensors (Open Inference Protocol JSON tensor format).
+         * @description The input is what the bundle's `input` section makes of images (see GET /v1/models): shape [B, C, H, W],
+         *     datatype FP32, `data` flattened in row-major order. The batch goes through the same batcher as /v1. The
+         *     output `probabilities` has shape [B, K] in the order of the model's classes.
+         */
+        post: operations["modelInfer"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v2/health/live": {
         parameters: {
             query?: never;
@@ -133,13 +239,22 @@ export interface components {
     schemas: {
         /** @description One or more image files, all under the part name `image`. */
         ImageParts: string | string[];
+        /**
+         * @description Optional face box per image, "x,y,width,height" in pixels of the upright image; the i-th box belongs to the
+         *     i-th image, and either every image has one or none does.
+         */
+        BoxParts: components["schemas"]["Box"] | components["schemas"]["Box"][];
+        /** @example 10,12,96,96 */
+        Box: string;
         PredictRequest: {
             image: components["schemas"]["ImageParts"];
+            box?: components["schemas"]["BoxParts"];
         };
         AuditRequest: {
             image: components["schemas"]["ImageParts"];
             /** @description One label per image, in the same order; each must be one of the model's classes. */
             label: string | string[];
+            box?: components["schemas"]["BoxParts"];
         };
         /** @description Probability of every class, keyed by class name; sums to 1. */
         Probabilities: {
@@ -232,6 +347,62 @@ export interface components {
         ModelList: {
             models: components["schemas"]["ModelInfo"][];
         };
+        V2ServerMetadata: {
+            name: string;
+            version: string;
+            extensions: string[];
+        };
+        V2TensorMetadata: {
+            name: string;
+            /** @enum {string} */
+            datatype: "FP32";
+            /** @description -1 marks the dynamic batch dimension. */
+            shape: number[];
+        };
+        V2ModelMetadata: {
+            name: string;
+            versions: string[];
+            /** @constant */
+            platform: "onnxruntime_onnx";
+            inputs: components["schemas"]["V2TensorMetadata"][];
+            outputs: components["schemas"]["V2TensorMetadata"][];
+            /** @description The onnxruntime execution provider the sessions loaded with (an extension of the protocol). */
+            executionProvider?: string;
+            /** @description Class names in output order (an extension of the protocol). */
+            classes?: string[];
+        };
+        V2ModelReady: {
+            name: string;
+            ready: boolean;
+        };
+        V2InferRequest: {
+            id?: string;
+            parameters?: Record<string, never>;
+            inputs: {
+                name: string;
+                shape: number[];
+                datatype: string;
+                parameters?: Record<string, never>;
+                /** @description The tensor flattened in row-major order. */
+                data: number[];
+            }[];
+            outputs?: {
+                name: string;
+                parameters?: Record<string, never>;
+            }[];
+        };
+        V2InferResponse: {
+            model_name: string;
+            model_version?: string;
+            id?: string;
+            outputs: {
+                name: string;
+                shape: number[];
+                /** @enum {string} */
+                datatype: "FP32";
+                data: number[];
+            }[];
+        };
         Health: {
             /** @enum {string} */
             status: "live" | "ready";
@@ -265,7 +436,10 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description Not ready, or the inference queue is full; retry after the given seconds. */
+        /**
+         * @description Not ready (`not-ready`), the inference queue is full (`overloaded`), the request timed out (`request-timeout`)
+         *     or its session worker died (`inference-interrupted`); retry after the given seconds.
+         */
         Unavailable: {
             headers: {
                 /** @description Seconds to wait before retrying. */
@@ -277,7 +451,10 @@ export interface components {
             };
         };
     };
-    parameters: never;
+    parameters: {
+        /** @description The served model's name (GET /v1/models); any other name is 404. */
+        ModelName: string;
+    };
     requestBodies: never;
     headers: never;
     pathItems: never;
@@ -360,6 +537,132 @@ export interface operations {
                     "application/json": components["schemas"]["ModelList"];
                 };
             };
+        };
+    };
+    reloadModel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The model now served. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelInfo"];
+                };
+            };
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            409: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    serverMetadata: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Name, version and supported protocol extensions. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["V2ServerMetadata"];
+                };
+            };
+        };
+    };
+    modelMetadata: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The served model's name (GET /v1/models); any other name is 404. */
+                name: components["parameters"]["ModelName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The model's name, versions, platform and tensors. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["V2ModelMetadata"];
+                };
+            };
+            404: components["responses"]["Problem"];
+        };
+    };
+    modelReady: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The served model's name (GET /v1/models); any other name is 404. */
+                name: components["parameters"]["ModelName"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The model is loaded and warmed up. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["V2ModelReady"];
+                };
+            };
+            404: components["responses"]["Problem"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    modelInfer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The served model's name (GET /v1/models); any other name is 404. */
+                name: components["parameters"]["ModelName"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["V2InferRequest"];
+            };
+        };
+        responses: {
+            /** @description Class probabilities, one row per input image. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["V2InferResponse"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
+            503: components["responses"]["Unavailable"];
         };
     };
     live: {

@@ -1,6 +1,7 @@
 // The one place errors become responses: AppError subclasses (and the validator's HTTP errors) → RFC 9457 problem+json.
-import type { ErrorRequestHandler, RequestHandler } from 'express';
+import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
+import type { Metrics } from '../metrics.js';
 import { AppError, BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, UnsupportedMedia } from '../errors.js';
 
 /** express-openapi-validator's HttpError shape (the class itself is not exported). */
@@ -18,9 +19,28 @@ function isValidatorError(err: unknown): err is ValidatorError {
 /** Busboy's complaints about a malformed multipart body, which the validator reports as 500. */
 const MALFORMED_MULTIPART = /Unexpected end of form|Malformed part header|Part terminated early|Boundary not found/i;
 
-/** Known failures as AppError; anything else is undefined (an internal error). */
-export function toAppError(err: unknown): AppError | undefined {
+/** body-parser's errors (express.json): they carry `type` such as entity.too.large or entity.parse.failed. */
+interface BodyParserError {
+  status: number;
+  type: string;
+  message: string;
+  limit?: number;
+}
+
+function isBodyParserError(err: unknown): err is BodyParserError {
+  const e = err as Partial<BodyParserError> | null;
+  return typeof e === 'object' && e !== null && typeof e.status === 'number' && typeof e.type === 'string' && /^(entity|encoding|charset|request)\./.test(e.type);
+}
+
+/** Known failures as AppError; anything else is undefined (an internal error). `path` picks the expected media type. */
+export function toAppError(err: unknown, path = ''): AppError | undefined {
   if (err instanceof AppError) return err;
+  if (isBodyParserError(err)) {
+    if (err.type === 'entity.too.large') return new PayloadTooLarge(`the JSON body is larger than ${err.limit ?? 'the limit of'} bytes (ASM_FER_MAX_JSON_BYTES)`);
+    if (err.type === 'entity.parse.failed') return new BadRequest(`malformed JSON body: ${err.message}`);
+    if (err.status === 415) return new UnsupportedMedia(err.message);
+    return err.status >= 400 && err.status < 500 ? new BadRequest(err.message) : undefined;
+  }
   if (!isValidatorError(err)) return undefined;
   const errors = err.errors.map((e) => ({ path: String(e.path ?? ''), message: String(e.message ?? '') }));
   switch (err.status) {
@@ -33,8 +53,8 @@ export function toAppError(err: unknown): AppError | undefined {
     case 413:
       return new PayloadTooLarge(err.message);
     case 415:
-      // Every request body in the contract is multipart; the validator's own message names no expected type.
-      return new UnsupportedMedia(`the request body must be multipart/form-data (${err.message})`);
+      // The validator's own message names no expected type; v2 bodies are JSON, v1 bodies multipart.
+      return new UnsupportedMedia(`the request body must be ${path.startsWith('/v2/') ? 'application/json' : 'multipart/form-data'} (${err.message})`);
     case 500:
       return MALFORMED_MULTIPART.test(err.message) ? new BadRequest(`malformed multipart body: ${err.message}`) : undefined;
     default:
@@ -46,21 +66,31 @@ export const notFound: RequestHandler = (req, _res, next) => {
   next(new NotFound(`no route for ${req.method} ${req.path}`));
 };
 
-export function problemHandler(logger: Logger): ErrorRequestHandler {
-  return (err: unknown, req, res, _next) => {
-    const log = (res.locals.log as Logger | undefined) ?? logger;
-    const known = toAppError(err);
-    const body: Record<string, unknown> = known
-      ? { type: known.type, title: known.title, status: known.status, detail: known.message, ...known.extras }
-      : { type: 'about:blank', title: 'Internal Server Error', status: 500, detail: 'an unexpected error occurred; see the server log with this request id' };
-    if (known) log.info({ status: known.status, problem: known.slug, detail: known.message }, 'request refused');
-    else log.error({ err }, 'unhandled error');
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    body.instance = req.originalUrl.split('?')[0];
-    if (known?.retryAfter !== undefined) res.setHeader('Retry-After', String(known.retryAfter));
-    res.status(body.status as number).type('application/problem+json').json(body);
-  };
+/** Writes `err` as problem+json (or a 500 without internals), logs it and counts the rejection by reason. */
+export function sendProblem(err: unknown, req: Request, res: Response, logger: Logger, metrics: Pick<Metrics, 'recordRejection'>): void {
+  const log = (res.locals.log as Logger | undefined) ?? logger;
+  // A late failure of a request already answered (e.g. after its timeout): nothing more to say to the client.
+  if (res.writableEnded) {
+    log.debug({ err }, 'failure after the response was sent');
+    return;
+  }
+  const known = toAppError(err, req.path);
+  const body: Record<string, unknown> = known
+    ? { type: known.type, title: known.title, status: known.status, detail: known.message, ...known.extras }
+    : { type: 'about:blank', title: 'Internal Server Error', status: 500, detail: 'an unexpected error occurred; see the server log with this request id' };
+  if (known) log.info({ status: known.status, problem: known.slug, detail: known.message }, 'request refused');
+  else log.error({ err }, 'unhandled error');
+  metrics.recordRejection(known?.slug ?? 'internal');
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  body.instance = req.originalUrl.split('?')[0];
+  if (known?.retryAfter !== undefined) res.setHeader('Retry-After', String(known.retryAfter));
+  for (const [name, value] of Object.entries(known?.headers ?? {})) res.setHeader(name, value);
+  res.status(body.status as number).type('application/problem+json').json(body);
+}
+
+export function problemHandler(logger: Logger, metrics: Pick<Metrics, 'recordRejection'>): ErrorRequestHandler {
+  return (err: unknown, req, res, _next) => sendProblem(err, req, res, logger, metrics);
 }

@@ -1,17 +1,19 @@
-// Assembles the Express app: request context (id, log, metrics), contract validation, routes, the problem handler.
+// Assembles the Express app: request context (id, log, metrics, timeout), JSON body limit, contract validation, routes,
+// the problem handler.
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import express, { type Express, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
-import type { BundleManifest } from '../bundle/load-bundle.js';
 import type { Config } from '../config.js';
-import type { Inference } from '../inference/infer.js';
+import { RequestTimeout } from '../errors.js';
+import type { ModelHost } from '../inference/model-host.js';
 import type { Metrics } from '../metrics.js';
 import { auditRouter } from './audit.js';
 import { healthRouter } from './health.js';
 import { modelsRouter } from './models.js';
 import { predictRouter } from './predict.js';
-import { notFound, problemHandler } from './problem.js';
+import { notFound, problemHandler, sendProblem } from './problem.js';
+import { v2Router } from './v2.js';
 import { contractValidator } from './upload.js';
 
 /** The Express application, named here so code outside src/http/ need not import express. */
@@ -23,13 +25,13 @@ export interface Readiness {
 
 export interface HttpDeps {
   config: Config;
-  manifest: BundleManifest;
-  executionProvider: string;
-  inference: Inference;
+  host: ModelHost;
   metrics: Metrics;
   logger: Logger;
   readiness: Readiness;
   apiSpecPath: string;
+  /** This service's version (package.json), reported by GET /v2. */
+  serverVersion: string;
 }
 
 /** Client-chosen request ids are echoed only when short and plain, so they are safe in logs and headers. */
@@ -54,6 +56,20 @@ function requestContext(logger: Logger, metrics: Metrics): RequestHandler {
   };
 }
 
+/**
+ * Answers 503 request-timeout when a request is still unanswered after `ms`. The work itself is not cancelled (an
+ * image already queued still runs); the handler's late reply is dropped by sendProblem.
+ */
+function requestTimeout(ms: number, logger: Logger, metrics: Metrics): RequestHandler {
+  return (req, res, next) => {
+    const timer = setTimeout(() => {
+      if (!res.headersSent) sendProblem(new RequestTimeout(ms), req, res, logger, metrics);
+    }, ms);
+    res.once('close', () => clearTimeout(timer));
+    next();
+  };
+}
+
 export function createHttpApp(deps: HttpDeps): Express {
   const spec = readFileSync(deps.apiSpecPath, 'utf8');
   const app = express();
@@ -66,11 +82,15 @@ export function createHttpApp(deps: HttpDeps): Express {
     res.type(deps.metrics.contentType).send(await deps.metrics.render());
   });
   app.use(healthRouter(deps));
+  app.use(requestTimeout(deps.config.ASM_FER_REQUEST_TIMEOUT_MS, deps.logger, deps.metrics));
+  // Parsed before the validator, which checks the parsed body against the contract.
+  app.use(express.json({ limit: deps.config.ASM_FER_MAX_JSON_BYTES }));
   app.use(contractValidator(deps.config, deps.apiSpecPath));
   app.use(predictRouter(deps));
   app.use(auditRouter(deps));
   app.use(modelsRouter(deps));
+  app.use(v2Router(deps));
   app.use(notFound);
-  app.use(problemHandler(deps.logger));
+  app.use(problemHandler(deps.logger, deps.metrics));
   return app;
 }

@@ -5,6 +5,7 @@ import * as OpenApiValidator from 'express-openapi-validator';
 import multer from 'multer';
 import type { Config } from '../config.js';
 import { BadRequest } from '../errors.js';
+import type { Box } from '../inference/decode.js';
 
 /** Longest accepted text part (a label); class names are at most 32 characters by the bundle schema. */
 const MAX_FIELD_BYTES = 1024;
@@ -15,12 +16,15 @@ export function contractValidator(config: Config, apiSpecPath: string): RequestH
     apiSpec: apiSpecPath,
     validateRequests: true,
     validateResponses: false,
+    // The admin bearer token is checked by src/http/models.ts, so an unconfigured token can answer 403, not 401.
+    validateSecurity: false,
     fileUploader: {
       storage: multer.memoryStorage(),
       limits: {
         fileSize: config.ASM_FER_MAX_FILE_BYTES,
         files: config.ASM_FER_MAX_FILES,
-        fields: config.ASM_FER_MAX_FILES,
+        // One label and one box per image at most.
+        fields: 2 * config.ASM_FER_MAX_FILES,
         fieldSize: MAX_FIELD_BYTES,
       },
     },
@@ -36,9 +40,35 @@ export function imageParts(req: Request): Buffer[] {
   return files.map((f) => f.buffer);
 }
 
-/** The `label` text parts in order (multer gives a string for one part, an array for several). */
-export function labelParts(req: Request): string[] {
-  const raw: unknown = (req.body as Record<string, unknown> | undefined)?.label;
+/** The text parts called `name`, in order (multer gives a string for one part, an array for several). */
+function textParts(req: Request, name: string): string[] {
+  const raw: unknown = (req.body as Record<string, unknown> | undefined)?.[name];
   if (raw === undefined) return [];
   return (Array.isArray(raw) ? raw : [raw]).map(String);
+}
+
+/** The `label` text parts in order. */
+export function labelParts(req: Request): string[] {
+  return textParts(req, 'label');
+}
+
+const BOX = /^\s*(\d{1,6})\s*,\s*(\d{1,6})\s*,\s*(\d{1,6})\s*,\s*(\d{1,6})\s*$/;
+
+/**
+ * The `box` text parts ("x,y,width,height" in pixels of the upright image), one per image or none at all;
+ * the i-th box belongs to the i-th image.
+ */
+export function boxParts(req: Request, imageCount: number): Box[] {
+  const raw = textParts(req, 'box');
+  if (raw.length === 0) return [];
+  if (raw.length !== imageCount) {
+    throw new BadRequest(`got ${imageCount} image part(s) and ${raw.length} box part(s); send one box per image, in the same order, or none`);
+  }
+  return raw.map((text, i) => {
+    const m = BOX.exec(text);
+    if (!m) throw new BadRequest(`box part ${i} is ${JSON.stringify(text.slice(0, 64))}; expected "x,y,width,height" in whole pixels`);
+    const [x, y, width, height] = m.slice(1).map(Number) as [number, number, number, number];
+    if (width === 0 || height === 0) throw new BadRequest(`box part ${i} has zero width or height`);
+    return { x, y, width, height };
+  });
 }

@@ -3,16 +3,27 @@
 // Error rule: bytes whose magic number is not a supported image format are 415 (UnsupportedMedia), whatever the
 // declared Content-Type or file name says; bytes that start like a supported format but fail to decode (corrupt,
 // truncated) are 422 (UnreadableImage); an image whose width x height exceeds the pixel cap is 413 (PayloadTooLarge),
-// checked from the header before any pixel is decoded.
+// checked from the header before any pixel is decoded; a face box that does not lie inside the image is 422
+// (BoxOutsideImage).
 import sharp from 'sharp';
-import { PayloadTooLarge, UnreadableImage, UnsupportedMedia } from '../errors.js';
+import { BoxOutsideImage, PayloadTooLarge, UnreadableImage, UnsupportedMedia } from '../errors.js';
 
 export type ImageFormat = 'jpeg' | 'png' | 'webp' | 'gif' | 'tiff' | 'avif';
+
+/** A face box in pixels of the upright image (after EXIF orientation): left, top, width, height. */
+export interface Box {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
 
 export interface DecodeOptions {
   width: number;
   height: number;
   maxPixels: number;
+  /** Crop to this region before resizing. */
+  box?: Box;
 }
 
 /** Interleaved 8-bit RGB, row-major: data.length = width * height * 3. */
@@ -59,11 +70,22 @@ export async function decodeImage(buf: Uint8Array, opts: DecodeOptions, index?: 
   if (area > opts.maxPixels) {
     throw new PayloadTooLarge(`image is ${meta.width}x${meta.height} = ${area} pixels, the limit is ${opts.maxPixels}`, index);
   }
+  const uprightW = (meta.autoOrient?.width ?? meta.width) as number;
+  const uprightH = (meta.autoOrient?.height ?? meta.height) as number;
+  const { box } = opts;
+  if (box && (box.width < 1 || box.height < 1 || box.x + box.width > uprightW || box.y + box.height > uprightH)) {
+    throw new BoxOutsideImage(
+      `box x=${box.x},y=${box.y},width=${box.width},height=${box.height} does not lie inside the ${uprightW}x${uprightH} image`,
+      index ?? 0,
+    );
+  }
   try {
-    let pipeline = sharp(buf, common).rotate().removeAlpha().toColourspace('srgb');
-    const uprightW = (meta.autoOrient?.width ?? meta.width) as number;
-    const uprightH = (meta.autoOrient?.height ?? meta.height) as number;
-    if (uprightW !== opts.width || uprightH !== opts.height) {
+    // rotate() before extract(): the box is in upright coordinates, as a viewer shows the image.
+    let pipeline = sharp(buf, common).rotate();
+    if (box) pipeline = pipeline.extract({ left: box.x, top: box.y, width: box.width, height: box.height });
+    pipeline = pipeline.removeAlpha().toColourspace('srgb');
+    const [w, h] = box ? [box.width, box.height] : [uprightW, uprightH];
+    if (w !== opts.width || h !== opts.height) {
       pipeline = pipeline.resize(opts.width, opts.height, { fit: 'fill', kernel: 'linear' });
     }
     const { data, info } = await pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });

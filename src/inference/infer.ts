@@ -2,7 +2,7 @@
 import type { InputSpec } from '../bundle/load-bundle.js';
 import type { Metrics } from '../metrics.js';
 import { Batcher, type BatcherOptions } from './batcher.js';
-import { decodeImage } from './decode.js';
+import { decodeImage, type Box } from './decode.js';
 import { preprocess, tensorSize } from './preprocess.js';
 import type { SessionPool } from './session-pool.js';
 
@@ -18,7 +18,7 @@ export function createInference(
   spec: InputSpec,
   classCount: number,
   opts: BatcherOptions,
-  metrics?: Pick<Metrics, 'observeBatch' | 'observeInference'>,
+  metrics?: Pick<Metrics, 'observeBatch' | 'observeInference' | 'recordInferenceRequest'>,
 ): Inference {
   const per = tensorSize(spec);
   const runBatch = async (items: Float32Array[]): Promise<Float32Array[]> => {
@@ -34,15 +34,27 @@ export function createInference(
   };
   const batcher = new Batcher(runBatch, opts, { onBatch: (size, waits) => metrics?.observeBatch(size, waits) });
   return {
-    probabilities: (tensors) => batcher.run(tensors),
+    probabilities: (tensors) => {
+      metrics?.recordInferenceRequest();
+      return batcher.run(tensors);
+    },
     get queued() {
       return batcher.queued;
     },
   };
 }
 
-/** Decodes and preprocesses every image (concurrently, on libuv's pool); the first failure rejects, naming its index. */
-export function tensorsFromImages(images: readonly Uint8Array[], spec: InputSpec, maxPixels: number): Promise<Float32Array[]> {
-  const opts = { width: spec.width, height: spec.height, maxPixels };
-  return Promise.all(images.map(async (buf, i) => preprocess(await decodeImage(buf, opts, i), spec)));
+/**
+ * Decodes and preprocesses every image (concurrently, on libuv's pool), cropping image i to boxes[i] when given;
+ * the first failure rejects, naming its index.
+ */
+export function tensorsFromImages(
+  images: readonly Uint8Array[],
+  spec: InputSpec,
+  maxPixels: number,
+  boxes: readonly (Box | undefined)[] = [],
+): Promise<Float32Array[]> {
+  return Promise.all(
+    images.map(async (buf, i) => preprocess(await decodeImage(buf, { width: spec.width, height: spec.height, maxPixels, box: boxes[i] }, i), spec)),
+  );
 }

@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { listSupportedBackends, type InferenceSession } from 'onnxruntime-node';
+import { InferenceInterrupted } from '../errors.js';
 
 export type SessionOptions = Omit<InferenceSession.SessionOptions, 'executionProviders'>;
 
@@ -16,13 +17,11 @@ export interface WorkerInit {
   /** Providers to try, in order; the first whose session loads is used. */
   attempts: string[];
   sessionOptions: SessionOptions;
+  /** Enables the `crash-next` message; only tests set it (PoolOptions.testHooks), never config or HTTP. */
+  testHooks: boolean;
 }
 
-export interface WorkerRequest {
-  id: number;
-  data: Float32Array;
-  dims: number[];
-}
+export type WorkerRequest = { kind: 'run'; id: number; data: Float32Array; dims: number[] } | { kind: 'crash-next' };
 
 export type WorkerReply =
   | { kind: 'ready'; provider: string; failures: string[]; inputNames: string[]; outputNames: string[] }
@@ -106,7 +105,13 @@ export interface PoolOptions {
   intraOpThreads: number;
   /** Injected in tests; defaults to what onnxruntime-node reports. */
   available?: readonly string[];
+  /** Tests only: lets crashNextRun() make a worker exit mid-request. */
+  testHooks?: boolean;
+  /** Told about each worker that died and each respawn, for logs and metrics. */
+  onWorkerEvent?: (event: WorkerEvent) => void;
 }
+
+export type WorkerEvent = { kind: 'exited'; slot: number; reason: string } | { kind: 'respawned'; slot: number } | { kind: 'respawn-failed'; slot: number; reason: string };
 
 interface Pending {
   resolve: (out: { data: Float32Array; dims: number[] }) => void;
@@ -114,16 +119,57 @@ interface Pending {
 }
 
 interface Slot {
+  index: number;
   worker: Worker;
   pending: Map<number, Pending>;
   alive: boolean;
 }
 
+type Ready = Extract<WorkerReply, { kind: 'ready' }>;
+
+/** Longest pause between respawn attempts of a worker that keeps failing to start. */
+const MAX_RESPAWN_BACKOFF_MS = 5_000;
+
+/** Starts one worker and resolves once its session loaded; rejects (after terminating it) when it cannot. */
+function spawnWorker(init: WorkerInit): Promise<{ worker: Worker; ready: Ready }> {
+  const entry = workerEntry();
+  const worker = new Worker(entry.entry, { workerData: init, eval: entry.eval });
+  return new Promise((resolve, reject) => {
+    const onMessage = (msg: WorkerReply) => {
+      off();
+      if (msg.kind === 'ready') resolve({ worker, ready: msg });
+      else void worker.terminate().then(() => reject(new Error(msg.kind === 'failed' ? msg.message : `unexpected first message ${msg.kind}`)));
+    };
+    const onError = (err: Error) => {
+      off();
+      void worker.terminate().then(() => reject(err));
+    };
+    const onExit = (code: number) => {
+      off();
+      reject(new Error(`session worker exited with code ${code} during start`));
+    };
+    // Remove exactly these: Worker keeps internal listeners (port ref counting) that removeAllListeners would break.
+    const off = () => {
+      worker.off('message', onMessage);
+      worker.off('error', onError);
+      worker.off('exit', onExit);
+    };
+    worker.on('message', onMessage);
+    worker.on('error', onError);
+    worker.on('exit', onExit);
+  });
+}
+
 export class SessionPool {
   private nextId = 0;
+  private closing = false;
+  /** Workers respawned since start. */
+  restarts = 0;
 
   private constructor(
     private readonly slots: Slot[],
+    private readonly init: WorkerInit,
+    private readonly onWorkerEvent: (event: WorkerEvent) => void,
     /** The provider the sessions actually loaded with. */
     readonly executionProvider: string,
     readonly plan: ProviderPlan,
@@ -140,50 +186,18 @@ export class SessionPool {
       outputName: opts.outputName,
       attempts: plan.attempts,
       sessionOptions: sessionOptions(opts.intraOpThreads),
+      testHooks: opts.testHooks ?? false,
     };
-    const entry = workerEntry();
-    const slots: Slot[] = [];
-    const readies: Promise<Extract<WorkerReply, { kind: 'ready' }>>[] = [];
-    for (let i = 0; i < opts.workers; i++) {
-      const worker = new Worker(entry.entry, { workerData: init, eval: entry.eval });
-      const slot: Slot = { worker, pending: new Map(), alive: true };
-      slots.push(slot);
-      readies.push(
-        new Promise((resolve, reject) => {
-          const onMessage = (msg: WorkerReply) => {
-            off();
-            if (msg.kind === 'ready') resolve(msg);
-            else reject(new Error(msg.kind === 'failed' ? msg.message : `unexpected first message ${msg.kind}`));
-          };
-          const onError = (err: Error) => {
-            off();
-            reject(err);
-          };
-          const onExit = (code: number) => {
-            off();
-            reject(new Error(`session worker exited with code ${code} during start`));
-          };
-          // Remove exactly these: Worker keeps internal listeners (port ref counting) that removeAllListeners would break.
-          const off = () => {
-            worker.off('message', onMessage);
-            worker.off('error', onError);
-            worker.off('exit', onExit);
-          };
-          worker.on('message', onMessage);
-          worker.on('error', onError);
-          worker.on('exit', onExit);
-        }),
-      );
+    if (opts.workers < 1) throw new Error('the pool needs at least one worker');
+    const started = await Promise.allSettled(Array.from({ length: opts.workers }, () => spawnWorker(init)));
+    const workers = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    const stopAll = () => Promise.all(workers.map((w) => w.worker.terminate()));
+    if (failed) {
+      await stopAll();
+      throw failed.reason;
     }
-    let ready;
-    try {
-      ready = await Promise.all(readies);
-    } catch (err) {
-      await Promise.all(slots.map((s) => s.worker.terminate()));
-      throw err;
-    }
-    const first = ready[0];
-    if (!first) throw new Error('the pool needs at least one worker');
+    const first = (workers[0] as { ready: Ready }).ready;
     const mismatch =
       first.inputNames.length !== 1 || first.inputNames[0] !== opts.inputName
         ? `session inputs are [${first.inputNames.join(', ')}], expected [${opts.inputName}]`
@@ -191,20 +205,29 @@ export class SessionPool {
           ? `session outputs are [${first.outputNames.join(', ')}], expected ${opts.outputName}`
           : undefined;
     if (mismatch) {
-      await Promise.all(slots.map((s) => s.worker.terminate()));
+      await stopAll();
       throw new Error(mismatch);
     }
-    const pool = new SessionPool(slots, first.provider, plan, first.failures);
+    const slots = workers.map((w, index): Slot => ({ index, worker: w.worker, pending: new Map(), alive: true }));
+    const pool = new SessionPool(slots, init, opts.onWorkerEvent ?? (() => {}), first.provider, plan, first.failures);
     for (const slot of slots) pool.listen(slot);
     return pool;
   }
 
+  /** Workers the pool keeps running (the configured count, whether or not one is respawning right now). */
   get size(): number {
+    return this.slots.length;
+  }
+
+  /** Workers with a loaded session right now. */
+  get alive(): number {
     return this.slots.filter((s) => s.alive).length;
   }
 
   private listen(slot: Slot): void {
-    slot.worker.on('message', (msg: WorkerReply) => {
+    const { worker } = slot;
+    let crash = '';
+    worker.on('message', (msg: WorkerReply) => {
       if (msg.kind !== 'result' && msg.kind !== 'error') return;
       const p = slot.pending.get(msg.id);
       if (!p) return;
@@ -212,30 +235,70 @@ export class SessionPool {
       if (msg.kind === 'result') p.resolve({ data: msg.data, dims: msg.dims });
       else p.reject(new Error(`inference failed: ${msg.message}`));
     });
-    const fail = (reason: string) => {
+    worker.on('error', (err) => {
+      crash = err.message;
+    });
+    worker.once('exit', (code) => {
+      if (slot.worker !== worker) return;
       slot.alive = false;
-      for (const p of slot.pending.values()) p.reject(new Error(reason));
+      const reason = crash ? `crashed: ${crash}` : `exited with code ${code}`;
+      const pending = [...slot.pending.values()];
       slot.pending.clear();
-    };
-    slot.worker.on('error', (err) => fail(`session worker crashed: ${err.message}`));
-    slot.worker.on('exit', (code) => fail(`session worker exited with code ${code}`));
+      if (this.closing) {
+        for (const p of pending) p.reject(new Error('the session pool is closed'));
+        return;
+      }
+      for (const p of pending) p.reject(new InferenceInterrupted(`the session worker running this batch ${reason}; it is being restarted`));
+      this.onWorkerEvent({ kind: 'exited', slot: slot.index, reason });
+      void this.respawn(slot);
+    });
+  }
+
+  /** Replaces a dead worker, retrying with growing pauses until one starts or the pool closes. */
+  private async respawn(slot: Slot): Promise<void> {
+    for (let attempt = 0; !this.closing; attempt++) {
+      try {
+        const { worker } = await spawnWorker(this.init);
+        if (this.closing) {
+          await worker.terminate();
+          return;
+        }
+        slot.worker = worker;
+        slot.alive = true;
+        this.restarts++;
+        this.listen(slot);
+        this.onWorkerEvent({ kind: 'respawned', slot: slot.index });
+        return;
+      } catch (err) {
+        this.onWorkerEvent({ kind: 'respawn-failed', slot: slot.index, reason: err instanceof Error ? err.message : String(err) });
+        await new Promise((r) => setTimeout(r, Math.min(MAX_RESPAWN_BACKOFF_MS, 100 * 2 ** attempt)));
+      }
+    }
   }
 
   /** Runs one batch (dims[0] = batch size) on the least busy worker; resolves with the output tensor. */
   run(data: Float32Array, dims: number[]): Promise<{ data: Float32Array; dims: number[] }> {
     const live = this.slots.filter((s) => s.alive);
     const slot = live.reduce<Slot | undefined>((best, s) => (!best || s.pending.size < best.pending.size ? s : best), undefined);
-    if (!slot) return Promise.reject(new Error('no session worker is running'));
+    if (!slot) return Promise.reject(new InferenceInterrupted('no session worker is running; one is being restarted'));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       slot.pending.set(id, { resolve, reject });
-      const req: WorkerRequest = { id, data, dims };
+      const req: WorkerRequest = { kind: 'run', id, data, dims };
       slot.worker.postMessage(req, [data.buffer as ArrayBuffer]);
     });
   }
 
+  /** Tests only (PoolOptions.testHooks): every live worker exits when its next batch arrives, as a native crash would. */
+  crashNextRun(): void {
+    if (!this.init.testHooks) throw new Error('crashNextRun needs a pool started with testHooks');
+    const req: WorkerRequest = { kind: 'crash-next' };
+    for (const s of this.slots) if (s.alive) s.worker.postMessage(req);
+  }
+
   /** Stops every worker; pending runs reject. */
   async close(): Promise<void> {
+    this.closing = true;
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
 }

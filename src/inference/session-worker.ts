@@ -30,7 +30,14 @@ try {
     outputNames: [...session.outputNames],
   };
   port.postMessage(ready);
+  let crashNext = false;
   port.on('message', (req: WorkerRequest) => {
+    if (req.kind === 'crash-next') {
+      crashNext = init.testHooks;
+      return;
+    }
+    // Exit with the batch in hand, the way a native fault inside session.run takes the thread down.
+    if (crashNext) process.exit(70);
     void (async () => {
       try {
         const feeds = { [init.inputName]: new ort.Tensor('float32', req.data, req.dims) };

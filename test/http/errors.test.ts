@@ -1,10 +1,8 @@
 // Every refusal is RFC 9457 problem+json from src/http/problem.ts, and the service keeps serving afterwards.
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../../src/app.js';
-import { createMetrics } from '../../src/metrics.js';
 import { jpeg, png, solidPng, textFile, truncated } from '../fixtures/make-images.js';
-import { silentLogger, startTestApp, testConfig, type TestApp } from '../fixtures/tiny-model.js';
+import { startTestApp, type TestApp } from '../fixtures/tiny-model.js';
 import { expectContract } from './contract.js';
 
 let t: TestApp;
@@ -100,20 +98,29 @@ describe('problem responses', () => {
 describe('unexpected failures', () => {
   it('500 problem without internals, and the next request is served', async () => {
     let fail = true;
-    const pool = {
-      executionProvider: 'cpu',
-      size: 1,
-      run: (data: Float32Array, dims: number[]) =>
-        fail ? Promise.reject(new Error('ENOENT /secret/models/model.onnx at Worker.run')) : t.pool.run(data, dims),
-    };
-    const app = createApp({ config: testConfig(), bundle: t.bundle, pool, metrics: createMetrics({ defaultMetrics: false }), logger: silentLogger, readiness: { isReady: () => true } });
-    const res = await request(app).post('/v1/predict').attach('image', await png(), 'a.png');
-    expect(res.status).toBe(500);
-    expect(res.type).toBe('application/problem+json');
-    expect(JSON.stringify(res.body)).not.toMatch(/secret|ENOENT|Worker/);
-    fail = false;
-    const next = await request(app).post('/v1/predict').attach('image', await png(), 'a.png');
-    expect(next.status).toBe(200);
+    const u = await startTestApp({}, {
+      wrap: ({ bundle, pool }) => ({
+        bundle,
+        pool: {
+          executionProvider: pool.executionProvider,
+          size: pool.size,
+          close: () => pool.close(),
+          run: (data: Float32Array, dims: number[]) =>
+            fail ? Promise.reject(new Error('ENOENT /secret/models/model.onnx at Worker.run')) : pool.run(data, dims),
+        },
+      }),
+    });
+    try {
+      const res = await request(u.app).post('/v1/predict').attach('image', await png(), 'a.png');
+      expect(res.status).toBe(500);
+      expect(res.type).toBe('application/problem+json');
+      expect(JSON.stringify(res.body)).not.toMatch(/secret|ENOENT|Worker/);
+      fail = false;
+      const next = await request(u.app).post('/v1/predict').attach('image', await png(), 'a.png');
+      expect(next.status).toBe(200);
+    } finally {
+      await u.close();
+    }
   });
 });
 

@@ -1,6 +1,7 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { png } from '../fixtures/make-images.js';
+import { sample } from '../fixtures/prom.js';
 import { startTestApp, type TestApp } from '../fixtures/tiny-model.js';
 import { expectContract } from './contract.js';
 
@@ -10,11 +11,6 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
-/** The value of one sample line, e.g. sample(text, 'asm_fer_batch_size_count'). */
-function sample(text: string, series: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(series + ' '));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
 
 describe('GET /metrics', () => {
   it('exposes process metrics and the model info gauge under the asm_fer_ prefix', async () => {
