@@ -73,7 +73,8 @@ async function main(): Promise<void> {
         process.exit(0);
       });
     });
-    server.closeIdleConnections();
+    // Keep-alive connections turn idle as their last response ends; close them as they do, not after keepAliveTimeout.
+    setInterval(() => server.closeIdleConnections(), 100).unref();
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));

@@ -40,6 +40,8 @@ describe('loadConfig', () => {
     ['PORT', '70000'],
     ['ASM_FER_EXECUTION_PROVIDERS', 'cuda,tpu'],
     ['ASM_FER_LOG_LEVEL', 'loud'],
+    ['ASM_FER_REQUEST_TIMEOUT_MS', '0'],
+    ['ASM_FER_MAX_JSON_BYTES', '10'],
   ])('rejects %s=%s with one line naming the variable', (key, value) => {
     const attempt = () => loadConfig({ [key]: value });
     expect(attempt).toThrow(ConfigError);
@@ -49,5 +51,16 @@ describe('loadConfig', () => {
     } catch (err) {
       expect((err as Error).message).not.toContain('\n');
     }
+  });
+
+  it('has safe defaults for the request timeout, JSON size and the admin token (none: reload disabled)', () => {
+    const c = loadConfig({});
+    expect(c.ASM_FER_REQUEST_TIMEOUT_MS).toBe(30_000);
+    expect(c.ASM_FER_MAX_JSON_BYTES).toBe(16 * 1024 * 1024);
+    expect(c.ASM_FER_ADMIN_TOKEN).toBeUndefined();
+  });
+
+  it('names a bad admin token without echoing it', () => {
+    expect(() => loadConfig({ ASM_FER_ADMIN_TOKEN: 'short-secret' })).toThrow(/^invalid ASM_FER_ADMIN_TOKEN=\(hidden\): must be at least 16 characters$/);
   });
 });

@@ -2,10 +2,14 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { png } from './fixtures/make-images.js';
 import { FIXTURE_BUNDLE_DIR } from './fixtures/paths.js';
 
-const tsx = createRequire(import.meta.url).resolve('tsx/cli');
+// `--import tsx` rather than the tsx CLI, so the child is the server itself and receives signals (the CLI relays
+// SIGINT and SIGTERM but not SIGHUP).
+const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm')).href;
 const children: ReturnType<typeof spawn>[] = [];
 
 // A test that fails before its child exits must not leave a server running.
@@ -14,7 +18,7 @@ afterEach(() => {
 });
 
 function start(env: Record<string, string>) {
-  const child = spawn(process.execPath, [tsx, 'src/main.ts'], {
+  const child = spawn(process.execPath, ['--import', tsx, 'src/main.ts'], {
     env: { PATH: process.env.PATH ?? '', PORT: '0', ASM_FER_HOST: '127.0.0.1', ASM_FER_INTRA_OP_THREADS: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -25,6 +29,21 @@ function start(env: Record<string, string>) {
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = once(child, 'exit').then(([code]) => code as number | null);
   return { child, exited, out: () => stdout, err: () => stderr };
+}
+
+/** Polls `check` every 20 ms until it holds, failing after 30 s. */
+async function until(check: () => boolean | Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** The port from the "listening" log line. */
+async function listening(p: ReturnType<typeof start>): Promise<number> {
+  await until(() => /"port":(\d+)/.test(p.out()));
+  return Number(/"port":(\d+)/.exec(p.out())?.[1]);
 }
 
 describe('src/main.ts', () => {
@@ -40,6 +59,29 @@ describe('src/main.ts', () => {
     expect(await p.exited).toBe(1);
     expect(p.err().trim().split('\n')).toHaveLength(1);
     expect(p.err()).toMatch(/cannot read .*no-such-bundle\/model\.json: ENOENT/);
+  });
+
+  it('finishes a request in flight when SIGTERM arrives, then exits; SIGHUP reloads the model', async () => {
+    // A long queue delay keeps one lone image waiting in the batcher while the signal arrives.
+    const p = start({ ASM_FER_MODEL_DIR: FIXTURE_BUNDLE_DIR, ASM_FER_LOG_LEVEL: 'info', ASM_FER_MAX_QUEUE_DELAY_MS: '1500' });
+    const port = await listening(p);
+    const base = `http://127.0.0.1:${port}`;
+
+    p.child.kill('SIGHUP');
+    await until(() => p.out().includes('"msg":"model reloaded"'));
+
+    const form = new FormData();
+    form.append('image', new Blob([await png()], { type: 'image/png' }), 'a.png');
+    const inFlight = fetch(`${base}/v1/predict`, { method: 'POST', body: form });
+    await until(async () => /^asm_fer_queue_depth 1$/m.test(await (await fetch(`${base}/metrics`)).text()));
+    p.child.kill('SIGTERM');
+    const res = await inFlight;
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { results: unknown[] }).results).toHaveLength(1);
+    expect(await p.exited).toBe(0);
+    const log = p.out();
+    expect(log.indexOf('"msg":"shutting down"')).toBeLessThan(log.indexOf('"route":"/v1/predict","status":200'));
+    expect(log).toContain('"msg":"stopped"');
   });
 
   it('serves once warmed up and stops cleanly on SIGTERM', async () => {
