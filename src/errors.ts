@@ -30,6 +30,15 @@ export class BadRequest extends AppError {
   }
 }
 
+/** A failure about one image of a request; `index` (its position among the image parts) becomes a problem member. */
+abstract class ImageError extends AppError {
+  override readonly extras: Record<string, unknown>;
+  constructor(detail: string, index?: number) {
+    super(detail);
+    this.extras = index === undefined ? {} : { index };
+  }
+}
+
 /** A submitted label is not one of the model's classes. */
 export class UnknownLabel extends AppError {
   readonly status = 400;
@@ -43,39 +52,24 @@ export class UnknownLabel extends AppError {
 }
 
 /** The bytes are not an image format the service decodes (decided from magic bytes, not the declared type). */
-export class UnsupportedMedia extends AppError {
+export class UnsupportedMedia extends ImageError {
   readonly status = 415;
   readonly slug = 'unsupported-media-type';
   readonly title = 'Unsupported media type';
-  override readonly extras: Record<string, unknown>;
-  constructor(detail: string, index?: number) {
-    super(detail);
-    this.extras = index === undefined ? {} : { index };
-  }
 }
 
 /** The bytes start like a supported image but cannot be decoded (corrupt or truncated). */
-export class UnreadableImage extends AppError {
+export class UnreadableImage extends ImageError {
   readonly status = 422;
   readonly slug = 'unreadable-image';
   readonly title = 'Unreadable image';
-  override readonly extras: Record<string, unknown>;
-  constructor(detail: string, index?: number) {
-    super(detail);
-    this.extras = index === undefined ? {} : { index };
-  }
 }
 
 /** The upload is too big: a part over the byte limit, too many parts, or an image over the pixel limit. */
-export class PayloadTooLarge extends AppError {
+export class PayloadTooLarge extends ImageError {
   readonly status = 413;
   readonly slug = 'payload-too-large';
   readonly title = 'Payload too large';
-  override readonly extras: Record<string, unknown>;
-  constructor(detail: string, index?: number) {
-    super(detail);
-    this.extras = index === undefined ? {} : { index };
-  }
 }
 
 export class NotFound extends AppError {
@@ -139,15 +133,10 @@ export class RequestTimeout extends AppError {
 }
 
 /** A face box does not lie inside its image. */
-export class BoxOutsideImage extends AppError {
+export class BoxOutsideImage extends ImageError {
   readonly status = 422;
   readonly slug = 'box-outside-image';
   readonly title = 'Face box outside the image';
-  override readonly extras: Record<string, unknown>;
-  constructor(detail: string, index: number) {
-    super(detail);
-    this.extras = { index };
-  }
 }
 
 /** The admin endpoint needs `Authorization: Bearer <ASM_FER_ADMIN_TOKEN>`. */

@@ -9,6 +9,17 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: runs on servers and in CI
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+
+def _save(fig: Figure, metrics: Path, out: Path) -> Path:
+    for ax in fig.axes:
+        ax.grid(alpha=0.3)
+    fig.suptitle(metrics.parent.name)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
 
 
 def plot_curves(metrics: Path, out: Path) -> Path:
@@ -21,13 +32,7 @@ def plot_curves(metrics: Path, out: Path) -> Path:
     ax_acc.plot(epochs, [r["valid_accuracy"] for r in rows], marker="o", label="valid")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     ax_acc.legend()
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-    fig.suptitle(metrics.parent.name)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return _save(fig, metrics, out)
 
 
 def plot_mining(metrics: Path, out: Path) -> Path | None:
@@ -52,10 +57,4 @@ def plot_mining(metrics: Path, out: Path) -> Path | None:
             axes[2].plot(epochs, [r["mining"][key] for r in rows], marker="o", label=key)
         axes[2].legend()
     axes[2].set(xlabel="epoch", title="noisy subset vs. planted noise", ylim=(0, 1))
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    fig.suptitle(metrics.parent.name)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return _save(fig, metrics, out)
