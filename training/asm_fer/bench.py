@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import TrainConfig
+from .device import autocast, place, resolve_device, to_device
 from .train import build_nets
 
 
@@ -29,20 +30,28 @@ def matmul_peak(threads: int, *, n: int = 2048, seconds: float = 3.0) -> float:
 
 
 def _step(nets: list[torch.nn.Module], opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
-    loss = torch.stack([F.cross_entropy(net(x), y) for net in nets]).mean()
+    with autocast(x.device):
+        loss = torch.stack([F.cross_entropy(net(x).float(), y) for net in nets]).mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()  # type: ignore[no-untyped-call]
     opt.step()
 
 
-def training_cost(cfg: TrainConfig, *, steps: int = 8) -> dict[str, Any]:
+def training_cost(cfg: TrainConfig, *, steps: int = 8, channels_last: bool = True) -> dict[str, Any]:
     """Throughput of plain training steps (all networks) and of the eval-mode mining pass, on random
-    inputs of the config's shape; FLOPs counted by PyTorch's FlopCounterMode."""
+    inputs of the config's shape, on the config's device and memory format as `train` runs them;
+    FLOPs counted by PyTorch's FlopCounterMode."""
     torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
     nets = build_nets(cfg, 8)
+    move = to_device if channels_last else (lambda t, d: t.to(d))
+    if channels_last:
+        place(nets, device)
+    else:
+        nets = [net.to(device) for net in nets]
     opt = torch.optim.Adam([p for n in nets for p in n.parameters()], lr=cfg.lr)
-    x = torch.randn(cfg.batch_size, cfg.channels, cfg.input_size, cfg.input_size)
-    y = torch.randint(0, 8, (cfg.batch_size,))
+    x = move(torch.randn(cfg.batch_size, cfg.channels, cfg.input_size, cfg.input_size), device)
+    y = torch.randint(0, 8, (cfg.batch_size,), device=device)
     with FlopCounterMode(display=False) as counter:
         _step(nets, opt, x, y)
     flops_per_image = counter.get_total_flops() / cfg.batch_size
@@ -51,7 +60,7 @@ def training_cost(cfg: TrainConfig, *, steps: int = 8) -> dict[str, Any]:
     for _ in range(steps):
         _step(nets, opt, x, y)
     train_ips = steps * cfg.batch_size / (time.perf_counter() - t0)
-    xe = torch.randn(cfg.eval_batch_size, cfg.channels, cfg.input_size, cfg.input_size)
+    xe = move(torch.randn(cfg.eval_batch_size, cfg.channels, cfg.input_size, cfg.input_size), device)
     with torch.inference_mode():
         for net in nets:
             net.eval()
@@ -82,8 +91,9 @@ def report(cfg: TrainConfig) -> str:
         c = training_cost(replace(cfg, method=method))
         achieved = c["flops_per_image"] * c["train_images_per_s"] / 1e9
         mining_share = "—" if method == "ce" else f"{c['train_images_per_s'] / c['mining_images_per_s']:.0%}"
+        layout = "channels-last" if channels_last else "contiguous"
         lines.append(
-            f"| {method} | {c['networks']} | {c['flops_per_image'] / 1e9:.3f} | {c['train_images_per_s']:.0f} "
+            f"| {method} | {layout} | {c['networks']} | {c['flops_per_image'] / 1e9:.3f} | {c['train_images_per_s']:.0f} "
             f"| {achieved:.1f} | {achieved / peak:.0%} | {c['mining_images_per_s']:.0f} | {mining_share} |"
         )
     return "\n".join(lines)

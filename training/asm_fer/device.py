@@ -1,6 +1,7 @@
-"""Where the networks run: `--device auto` picks CUDA when PyTorch sees a GPU, else the CPU. On CUDA
-the networks use channels-last memory and bf16 autocast; augmentation stays on the CPU (seeded
-generators), batches are moved after it.
+"""Where the networks run: `--device auto` picks CUDA when PyTorch sees a GPU, else the CPU.
+Networks and batches use channels-last memory on both (on this 2-core CPU it trains this ResNet
+1.5-2x faster than NCHW-contiguous: `asm-fer bench`); CUDA adds bf16 autocast. Augmentation stays on
+the CPU (seeded generators); batches are moved after it.
 """
 
 from __future__ import annotations
@@ -22,9 +23,7 @@ def resolve_device(name: str) -> torch.device:
 
 def place(nets: Sequence[nn.Module], device: torch.device) -> None:
     for net in nets:
-        net.to(device)
-        if device.type == "cuda":
-            net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        net.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
 def device_of(nets: Sequence[nn.Module]) -> torch.device:
@@ -33,9 +32,7 @@ def device_of(nets: Sequence[nn.Module]) -> torch.device:
 
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A batch (B, C, H, W) on the networks' device, in their memory format."""
-    if device.type == "cuda":
-        return x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-    return x
+    return x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
 
 
 @contextlib.contextmanager
