@@ -83,12 +83,12 @@ def report(cfg: TrainConfig) -> str:
     lines = [
         f"fp32 matmul peak ({cfg.threads} threads): {peak:.1f} GFLOP/s",
         "",
-        "| method | networks | GFLOP / training image | train img/s | achieved GFLOP/s | share of peak "
+        "| method | memory format | networks | GFLOP / training image | train img/s | achieved GFLOP/s | share of peak "
         "| mining pass img/s | mining / epoch time |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for method in ("ce", "asm"):
-        c = training_cost(replace(cfg, method=method))
+    for method, channels_last in (("ce", False), ("ce", True), ("asm", True)):
+        c = training_cost(replace(cfg, method=method), channels_last=channels_last)
         achieved = c["flops_per_image"] * c["train_images_per_s"] / 1e9
         mining_share = "—" if method == "ce" else f"{c['train_images_per_s'] / c['mining_images_per_s']:.0%}"
         layout = "channels-last" if channels_last else "contiguous"
