@@ -78,8 +78,9 @@ def training_cost(cfg: TrainConfig, *, steps: int = 8, channels_last: bool = Tru
     }
 
 
-def report(cfg: TrainConfig) -> str:
-    peak = matmul_peak(cfg.threads)
+def report(cfg: TrainConfig, *, peak_seconds: float = 3.0, steps: int = 8) -> str:
+    """The E6 table (markdown) for `cfg`'s architecture and input size."""
+    peak = matmul_peak(cfg.threads, seconds=peak_seconds)
     lines = [
         f"fp32 matmul peak ({cfg.threads} threads): {peak:.1f} GFLOP/s",
         "",
@@ -88,7 +89,7 @@ def report(cfg: TrainConfig) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for method, channels_last in (("ce", False), ("ce", True), ("asm", True)):
-        c = training_cost(replace(cfg, method=method), channels_last=channels_last)
+        c = training_cost(replace(cfg, method=method), steps=steps, channels_last=channels_last)
         achieved = c["flops_per_image"] * c["train_images_per_s"] / 1e9
         mining_share = "—" if method == "ce" else f"{c['train_images_per_s'] / c['mining_images_per_s']:.0%}"
         layout = "channels-last" if channels_last else "contiguous"

@@ -17,3 +17,15 @@ def test_training_cost_counts_flops_of_both_networks(tmp_path: Path) -> None:
     assert one["networks"] == 1 and two["networks"] == 2
     assert two["flops_per_image"] == 2 * one["flops_per_image"] > 0
     assert one["train_images_per_s"] > 0 and one["mining_images_per_s"] > 0
+
+
+def test_report_has_one_row_per_setting(tmp_path: Path) -> None:
+    from asm_fer.bench import report
+
+    table = report(tiny_config(tmp_path, tmp_path), peak_seconds=0.05, steps=1).splitlines()
+    assert table[0].startswith("fp32 matmul peak")
+    assert [row.split(" | ")[:2] for row in table[4:]] == [
+        ["| ce", "contiguous"],
+        ["| ce", "channels-last"],
+        ["| asm", "channels-last"],
+    ]
