@@ -25,8 +25,9 @@ from .transforms import InputSpec, normalise, strong_view, weak_view
 class MiningState:
     """What carries from one mining epoch to the next (and into the exported bundle)."""
 
-    means: np.ndarray | None = None  # (K,) mu_k
-    thresholds: np.ndarray | None = None  # (K, 2) as (tau_n, tau_c)
+    net_means: np.ndarray | None = None  # (S, K) mu_k per source (S = 1 for the ensemble, M per network)
+    means: np.ndarray | None = None  # (K,) mu_k, the mean over sources
+    thresholds: np.ndarray | None = None  # (K, 2) as (tau_n, tau_c), the mean over sources
     epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -67,14 +68,28 @@ def mine_epoch(
     mine_here = world.shard(torch.arange(len(labels)), even=False)
     local = net_probabilities(nets, pixels[mine_here], spec, gen=gen, batch_size=cfg.eval_batch_size)
     probs = gather_rows(local, world, len(labels))  # (M, N, K)
-    means = class_means(probs.mean(0), labels, statistic=cfg.statistic, previous=state.means)  # type: ignore[arg-type]
-    if state.means is not None and cfg.momentum > 0:
-        means = cfg.momentum * state.means + (1 - cfg.momentum) * means
+    sources = probs.mean(0, keepdims=True) if cfg.source == "ensemble" else probs  # (S, N, K), S = 1 or M
+    previous = state.net_means if state.net_means is not None else [None] * len(sources)
+    net_means = np.stack(
+        [
+            class_means(p, labels, statistic=cfg.statistic, previous=prev)  # type: ignore[arg-type]
+            for p, prev in zip(sources, previous, strict=True)
+        ]
+    )  # (S, K)
+    if state.net_means is not None and cfg.momentum > 0:
+        net_means = cfg.momentum * state.net_means + (1 - cfg.momentum) * net_means
     mode: Literal["adaptive", "fixed"] = "fixed" if cfg.fixed_thresholds else "adaptive"
-    thresholds = adaptive_thresholds(means, base=(cfg.t_noisy, cfg.t_clean), mode=mode, normalisation=cfg.normalisation)  # type: ignore[arg-type]
+    net_thresholds = np.stack(
+        [
+            adaptive_thresholds(m, base=(cfg.t_noisy, cfg.t_clean), mode=mode, normalisation=cfg.normalisation)  # type: ignore[arg-type]
+            for m in net_means
+        ]
+    )  # (S, K, 2)
     rule = "codivision" if cfg.method == "codivision" else cfg.mining_rule
-    subsets = mine(probs, labels, thresholds, rule=rule)  # type: ignore[arg-type]
-    state.means, state.thresholds, state.epoch = means, thresholds, epoch
+    subsets = mine(probs, labels, net_thresholds, rule=rule)  # type: ignore[arg-type]
+    # one pair per class is what the service applies: with per-network sources, the mean over networks
+    means, thresholds = net_means.mean(0), net_thresholds.mean(0)  # (K,), (K, 2)
+    state.net_means, state.means, state.thresholds, state.epoch = net_means, means, thresholds, epoch
     row: dict[str, Any] = {
         "thresholds": {c: {"noisy": float(t[0]), "clean": float(t[1])} for c, t in zip(classes, thresholds, strict=True)},
         "class_means": {c: float(m) for c, m in zip(classes, means, strict=True)},

@@ -72,6 +72,13 @@ class TrainConfig:
     normalisation: str = field(
         default="max", metadata={"help": "rho_k = mu_k / max mu (max) or mu_k (none)", "choices": ["max", "none"]}
     )
+    source: str = field(
+        default="ensemble",
+        metadata={
+            "help": "probabilities mu_k comes from: the ensemble, or each network for its own thresholds",
+            "choices": ["ensemble", "per-network"],
+        },
+    )
     momentum: float = field(default=0.0, metadata={"help": "moving average of mu across epochs (0 = each epoch alone)"})
     mining_rule: str = field(
         default="ensemble",

@@ -135,7 +135,7 @@ def export_bundle(
             "base": {"noisy": cfg.t_noisy, "clean": cfg.t_clean},
             "statistic": learning["statistic"],
             "normalisation": learning["normalisation"],
-            "source": "ensemble",
+            "source": learning["source"],
             "momentum": learning["momentum"],
             "classMeans": dict(zip(classes, means, strict=True)),
             "epoch": learning["epoch"],

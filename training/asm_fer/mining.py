@@ -33,9 +33,10 @@ def mine(net_probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray, *, r
     """Split samples by the thresholds of their observed class.
 
     net_probs: (M, N, K) probabilities of the M networks; labels: (N,); thresholds: (K, 2) as
-    (tau_n, tau_c) per class.
-    ensemble (default): s = mean over networks of p_label; clean if s >= tau_c, noisy if s < tau_n.
-    both-nets: clean if every network's p_label >= tau_c, noisy if every one's < tau_n.
+    (tau_n, tau_c) per class, or (M, K, 2) with each network's own thresholds (source "per-network").
+    ensemble (default): s = mean over networks of p_label; clean if s >= tau_c, noisy if s < tau_n
+    (per-network thresholds: their mean over networks).
+    both-nets: clean if every network's p_label >= its tau_c, noisy if every one's < its tau_n.
     codivision (MAN's baseline; ignores thresholds): clean if every network predicts the label,
     noisy if none does.
     Everything else is ambiguous.
@@ -43,10 +44,11 @@ def mine(net_probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray, *, r
     if net_probs.ndim != 3 or net_probs.shape[1] != labels.shape[0]:
         raise ValueError(f"net_probs must be (M, N, K) with N = {labels.shape[0]}, got {net_probs.shape}")
     conf = given_label_confidence(net_probs, labels)  # (M, N)
-    tau_n, tau_c = thresholds[labels, 0], thresholds[labels, 1]  # (N,), (N,)
+    per_net = np.broadcast_to(thresholds, (net_probs.shape[0], *thresholds.shape[-2:]))  # (M, K, 2)
+    tau_n, tau_c = per_net[:, labels, 0], per_net[:, labels, 1]  # (M, N), (M, N)
     if rule == "ensemble":
         s = conf.mean(0)
-        clean, noisy = s >= tau_c, s < tau_n
+        clean, noisy = s >= tau_c.mean(0), s < tau_n.mean(0)
     elif rule == "both-nets":
         clean, noisy = (conf >= tau_c).all(0), (conf < tau_n).all(0)
     elif rule == "codivision":

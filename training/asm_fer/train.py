@@ -266,6 +266,7 @@ def finalise(cfg: TrainConfig, nets: list[nn.Module], data: Data, spec: InputSpe
             "statistic": cfg.statistic if state.thresholds is not None else "given-label",
             "normalisation": cfg.normalisation if state.thresholds is not None else "max",
             "momentum": cfg.momentum,
+            "source": cfg.source if state.thresholds is not None else "ensemble",
             "epoch": source_epoch,
             "split": split,
         },

@@ -76,3 +76,16 @@ def test_mining_quality_against_a_planted_mask() -> None:
     assert q == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "noisy_kept_clean": 0.5})
     empty = Subsets(clean=np.ones(3, bool), ambiguous=np.zeros(3, bool), noisy=np.zeros(3, bool))
     assert mining_quality(empty, np.zeros(3, bool)) == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "noisy_kept_clean": 0.0}
+
+
+def test_per_network_thresholds() -> None:
+    labels = np.array([0, 0])
+    probs = _two_nets([0.5, 0.5], [0.5, 0.15], labels.tolist())
+    per_net = np.array([[[0.2, 0.8], [0.1, 0.4]], [[0.1, 0.4], [0.1, 0.4]]])  # (M, K, 2)
+    both = mine(probs, labels, per_net, rule="both-nets")
+    assert both.clean.tolist() == [False, False]  # net 1 needs 0.8 for class 0
+    assert both.noisy.tolist() == [False, False]
+    lenient = mine(probs, labels, per_net[[1, 1]], rule="both-nets")  # both nets with tau = (0.1, 0.4)
+    assert lenient.clean.tolist() == [True, False]
+    ens = mine(probs, labels, per_net)  # mean thresholds for class 0: (0.15, 0.6); s = 0.5 and 0.325
+    assert ens.ambiguous.tolist() == [True, True]

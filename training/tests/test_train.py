@@ -72,3 +72,14 @@ def test_cuda_requested_without_a_gpu_is_a_clear_error() -> None:
         assert resolve_device("auto").type == "cpu"
         with pytest.raises(ValueError, match="sees no CUDA device"):
             resolve_device("cuda")
+
+
+def test_per_network_source_exports_the_mean_of_the_networks_thresholds(ferplus_root: Path, tmp_path: Path) -> None:
+    cfg = dataclasses.replace(
+        tiny_config(ferplus_root, tmp_path / "pn"), method="asm", source="per-network", warmup_epochs=1, epochs=2
+    )
+    _, _, final = load_trained(train(cfg))
+    state = torch.load(Path(cfg.run_dir) / CHECKPOINT, weights_only=False)["mining"]
+    assert state.net_means.shape == (2, 8)
+    assert final["threshold_learning"]["source"] == "per-network"
+    assert final["class_means"] == pytest.approx(state.net_means.mean(0).tolist())
