@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,10 +17,10 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     final = train(cfg)
-    if args.export:
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 alone exports
         from .export import export_bundle
 
-        export_bundle(final, Path(args.export), name=args.name, data_root=cfg.data)
+        export_bundle(final, Path(args.export or Path(cfg.run_dir) / "bundle"), name=args.name, data_root=cfg.data)
     return 0
 
 
@@ -52,7 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     p = sub.add_parser("train", help="train on a dataset, checkpoint every epoch, optionally export a bundle")
     add_config_arguments(p)
-    p.add_argument("--export", "--out", metavar="DIR", help="after training, export the model bundle to DIR")
+    p.add_argument(
+        "--export", "--out", metavar="DIR", help="bundle folder to export to after training (default: <run-dir>/bundle)"
+    )
     p.add_argument("--name", default="ferplus", help="bundle name (used in URLs) (default: ferplus)")
     p.set_defaults(func=_train)
 

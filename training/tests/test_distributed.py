@@ -67,3 +67,4 @@ def test_two_gloo_processes_train_and_mine_the_whole_set(ferplus_root: Path, tmp
     assert sum(mined["subsets"].values()) == 80  # every training sample, though each rank mined half
     assert sum(sum(c.values()) for c in mined["subsets_per_class"].values()) == 80
     assert (run / "final.pt").exists()
+    assert (run / "bundle" / "model.json").exists()  # exported by rank 0 alone, into the run folder by default
