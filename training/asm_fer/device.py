@@ -1,6 +1,6 @@
 """Where the networks run: `--device auto` picks CUDA when PyTorch sees a GPU, else the CPU.
 Networks and batches use channels-last memory on both (on this 2-core CPU it trains this ResNet
-1.5-2x faster than NCHW-contiguous: `asm-fer bench`); CUDA adds bf16 autocast. Augmentation stays on
+about 3x faster than NCHW-contiguous: docs/results.md, E6); CUDA adds bf16 autocast. Augmentation stays on
 the CPU (seeded generators); batches are moved after it.
 """
 
