@@ -6,9 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .affectnet import AFFECTNET_CLASSES, scan_affectnet
-from .folders import imagefolder_classes, manifest_classes, scan_imagefolder, scan_manifest
 from .ferplus import CLASSES as FERPLUS_CLASSES
 from .ferplus import DatasetLayoutError, Sample, majority_label, read_ferplus_votes, scan_ferplus
+from .folders import imagefolder_classes, manifest_classes, scan_imagefolder, scan_manifest
 from .rafdb import RAFDB_CLASSES, aligned_path, read_rafdb_labels, scan_rafdb
 
 FORMATS = ("ferplus", "rafdb", "affectnet", "affectnet7", "imagefolder", "manifest")
