@@ -84,11 +84,9 @@ export class MethodNotAllowed extends AppError {
   readonly title = 'Method not allowed';
 }
 
-/** The inference queue is full; the client should retry after `retryAfter` seconds. */
-export class Overloaded extends AppError {
+/** 503: the service cannot answer now; the client should retry after `retryAfter` seconds. */
+abstract class Unavailable extends AppError {
   readonly status = 503;
-  readonly slug = 'overloaded';
-  readonly title = 'Service overloaded';
   override readonly retryAfter: number;
   constructor(detail: string, retryAfter = 1) {
     super(detail);
@@ -96,39 +94,33 @@ export class Overloaded extends AppError {
   }
 }
 
+/** The inference queue is full. */
+export class Overloaded extends Unavailable {
+  readonly slug = 'overloaded';
+  readonly title = 'Service overloaded';
+}
+
 /** The model is not loaded and warmed up yet, or the service is shutting down. */
-export class NotReady extends AppError {
-  readonly status = 503;
+export class NotReady extends Unavailable {
   readonly slug = 'not-ready';
   readonly title = 'Service not ready';
-  override readonly retryAfter: number;
   constructor(detail = 'the model is not loaded yet', retryAfter = 5) {
-    super(detail);
-    this.retryAfter = retryAfter;
+    super(detail, retryAfter);
   }
 }
 
 /** A session worker died while running this request's batch; it is being respawned. */
-export class InferenceInterrupted extends AppError {
-  readonly status = 503;
+export class InferenceInterrupted extends Unavailable {
   readonly slug = 'inference-interrupted';
   readonly title = 'Inference interrupted';
-  override readonly retryAfter: number;
-  constructor(detail: string, retryAfter = 1) {
-    super(detail);
-    this.retryAfter = retryAfter;
-  }
 }
 
 /** The request ran past ASM_FER_REQUEST_TIMEOUT_MS. 503, not 504: no upstream gateway timed out, this service is busy. */
-export class RequestTimeout extends AppError {
-  readonly status = 503;
+export class RequestTimeout extends Unavailable {
   readonly slug = 'request-timeout';
   readonly title = 'Request timed out';
-  override readonly retryAfter: number;
   constructor(ms: number, retryAfter = 1) {
-    super(`the request was not answered within ${ms} ms (ASM_FER_REQUEST_TIMEOUT_MS)`);
-    this.retryAfter = retryAfter;
+    super(`the request was not answered within ${ms} ms (ASM_FER_REQUEST_TIMEOUT_MS)`, retryAfter);
   }
 }
 
