@@ -8,11 +8,11 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import TrainConfig
 from .device import autocast, place, resolve_device, to_device
+from .losses import supervised
 from .train import build_nets
 
 
@@ -31,7 +31,7 @@ def matmul_peak(threads: int, *, n: int = 2048, seconds: float = 3.0) -> float:
 
 def _step(nets: list[torch.nn.Module], opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
     with autocast(x.device):
-        loss = torch.stack([F.cross_entropy(net(x).float(), y) for net in nets]).mean()
+        loss = supervised([net(x).float() for net in nets], y)
     opt.zero_grad(set_to_none=True)
     loss.backward()  # type: ignore[no-untyped-call]
     opt.step()

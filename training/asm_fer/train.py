@@ -21,7 +21,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -32,6 +31,7 @@ from .data.dataset import ImageSet, load_images, stratified_limit
 from .device import autocast, device_of, place, resolve_device, to_device
 from .distributed import World, all_sum, init_world, leave, wrap
 from .evaluate import accuracy, per_class_recall, predict_probs
+from .losses import supervised
 from .mining import Subsets
 from .noise import apply_noise, from_file, save_noise
 from .plots import plot_curves, plot_mining
@@ -140,7 +140,7 @@ def _run_epoch(
             x, y = to_device(normalise(weak_view(x01, gen) * 255, spec), device), y.to(device)
             with autocast(device):
                 logits = [net(x).float() for net in nets]  # each (B, K)
-            loss = torch.stack([F.cross_entropy(lg, y, label_smoothing=cfg.label_smoothing) for lg in logits]).mean()
+            loss = supervised(logits, y, label_smoothing=cfg.label_smoothing)
             hits = int((torch.stack(logits).mean(0).argmax(1) == y).sum())
         else:
             loss, parts = tri_loss(cfg, nets, x01, y, codes[idx], spec, gen, epoch)
