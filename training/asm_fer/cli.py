@@ -1,4 +1,4 @@
-"""Command line: `asm-fer {train,export,fixtures}`; every flag documented in `--help`."""
+"""Command line: `asm-fer {train,export,bench,report,fixtures}`; every flag documented in `--help`."""
 
 from __future__ import annotations
 
@@ -39,6 +39,13 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from .report import report
+
+    print(report(args.runs))
+    return 0
+
+
 def _fixtures(args: argparse.Namespace) -> int:
     from .fixtures import make_fixtures
 
@@ -69,6 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("bench", help="E6: training cost on this machine (matmul peak, FLOPs, images/s)")
     add_config_arguments(p)
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser("report", help="E2 table (markdown) of the run folders under the given folders")
+    p.add_argument("runs", nargs="+", type=Path, help="run folders or folders holding them (e.g. training/runs/e2)")
+    p.set_defaults(func=_report)
 
     p = sub.add_parser(
         "fixtures",

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+
+from asm_fer.cli import main
+from asm_fer.fixtures import tiny_config
+from asm_fer.report import find_runs
+from asm_fer.train import FINAL, train
+
+
+def test_report_tabulates_finished_and_running_runs(
+    ferplus_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = tmp_path / "runs"
+    base = dataclasses.replace(tiny_config(ferplus_root, runs / "none-ce"), epochs=2)
+    train(base)
+    train(dataclasses.replace(base, run_dir=str(runs / "sym-asm"), method="asm", noise="sym-0.3", warmup_epochs=1, epochs=3))
+    shutil.copytree(runs / "none-ce", runs / "none-ce2")
+    (runs / "none-ce2" / FINAL).unlink()  # an interrupted run: metrics but no final checkpoint
+
+    rows = find_runs([runs])
+    assert [(r.noise, r.method, r.finished) for r in rows] == [
+        ("none", "ce", True),
+        ("none", "ce", False),
+        ("sym-0.3", "asm", True),
+    ]
+    asm = rows[2]
+    assert asm.epochs_done == 3 and asm.mining is not None and 0.25 < (asm.noise_rate or 0) < 0.35
+
+    assert main(["report", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert "| sym-0.3 | asm | 3/3 |" in out
+    assert "| none | ce | 2/2 (unfinished) | — |" in out
+    assert "Per-class Valid recall" in out and "| ce | " in out
+
+
+def test_report_without_runs_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["report", str(tmp_path)])
+    assert exc.value.code == 2
