@@ -9,12 +9,13 @@ DATA ?= $(if $(wildcard ../shared/data/ferplus),../shared/data/ferplus,)
 BUNDLE ?= models/default
 RUN_DIR ?= training/runs/ferplus-ce
 FIXTURES := test/fixtures/generated
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # onnxruntime-node's install script downloads CUDA binaries (no network here, and CUDA is opt-in:
 # see README "GPU"). npm 11 also honours "allowScripts" in package.json; npm 10 only this variable.
 export ONNXRUNTIME_NODE_INSTALL := skip
 
-.PHONY: help setup serve test test-python test-node train export-fixtures clean
+.PHONY: help setup serve test test-python test-node browser train export-fixtures clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -39,7 +40,13 @@ serve: dist/.built ## start the service on PORT (default 8080) with models/defau
 
 test: test-python test-node ## run every test, Python and TypeScript (what CI runs)
 
-test-python: $(VENV)/.installed
+# The dataset-audit report is checked in a real headless browser (Debian's chromium).
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
+
+test-python: $(VENV)/.installed browser
 	cd training && .venv/bin/ruff check asm_fer tests && .venv/bin/ruff format --check asm_fer tests
 	cd training && .venv/bin/mypy asm_fer
 	cd training && .venv/bin/pytest -q -p no:cacheprovider

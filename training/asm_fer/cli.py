@@ -1,4 +1,4 @@
-"""Command line: `asm-fer {train,export,bench,report,fixtures}`; every flag documented in `--help`."""
+"""Command line: `asm-fer {train,export,bench,audit,report,fixtures}`; every flag documented in `--help`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .bundle import BundleError
 from .config import add_config_arguments, config_from_args
+from .data import FORMATS
 from .data.ferplus import DatasetLayoutError
 
 
@@ -36,6 +37,24 @@ def _bench(args: argparse.Namespace) -> int:
     from .bench import report
 
     print(report(config_from_args(args)))
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from .audit import run_audit, summary_lines, write_flagged_csv
+    from .audit_report import write_report
+
+    audit = run_audit(
+        args.bundle, args.data, fmt=args.format, split=args.split, noise=args.noise, seed=args.seed, limit=args.limit
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    flagged = write_flagged_csv(audit, args.out / "flagged.csv")
+    title = f"Label audit of {args.data} ({args.split}" + (
+        f", labels {args.noise} seed {args.seed})" if args.noise != "none" else ")"
+    )
+    page = write_report(audit, args.out, title=title, per_class=args.per_class)
+    print("\n".join(summary_lines(audit)))
+    print(f"{flagged} flagged items in {args.out / 'flagged.csv'}; report: {page}")
     return 0
 
 
@@ -76,6 +95,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("bench", help="E6: training cost on this machine (matmul peak, FLOPs, images/s)")
     add_config_arguments(p)
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser(
+        "audit",
+        help="audit every labelled image of a dataset split against a bundle's thresholds; writes flagged.csv and report.html",
+    )
+    p.add_argument("--data", required=True, help="dataset root")
+    p.add_argument("--format", default="ferplus", choices=FORMATS, help="dataset layout (default: ferplus)")
+    p.add_argument("--split", default="valid", help="split to audit (default: valid)")
+    p.add_argument("--bundle", default="models/default", help="model bundle folder (default: models/default)")
+    p.add_argument("--out", type=Path, default=Path("audit-report"), help="report folder (default: audit-report)")
+    p.add_argument(
+        "--noise",
+        default="none",
+        help="corrupt the labels first to score the verdicts against a known truth: none | sym-<r> | crowd-1 (default: none)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of --noise (default: 0)")
+    p.add_argument("--limit", type=int, default=0, help="audit only the first N images (0 = all) (default: 0)")
+    p.add_argument("--per-class", type=int, default=8, help="thumbnails per class and kind (default: 8)")
+    p.set_defaults(func=_audit)
 
     p = sub.add_parser("report", help="E2 table (markdown) of the run folders under the given folders")
     p.add_argument("runs", nargs="+", type=Path, help="run folders or folders holding them (e.g. training/runs/e2)")

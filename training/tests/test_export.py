@@ -9,15 +9,7 @@ import onnxruntime as ort
 import pytest
 
 from asm_fer.bundle import BundleError, input_spec_from, read_bundle, validate
-from asm_fer.fixtures import make_fixtures
 from asm_fer.transforms import preprocess_file
-
-
-@pytest.fixture(scope="module")
-def fixtures(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("fixtures")
-    make_fixtures(out)
-    return out
 
 
 @pytest.mark.smoke
