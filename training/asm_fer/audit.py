@@ -41,11 +41,13 @@ class Audit:
 
     @property
     def label_prob(self) -> np.ndarray:
-        return self.probs[np.arange(len(self.labels)), self.labels]
+        p: np.ndarray = self.probs[np.arange(len(self.labels)), self.labels]
+        return p
 
     @property
     def predicted(self) -> np.ndarray:
-        return self.probs.argmax(1)
+        pred: np.ndarray = self.probs.argmax(1)
+        return pred
 
     @property
     def thresholds(self) -> np.ndarray:
@@ -147,14 +149,14 @@ def write_flagged_csv(audit: Audit, path: Path) -> int:
 def most_confident_noisy(audit: Audit, k: int, per_class: int) -> list[int]:
     """Items judged noisy whose prediction (another class) is most confident, up to `per_class` per class."""
     idx = np.flatnonzero((audit.verdicts == 2) & (audit.labels == k))
-    return idx[np.argsort(-audit.probs[idx].max(1))][:per_class].tolist()
+    return [int(i) for i in idx[np.argsort(-audit.probs[idx].max(1))][:per_class]]
 
 
 def most_ambiguous(audit: Audit, k: int, per_class: int) -> list[int]:
     """Items judged ambiguous with the smallest margin between their two most likely classes."""
     idx = np.flatnonzero((audit.verdicts == 1) & (audit.labels == k))
     top2 = np.sort(audit.probs[idx], axis=1)[:, -2:]
-    return idx[np.argsort(top2[:, 1] - top2[:, 0])][:per_class].tolist()
+    return [int(i) for i in idx[np.argsort(top2[:, 1] - top2[:, 0])][:per_class]]
 
 
 def summary_lines(audit: Audit) -> Sequence[str]:
