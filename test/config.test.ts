@@ -57,10 +57,10 @@ describe('loadConfig', () => {
     const c = loadConfig({});
     expect(c.ASM_FER_REQUEST_TIMEOUT_MS).toBe(30_000);
     expect(c.ASM_FER_MAX_JSON_BYTES).toBe(16 * 1024 * 1024);
-    expect(c.ASM_FER_ADMIN_TOKEN).toBeUndefined();
+    expect(c.ASM_FER_API_KEY).toBeUndefined();
   });
 
   it('names a bad admin token without echoing it', () => {
-    expect(() => loadConfig({ ASM_FER_ADMIN_TOKEN: 'short-secret' })).toThrow(/^invalid ASM_FER_ADMIN_TOKEN=\(hidden\): must be at least 16 characters$/);
+    expect(() => loadConfig({ ASM_FER_API_KEY: 'short-secret' })).toThrow(/^invalid ASM_FER_API_KEY=\(hidden\): must be at least 16 characters$/);
   });
 });

@@ -9,6 +9,7 @@ const ajv = new Ajv2020({ strict: false, allErrors: true });
 ajv.addFormat('uri', (s: string) => /^[a-z][a-z0-9+.-]*:/i.test(s));
 ajv.addFormat('date-time', (s: string) => !Number.isNaN(Date.parse(s)));
 ajv.addFormat('binary', () => true);
+ajv.addFormat('uuid', /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i);
 ajv.addSchema({ ...doc, $id: 'openapi' });
 
 const ptr = (s: string) => s.replace(/~/g, '~0').replace(/\//g, '~1');
