@@ -90,9 +90,6 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     registers: [registry],
   });
   let auditStats: (() => { live: LiveSnapshot; drift: DriftReport }) | undefined;
-  // One read of the live statistics per scrape, shared by the gauges below (each collect() runs in the same scrape).
-  let scrape: { live: LiveSnapshot; drift: DriftReport } | undefined;
-  const readAuditStats = () => (scrape ??= auditStats?.());
   const liveGauge = (name: string, help: string, labelNames: readonly string[], fill: (g: Gauge, s: { live: LiveSnapshot; drift: DriftReport }) => void) =>
     new Gauge({
       name: `${PREFIX}${name}`,
@@ -101,7 +98,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       registers: [registry],
       collect() {
         this.reset();
-        const s = readAuditStats();
+        const s = auditStats?.();
         if (s) fill(this, s);
       },
     });
@@ -170,16 +167,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       modelInfo.reset();
       modelInfo.set({ name, version, execution_provider: executionProvider }, 1);
     },
-    /** `read` is called once per scrape for the live audit statistics and drift of the served model. */
+    /** `read` gives the live audit statistics and drift of the served model at scrape time (O(classes), no scan). */
     trackAuditStats(read: () => { live: LiveSnapshot; drift: DriftReport }) {
       auditStats = read;
     },
-    async render(): Promise<string> {
-      try {
-        return await registry.metrics();
-      } finally {
-        scrape = undefined;
-      }
+    render(): Promise<string> {
+      return registry.metrics();
     },
     reset() {
       registry.resetMetrics();
