@@ -40,9 +40,10 @@ async function main(): Promise<void> {
   };
   const host = new ModelHost(await load(), config, metrics, load);
 
-  const trail = openAuditTrail(config, (err) =>
-    logger.error({ err: err instanceof Error ? err.message : String(err) }, 'audit trail unusable; audits answer 503 until it can be written again'),
-  );
+  const trail = openAuditTrail(config, {
+    onFailure: (err) => logger.error({ err: err instanceof Error ? err.message : String(err) }, 'audit trail unusable; audits answer 503 until it can be written again'),
+    onRecovery: () => logger.info('audit trail usable again'),
+  });
   logger.info({ file: trail.store.file, available: trail.store.available }, 'audit trail');
 
   let ready = true;

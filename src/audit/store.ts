@@ -26,6 +26,8 @@ export interface StoreOptions {
   maxBytes?: number | undefined;
   /** Called with the error at the start of each failure episode, for the log. */
   onFailure?: (err: unknown) => void;
+  /** Called when the database opens again after a failure. */
+  onRecovery?: () => void;
 }
 
 function codeOf(err: unknown): string {
@@ -132,6 +134,7 @@ export class AuditStore {
       }
       db.exec(SCHEMA_SQL);
       this.db = db;
+      if (this.lastFailure !== undefined) this.opts.onRecovery?.();
       this.lastFailure = undefined;
     } catch (err) {
       db?.close();

@@ -7,7 +7,7 @@ import { detectDrift, type DriftReport } from './drift.js';
 import { LiveStats, type LiveSnapshot } from './live-stats.js';
 import type { AuditFilters } from './query.js';
 import type { NewAuditRecord, ThresholdSource } from './record.js';
-import { AuditStore } from './store.js';
+import { AuditStore, type StoreOptions } from './store.js';
 import type { AuditSummary } from './summary.js';
 import { adaptiveThresholds } from './thresholds.js';
 
@@ -80,8 +80,8 @@ export class AuditTrail {
 }
 
 /** The trail configured by `config`; never throws (an unusable store answers 503 until it can be used). */
-export function openAuditTrail(config: Config, onFailure: (err: unknown) => void): AuditTrail {
-  const store = AuditStore.open({ dir: config.ASM_FER_DATA_DIR, maxBytes: config.ASM_FER_AUDIT_MAX_BYTES, onFailure });
+export function openAuditTrail(config: Config, events: Pick<StoreOptions, 'onFailure' | 'onRecovery'> = {}): AuditTrail {
+  const store = AuditStore.open({ dir: config.ASM_FER_DATA_DIR, maxBytes: config.ASM_FER_AUDIT_MAX_BYTES, ...events });
   return new AuditTrail(store, new LiveStats(config.ASM_FER_STATS_WINDOW), {
     onlineThresholds: config.ASM_FER_ONLINE_THRESHOLDS,
     driftThreshold: config.ASM_FER_DRIFT_THRESHOLD,

@@ -13,8 +13,6 @@ type AuditList = components['schemas']['AuditList'];
 type AuditRecord = components['schemas']['AuditRecord'];
 type AuditSummary = components['schemas']['AuditSummary'];
 
-const DEFAULT_LIMIT = 100;
-
 /** A query parameter as one string (the contract allows each filter once, except verdict). */
 function one(req: Request, name: string): string | undefined {
   const v: unknown = (req.query as Record<string, unknown>)[name];
@@ -60,9 +58,10 @@ export function auditsRouter(deps: HttpDeps): Router {
     const cursor = one(req, 'cursor');
     const before = cursor === undefined ? undefined : decodeCursor(cursor);
     if (cursor !== undefined && before === undefined) throw new BadRequest('cursor is not one this service returned; pass nextCursor from the previous page');
-    const page = trail.store.list(filtersOf(req), { limit: Number(one(req, 'limit') ?? DEFAULT_LIMIT), before });
+    // limit and format always arrive: the validator fills in openapi.yaml's defaults.
+    const page = trail.store.list(filtersOf(req), { limit: Number(one(req, 'limit')), before });
     if (page.nextCursor !== null) res.setHeader('Link', nextLink(req, page.nextCursor));
-    const format = one(req, 'format') ?? 'json';
+    const format = one(req, 'format');
     if (format === 'json') {
       const body: AuditList = page;
       res.json(body);

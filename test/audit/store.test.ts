@@ -195,7 +195,8 @@ describe('AuditStore', () => {
     const blocker = path.join(root, 'blocker');
     writeFileSync(blocker, 'a file where the data folder should go');
     const failures: unknown[] = [];
-    const store = AuditStore.open({ dir: path.join(blocker, 'data'), onFailure: (e) => failures.push(e) });
+    let recoveries = 0;
+    const store = AuditStore.open({ dir: path.join(blocker, 'data'), onFailure: (e) => failures.push(e), onRecovery: () => recoveries++ });
     stores.push(store);
     expect(store.available).toBe(false);
     expect(() => store.list({}, { limit: 1 })).toThrow(AuditStoreUnavailable);
@@ -204,5 +205,6 @@ describe('AuditStore', () => {
     await new Promise((r) => setTimeout(r, 1100));
     expect(store.list({}, { limit: 1 }).items).toEqual([]);
     expect(store.available).toBe(true);
+    expect(recoveries).toBe(1);
   });
 });
