@@ -88,9 +88,9 @@ export function createHttpApp(deps: HttpDeps): Express {
   });
   app.use(healthRouter(deps));
   app.use(requestTimeout(deps.config.ASM_FER_REQUEST_TIMEOUT_MS, deps.logger, deps.metrics));
-  // Parsed before the validator, which checks the parsed body against the contract.
   // Before the body is parsed, so an unauthenticated upload is refused without buffering it.
   app.use(['/v1/audit', '/v1/audits'], apiKeyIfConfigured(deps.config.ASM_FER_API_KEY));
+  // Parsed before the validator, which checks the parsed body against the contract.
   app.use(express.json({ limit: deps.config.ASM_FER_MAX_JSON_BYTES }));
   app.use(contractValidator(deps.config, deps.apiSpecPath));
   app.use(predictRouter(deps));

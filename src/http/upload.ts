@@ -61,7 +61,8 @@ export function clientIdParts(req: Request, name: string, imageCount: number, sh
   if (raw.length === 0) return Array.from({ length: imageCount }, () => null);
   if (raw.length === imageCount) return raw;
   if (shared && raw.length === 1) return Array.from({ length: imageCount }, () => raw[0] as string);
-  throw new BadRequest(`got ${imageCount} image part(s) and ${raw.length} ${name} part(s); send one ${name} per image, in the same order${shared ? ', one for all, ' : ''} or none`);
+  const allowed = shared ? `one ${name} for all images, one per image in the same order, or none` : `one ${name} per image in the same order, or none`;
+  throw new BadRequest(`got ${imageCount} image part(s) and ${raw.length} ${name} part(s); send ${allowed}`);
 }
 
 const BOX = /^\s*(\d{1,6})\s*,\s*(\d{1,6})\s*,\s*(\d{1,6})\s*,\s*(\d{1,6})\s*$/;
