@@ -35,6 +35,8 @@ function codeOf(err: unknown): string {
   return typeof code === 'string' ? code : 'error';
 }
 
+const unavailable = (code: string) => new AuditStoreUnavailable(`the audit trail cannot be written or read now (${code}); predictions still work`);
+
 export class AuditStore {
   private db: Database.Database | undefined;
   private lastAttempt = 0;
@@ -106,7 +108,7 @@ export class AuditStore {
       const code = codeOf(err);
       if (!STORAGE_FAILURE.test(code)) throw err;
       this.fail(err);
-      throw new AuditStoreUnavailable(`the audit trail cannot be written or read now (${code}); predictions still work`);
+      throw unavailable(code);
     }
   }
 
@@ -115,7 +117,7 @@ export class AuditStore {
     if (this.db) return this.db;
     if (Date.now() - this.lastAttempt >= REOPEN_AFTER_MS) this.tryOpen();
     if (this.db) return this.db;
-    throw new AuditStoreUnavailable(`the audit trail cannot be opened (${this.lastFailure ?? 'not open'}); predictions still work`);
+    throw unavailable(this.lastFailure ?? 'not open');
   }
 
   private tryOpen(): void {
