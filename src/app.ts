@@ -1,7 +1,9 @@
-// createApp(deps): wires the model host (bundle, session pool, batcher) and metrics into the HTTP app; never listens.
+// createApp(deps): wires the model host (bundle, session pool, batcher), the audit trail and metrics into the HTTP app;
+// never listens.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
+import type { AuditTrail } from './audit/trail.js';
 import type { Config } from './config.js';
 import type { ModelHost } from './inference/model-host.js';
 import type { Metrics } from './metrics.js';
@@ -17,11 +19,16 @@ export interface AppDeps {
   metrics: Metrics;
   logger: Logger;
   readiness: Readiness;
+  trail: AuditTrail;
 }
 
 export function createApp(deps: AppDeps): HttpApp {
-  const { host, metrics } = deps;
+  const { host, metrics, trail } = deps;
   metrics.trackQueueDepth(() => host.current.inference.queued);
+  metrics.trackAuditStats(() => {
+    const { manifest } = host.current;
+    return { live: trail.live.snapshot(manifest.classes), drift: trail.drift(manifest) };
+  });
   const { version } = JSON.parse(readFileSync(PACKAGE_JSON, 'utf8')) as { version: string };
   return createHttpApp({ ...deps, apiSpecPath: API_SPEC_PATH, serverVersion: version });
 }

@@ -5,6 +5,9 @@ const MiB = 1024 * 1024;
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
+/** "true"/"1" or "false"/"0", so a flag reads the same in a shell, a compose file and a Kubernetes manifest. */
+const flag = z.enum(['true', 'false', '1', '0']).transform((s) => s === 'true' || s === '1');
+
 const providers = z
   .string()
   .transform((s) => s.split(',').map((p) => p.trim().toLowerCase()).filter((p) => p.length > 0))
@@ -33,11 +36,31 @@ export const configSchema = z.object({
   ASM_FER_REQUEST_TIMEOUT_MS: int(1, 600_000)
     .default(30_000)
     .describe('Longest time a request may take before it is answered 503 (request-timeout) with Retry-After.'),
-  ASM_FER_ADMIN_TOKEN: z
+  ASM_FER_API_KEY: z
     .string()
     .min(16, 'must be at least 16 characters')
     .optional()
-    .describe('Bearer token for POST /v1/models/reload; unset disables the endpoint (SIGHUP still reloads).'),
+    .describe(
+      'Bearer key for the audit routes (/v1/audit, /v1/audits*) and POST /v1/models/reload; unset leaves the audit routes open and disables reload over HTTP (SIGHUP still reloads).',
+    ),
+  ASM_FER_DATA_DIR: z.string().min(1).default('./data').describe('Folder of the audit trail (SQLite database audits.db with its WAL files); created when missing.'),
+  ASM_FER_AUDIT_STORE_IMAGES: flag.default(false).describe('Keep each audited image in the audit trail, not only its sha256.'),
+  ASM_FER_AUDIT_MAX_BYTES: int(64 * 1024, Number.MAX_SAFE_INTEGER)
+    .optional()
+    .describe('Largest size of the audit database in bytes; beyond it audits get 503 audit-store-unavailable as on a full disk. Unset: no cap but the disk.'),
+  ASM_FER_STATS_WINDOW: int(1, 1_000_000).default(500).describe('Live statistics: the sliding window holds the last this-many audited items of each class.'),
+  ASM_FER_DRIFT_THRESHOLD: z.coerce
+    .number()
+    .gt(0)
+    .max(1)
+    .default(0.1)
+    .describe("Drift: a class is flagged when its window mean probability of the submitted label differs from the bundle's training-time class mean by more than this."),
+  ASM_FER_DRIFT_MIN_SAMPLES: int(1, 1_000_000)
+    .default(50)
+    .describe('Fewest items of a class in the window before it can be flagged for drift or its live mean replaces the training mean in online thresholds.'),
+  ASM_FER_ONLINE_THRESHOLDS: flag
+    .default(false)
+    .describe("Audit with thresholds re-estimated from the window's class means by the training rule (Adaptive Threshold Learning) instead of the bundle's."),
   ASM_FER_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino log level.'),
 });
 
@@ -57,7 +80,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const issue = parsed.error.issues[0];
     const key = String(issue?.path[0] ?? 'environment');
     // A secret is named, never echoed.
-    const shown = key === 'ASM_FER_ADMIN_TOKEN' ? '(hidden)' : JSON.stringify(env[key] ?? '');
+    const shown = key === 'ASM_FER_API_KEY' ? '(hidden)' : JSON.stringify(env[key] ?? '');
     throw new ConfigError(`invalid ${key}=${shown}: ${issue?.message ?? 'invalid value'}`);
   }
   return Object.freeze({ ...parsed.data, ASM_FER_EXECUTION_PROVIDERS: Object.freeze([...parsed.data.ASM_FER_EXECUTION_PROVIDERS]) }) as Config;

@@ -124,6 +124,15 @@ export class RequestTimeout extends Unavailable {
   }
 }
 
+/** The audit trail cannot be written or read (disk full, read-only, size cap reached, unopenable); predictions still work. */
+export class AuditStoreUnavailable extends Unavailable {
+  readonly slug = 'audit-store-unavailable';
+  readonly title = 'Audit store unavailable';
+  constructor(detail: string, retryAfter = 30) {
+    super(detail, retryAfter);
+  }
+}
+
 /** A face box does not lie inside its image. */
 export class BoxOutsideImage extends ImageError {
   readonly status = 422;
@@ -131,15 +140,15 @@ export class BoxOutsideImage extends ImageError {
   readonly title = 'Face box outside the image';
 }
 
-/** The admin endpoint needs `Authorization: Bearer <ASM_FER_ADMIN_TOKEN>`. */
+/** The audit or admin routes need `Authorization: Bearer <ASM_FER_API_KEY>`. */
 export class Unauthorized extends AppError {
   readonly status = 401;
   readonly slug = 'unauthorized';
   readonly title = 'Unauthorized';
-  override readonly headers = { 'WWW-Authenticate': 'Bearer realm="asm-fer admin"' };
+  override readonly headers = { 'WWW-Authenticate': 'Bearer realm="asm-fer"' };
 }
 
-/** The admin endpoint is disabled because no ASM_FER_ADMIN_TOKEN is configured. */
+/** The admin endpoint is disabled because no ASM_FER_API_KEY is configured. */
 export class Forbidden extends AppError {
   readonly status = 403;
   readonly slug = 'forbidden';

@@ -3,6 +3,7 @@
 import type { Server } from 'node:http';
 import { pino } from 'pino';
 import { createApp } from './app.js';
+import { openAuditTrail } from './audit/trail.js';
 import { loadConfig } from './config.js';
 import { ModelHost, startModel } from './inference/model-host.js';
 import type { PoolOptions } from './inference/session-pool.js';
@@ -39,8 +40,14 @@ async function main(): Promise<void> {
   };
   const host = new ModelHost(await load(), config, metrics, load);
 
+  const trail = openAuditTrail(config, {
+    onFailure: (err) => logger.error({ err: err instanceof Error ? err.message : String(err) }, 'audit trail unusable; audits answer 503 until it can be written again'),
+    onRecovery: () => logger.info('audit trail usable again'),
+  });
+  logger.info({ file: trail.store.file, available: trail.store.available }, 'audit trail');
+
   let ready = true;
-  const app = createApp({ config, host, metrics, logger, readiness: { isReady: () => ready } });
+  const app = createApp({ config, host, metrics, logger, readiness: { isReady: () => ready }, trail });
   const server: Server = await new Promise((resolve, reject) => {
     const s = app.listen(config.PORT, config.ASM_FER_HOST, () => resolve(s));
     s.once('error', reject);
@@ -69,6 +76,7 @@ async function main(): Promise<void> {
     force.unref();
     server.close(() => {
       void host.close().then(() => {
+        trail.store.close();
         logger.info('stopped');
         process.exit(0);
       });

@@ -1,5 +1,7 @@
 // Every Prometheus metric the service exports, on a private registry, with small record/observe helpers.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { DriftReport } from './audit/drift.js';
+import type { LiveSnapshot } from './audit/live-stats.js';
 
 const PREFIX = 'asm_fer_';
 
@@ -87,6 +89,37 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     labelNames: ['class', 'verdict'] as const,
     registers: [registry],
   });
+  let auditStats: (() => { live: LiveSnapshot; drift: DriftReport }) | undefined;
+  const liveGauge = (name: string, help: string, labelNames: readonly string[], fill: (g: Gauge, s: { live: LiveSnapshot; drift: DriftReport }) => void) =>
+    new Gauge({
+      name: `${PREFIX}${name}`,
+      help,
+      labelNames,
+      registers: [registry],
+      collect() {
+        this.reset();
+        const s = auditStats?.();
+        if (s) fill(this, s);
+      },
+    });
+  liveGauge('audit_window_label_probability_mean', "Live window: mean probability of the submitted label (mu_k), by class; absent before the class's first audit.", ['class'], (g, s) => {
+    for (const c of s.live.classes) if (c.window.meanLabelProbability !== null) g.set({ class: c.label }, c.window.meanLabelProbability);
+  });
+  liveGauge('audit_since_start_label_probability_mean', 'Since start (or the last model change): mean probability of the submitted label, by class.', ['class'], (g, s) => {
+    for (const c of s.live.classes) if (c.sinceStart.meanLabelProbability !== null) g.set({ class: c.label }, c.sinceStart.meanLabelProbability);
+  });
+  liveGauge('audit_window_verdict_ratio', 'Live window: share of each verdict, by class.', ['class', 'verdict'], (g, s) => {
+    for (const c of s.live.classes) {
+      if (c.window.count === 0) continue;
+      for (const [verdict, rate] of Object.entries(c.window.verdictRates)) g.set({ class: c.label, verdict }, rate);
+    }
+  });
+  liveGauge('audit_drift_shift', "Live window mean minus the bundle's training-time class mean, by class.", ['class'], (g, s) => {
+    for (const c of s.drift.classes) if (c.shift !== null) g.set({ class: c.label }, c.shift);
+  });
+  liveGauge('audit_drift_detected', 'Whether the class has drifted (1) or not (0), by class.', ['class'], (g, s) => {
+    for (const c of s.drift.classes) g.set({ class: c.label }, c.drifted ? 1 : 0);
+  });
   const modelInfo = new Gauge({
     name: `${PREFIX}model_info`,
     help: 'The served model; always 1.',
@@ -133,6 +166,10 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     setModelInfo(name: string, version: string, executionProvider: string) {
       modelInfo.reset();
       modelInfo.set({ name, version, execution_provider: executionProvider }, 1);
+    },
+    /** `read` gives the live audit statistics and drift of the served model at scrape time (O(classes), no scan). */
+    trackAuditStats(read: () => { live: LiveSnapshot; drift: DriftReport }) {
+      auditStats = read;
     },
     render(): Promise<string> {
       return registry.metrics();

@@ -53,14 +53,44 @@ describe('loadConfig', () => {
     }
   });
 
-  it('has safe defaults for the request timeout, JSON size and the admin token (none: reload disabled)', () => {
+  it('has safe defaults for the request timeout, JSON size and the API key (none: reload disabled, audit routes open)', () => {
     const c = loadConfig({});
     expect(c.ASM_FER_REQUEST_TIMEOUT_MS).toBe(30_000);
     expect(c.ASM_FER_MAX_JSON_BYTES).toBe(16 * 1024 * 1024);
-    expect(c.ASM_FER_ADMIN_TOKEN).toBeUndefined();
+    expect(c.ASM_FER_API_KEY).toBeUndefined();
   });
 
-  it('names a bad admin token without echoing it', () => {
-    expect(() => loadConfig({ ASM_FER_ADMIN_TOKEN: 'short-secret' })).toThrow(/^invalid ASM_FER_ADMIN_TOKEN=\(hidden\): must be at least 16 characters$/);
+  it('defaults the audit trail to ./data, images off, drift at 0.1 after 50 items, online thresholds off', () => {
+    expect(loadConfig({})).toMatchObject({
+      ASM_FER_DATA_DIR: './data',
+      ASM_FER_AUDIT_STORE_IMAGES: false,
+      ASM_FER_STATS_WINDOW: 500,
+      ASM_FER_DRIFT_THRESHOLD: 0.1,
+      ASM_FER_DRIFT_MIN_SAMPLES: 50,
+      ASM_FER_ONLINE_THRESHOLDS: false,
+    });
+    expect(loadConfig({}).ASM_FER_AUDIT_MAX_BYTES).toBeUndefined();
+  });
+
+  it.each([
+    ['true', true],
+    ['1', true],
+    ['false', false],
+    ['0', false],
+  ])('reads the flag value %s as %s', (value, expected) => {
+    expect(loadConfig({ ASM_FER_ONLINE_THRESHOLDS: value }).ASM_FER_ONLINE_THRESHOLDS).toBe(expected);
+  });
+
+  it.each([
+    ['ASM_FER_AUDIT_STORE_IMAGES', 'yes'],
+    ['ASM_FER_DRIFT_THRESHOLD', '0'],
+    ['ASM_FER_STATS_WINDOW', '0'],
+    ['ASM_FER_AUDIT_MAX_BYTES', '1000'],
+  ])('rejects %s=%s', (key, value) => {
+    expect(() => loadConfig({ [key]: value })).toThrow(new RegExp(`^invalid ${key}=`));
+  });
+
+  it('names a bad API key without echoing it', () => {
+    expect(() => loadConfig({ ASM_FER_API_KEY: 'short-secret' })).toThrow(/^invalid ASM_FER_API_KEY=\(hidden\): must be at least 16 characters$/);
   });
 });

@@ -19,6 +19,10 @@ describe('import rules', () => {
     expect(importers(/process\.env/)).toEqual(['src/config.ts']);
   });
 
+  it('only src/audit/ imports better-sqlite3', () => {
+    expect(importers(/from 'better-sqlite3'/).filter((f) => !f.startsWith('src/audit/'))).toEqual([]);
+  });
+
   it('only decode.ts imports sharp', () => {
     expect(importers(/from 'sharp'/)).toEqual(['src/inference/decode.ts']);
   });

@@ -1,50 +1,11 @@
 // The entry point as an operator sees it: one-line refusals, readiness after warm-up, graceful stop on SIGTERM.
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { png } from './fixtures/make-images.js';
 import { FIXTURE_BUNDLE_DIR } from './fixtures/paths.js';
-
-// `--import tsx` rather than the tsx CLI, so the child is the server itself and receives signals (the CLI relays
-// SIGINT and SIGTERM but not SIGHUP).
-const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm')).href;
-const children: ReturnType<typeof spawn>[] = [];
+import { listening, startServer as start, stopServers, until } from './fixtures/server-process.js';
 
 // A test that fails before its child exits must not leave a server running.
-afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-});
-
-function start(env: Record<string, string>) {
-  const child = spawn(process.execPath, ['--import', tsx, 'src/main.ts'], {
-    env: { PATH: process.env.PATH ?? '', PORT: '0', ASM_FER_HOST: '127.0.0.1', ASM_FER_INTRA_OP_THREADS: '1', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = once(child, 'exit').then(([code]) => code as number | null);
-  return { child, exited, out: () => stdout, err: () => stderr };
-}
-
-/** Polls `check` every 20 ms until it holds, failing after 30 s. */
-async function until(check: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** The port from the "listening" log line. */
-async function listening(p: ReturnType<typeof start>): Promise<number> {
-  await until(() => /"port":(\d+)/.test(p.out()));
-  return Number(/"port":(\d+)/.exec(p.out())?.[1]);
-}
+afterEach(stopServers);
 
 describe('src/main.ts', () => {
   it('refuses a bad variable with one line naming it', async () => {

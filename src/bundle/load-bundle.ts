@@ -15,6 +15,20 @@ export interface Thresholds {
   noisy: number;
 }
 
+/** The `thresholdLearning` section: how the thresholds were learned, and the class means they came from. */
+export interface ThresholdLearning {
+  mode: 'adaptive' | 'fixed';
+  base: Thresholds;
+  statistic: 'given-label' | 'mean-class-prob' | 'predicted-max';
+  normalisation: 'max' | 'none';
+  source: 'ensemble' | 'per-network';
+  momentum?: number;
+  /** mu_k per class on the training set; the reference for drift. */
+  classMeans: Record<string, number>;
+  epoch: number;
+  split?: string;
+}
+
 /** The `input` section: how an image becomes the model's tensor (see the schema's description). */
 export interface InputSpec {
   name: string;
@@ -40,7 +54,7 @@ export interface BundleManifest {
   input: InputSpec;
   output: { name: string; kind: 'probabilities' };
   thresholds: Record<string, Thresholds>;
-  thresholdLearning: Record<string, unknown>;
+  thresholdLearning: ThresholdLearning;
   provenance: {
     dataset: string;
     trainSplit: string;

@@ -33,9 +33,104 @@ export interface paths {
         /**
          * Audit submitted labels; the i-th `label` part belongs to the i-th `image` part.
          * @description Verdict per item, with p = the model's probability of the submitted label and that class's thresholds:
-         *     `clean` if p >= clean, `noisy` if p < noisy, `ambiguous` otherwise (ASM's mining rule).
+         *     `clean` if p >= clean, `noisy` if p < noisy, `ambiguous` otherwise (ASM's mining rule). The thresholds are the
+         *     bundle's, or re-estimated from live traffic when ASM_FER_ONLINE_THRESHOLDS is on; each item says which
+         *     (`thresholdSource`).
+         *
+         *     Every item is stored in the audit trail (GET /v1/audits) with the optional `itemId`, `annotatorId` and
+         *     `datasetId` parts and the image's sha256: a 200 means the records are committed to disk. When the trail cannot
+         *     be written (disk full, read-only, ASM_FER_AUDIT_MAX_BYTES reached) the answer is 503 `audit-store-unavailable`
+         *     and nothing is stored; /v1/predict keeps working. Needs `Authorization: Bearer <ASM_FER_API_KEY>` when a key
+         *     is configured.
          */
         post: operations["audit"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/audits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The audit trail, newest first, filtered and paginated; JSON, CSV or JSON Lines (the review queue export).
+         * @description Filters combine with AND. Pages are cut by `limit`; pass the previous page's `nextCursor` as `cursor` for the
+         *     next one (records added meanwhile do not shift pages). CSV and JSON Lines carry the next cursor in the
+         *     `X-Next-Cursor` header (absent on the last page); every format also gets a `Link: <...>; rel="next"` header.
+         *     CSV cells that start with `=`, `+`, `-`, `@`, tab or carriage return get a leading `'` so spreadsheets do not
+         *     run them as formulas. Needs `Authorization: Bearer <ASM_FER_API_KEY>` when a key is configured.
+         */
+        get: operations["listAudits"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/audits/summary": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Per class and per annotator verdict counts and noise rates, the submitted x predicted confusion, live statistics and drift.
+         * @description `classes`, `annotators` and `confusion` aggregate the stored records that match the filters (the same as
+         *     GET /v1/audits). `live`, `drift` and `thresholds` describe the traffic this process has audited with the
+         *     served model (maintained per item, not recomputed, and not filtered). Needs
+         *     `Authorization: Bearer <ASM_FER_API_KEY>` when a key is configured.
+         */
+        get: operations["auditSummary"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/audits/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The record id (`id` of an audit result). */
+                id: components["parameters"]["AuditId"];
+            };
+            cookie?: never;
+        };
+        /** One stored audit record. */
+        get: operations["getAudit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/audits/{id}/image": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The record id (`id` of an audit result). */
+                id: components["parameters"]["AuditId"];
+            };
+            cookie?: never;
+        };
+        /** The audited image, when ASM_FER_AUDIT_STORE_IMAGES was on as it was stored. */
+        get: operations["getAuditImage"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -73,8 +168,8 @@ export interface paths {
          * @description The bundle is validated fully (schema, sha256, ONNX input/output names), its sessions are started and warmed
          *     up, and only then does it replace the served model; requests already running finish on the old one. When the
          *     new bundle fails, the old model keeps serving and the answer is 422 `reload-failed` saying why.
-         *     Needs `Authorization: Bearer <ASM_FER_ADMIN_TOKEN>`; without a configured token the endpoint is disabled
-         *     (403) and only SIGHUP reloads.
+         *     Needs `Authorization: Bearer <ASM_FER_API_KEY>`; without a configured key the endpoint is disabled (403) and
+         *     only SIGHUP reloads.
          */
         post: operations["reloadModel"];
         delete?: never;
@@ -255,7 +350,15 @@ export interface components {
             /** @description One label per image, in the same order; each must be one of the model's classes. */
             label: string | string[];
             box?: components["schemas"]["BoxParts"];
+            /** @description The client's id of each item; one per image, in order. Stored with the record. */
+            itemId?: components["schemas"]["ClientIdParts"];
+            /** @description Who gave each label; one for every image, or one per image in order. Stored with the record. */
+            annotatorId?: components["schemas"]["ClientIdParts"];
+            /** @description The dataset of each item; one for every image, or one per image in order. Stored with the record. */
+            datasetId?: components["schemas"]["ClientIdParts"];
         };
+        ClientId: string;
+        ClientIdParts: components["schemas"]["ClientId"] | components["schemas"]["ClientId"][];
         /** @description Probability of every class, keyed by class name; sums to 1. */
         Probabilities: {
             [key: string]: number;
@@ -278,12 +381,18 @@ export interface components {
         /** @enum {string} */
         Verdict: "clean" | "ambiguous" | "noisy";
         AuditItem: {
+            /**
+             * Format: uuid
+             * @description The stored record (GET /v1/audits/{id}).
+             */
+            id: string;
             /** @description The submitted label. */
             label: string;
             verdict: components["schemas"]["Verdict"];
             /** @description The model's probability of the submitted label. */
             labelProbability: number;
             thresholds: components["schemas"]["Thresholds"];
+            thresholdSource: components["schemas"]["ThresholdSource"];
             /** @description The most probable class. */
             predicted: string;
             /** @description Probability of `predicted`. */
@@ -291,6 +400,125 @@ export interface components {
             /** @description The predicted label when the verdict is noisy, else null. */
             suggestedLabel: string | null;
             probabilities?: components["schemas"]["Probabilities"];
+        };
+        /**
+         * @description `bundle`: the thresholds in model.json; `online`: re-estimated from the live window's class means with the
+         *     training rule (ASM_FER_ONLINE_THRESHOLDS).
+         * @enum {string}
+         */
+        ThresholdSource: "bundle" | "online";
+        AuditRecord: {
+            /** Format: uuid */
+            id: string;
+            /**
+             * Format: date-time
+             * @description When the item was audited.
+             */
+            time: string;
+            model: components["schemas"]["ModelRef"];
+            /** @description The submitted label. */
+            label: string;
+            verdict: components["schemas"]["Verdict"];
+            labelProbability: number;
+            thresholds: components["schemas"]["Thresholds"];
+            thresholdSource: components["schemas"]["ThresholdSource"];
+            predicted: string;
+            confidence: number;
+            suggestedLabel: string | null;
+            probabilities: components["schemas"]["Probabilities"];
+            itemId: string | null;
+            annotatorId: string | null;
+            datasetId: string | null;
+            imageSha256: string;
+            /** @description Whether GET /v1/audits/{id}/image has the image. */
+            imageStored: boolean;
+        };
+        AuditList: {
+            items: components["schemas"]["AuditRecord"][];
+            /** @description Pass as `cursor` for the next page; null on the last page. */
+            nextCursor: string | null;
+        };
+        VerdictCounts: {
+            clean: number;
+            ambiguous: number;
+            noisy: number;
+        };
+        VerdictRates: {
+            clean: number;
+            ambiguous: number;
+            noisy: number;
+        };
+        GroupStats: {
+            count: number;
+            verdicts: components["schemas"]["VerdictCounts"];
+            /** @description Estimated share of wrong labels, as ASM estimates it (the noisy verdicts over all items). */
+            noiseRate: number;
+            meanLabelProbability: number;
+        };
+        LiveAggregate: {
+            count: number;
+            /** @description Mean probability of the submitted label (mu_k); null before the first item. */
+            meanLabelProbability: number | null;
+            verdictRates: components["schemas"]["VerdictRates"];
+        };
+        AuditSummary: {
+            /** @description Stored records matching the filters. */
+            total: number;
+            /** @description Per submitted label, in the served model's class order. */
+            classes: (components["schemas"]["GroupStats"] & {
+                label: string;
+            })[];
+            /** @description Per annotatorId (records without one are left out), in id order. */
+            annotators: (components["schemas"]["GroupStats"] & {
+                annotatorId: string;
+            })[];
+            /** @description counts[i][j] = records submitted as labels[i] and predicted as labels[j]. */
+            confusion: {
+                labels: string[];
+                counts: number[][];
+            };
+            /** @description Per class, since `since` (process start or the last model change) and over the last `windowSize` items of each class. */
+            live: {
+                /** Format: date-time */
+                since: string;
+                model: components["schemas"]["ModelRef"] | null;
+                windowSize: number;
+                classes: {
+                    label: string;
+                    sinceStart: components["schemas"]["LiveAggregate"];
+                    window: components["schemas"]["LiveAggregate"];
+                }[];
+            };
+            /**
+             * @description The window mean of each class against the training-time class mean in the bundle
+             *     (thresholdLearning.classMeans). A class drifts when |liveMean - trainingMean| > threshold with at least
+             *     minSamples items in its window. Only a bundle whose statistic is given-label is comparable.
+             */
+            drift: {
+                threshold: number;
+                minSamples: number;
+                /** @enum {string} */
+                statistic: "given-label" | "mean-class-prob" | "predicted-max";
+                comparable: boolean;
+                classes: {
+                    label: string;
+                    trainingMean: number | null;
+                    liveMean: number | null;
+                    samples: number;
+                    /** @description liveMean - trainingMean. */
+                    shift: number | null;
+                    drifted: boolean;
+                }[];
+                /** @description The drifted classes. */
+                drifted: string[];
+            };
+            /** @description The thresholds the next audit will use. */
+            thresholds: {
+                source: components["schemas"]["ThresholdSource"];
+                byClass: {
+                    [key: string]: components["schemas"]["Thresholds"];
+                };
+            };
         };
         AuditResponse: {
             model?: components["schemas"]["ModelRef"];
@@ -437,8 +665,9 @@ export interface components {
             };
         };
         /**
-         * @description Not ready (`not-ready`), the inference queue is full (`overloaded`), the request timed out (`request-timeout`)
-         *     or its session worker died (`inference-interrupted`); retry after the given seconds.
+         * @description Not ready (`not-ready`), the inference queue is full (`overloaded`), the request timed out (`request-timeout`),
+         *     its session worker died (`inference-interrupted`) or the audit trail cannot be written or read
+         *     (`audit-store-unavailable`); retry after the given seconds.
          */
         Unavailable: {
             headers: {
@@ -454,6 +683,22 @@ export interface components {
     parameters: {
         /** @description The served model's name (GET /v1/models); any other name is 404. */
         ModelName: string;
+        /** @description The record id (`id` of an audit result). */
+        AuditId: string;
+        /** @description Keep records with any of these verdicts (repeat the parameter or separate with commas). */
+        VerdictFilter: string[];
+        /** @description Submitted label. */
+        LabelFilter: string;
+        /** @description Predicted label. */
+        PredictedFilter: string;
+        AnnotatorFilter: components["schemas"]["ClientId"];
+        DatasetFilter: components["schemas"]["ClientId"];
+        /** @description Version of the model that audited the record. */
+        ModelVersionFilter: string;
+        /** @description Records audited at or after this time. */
+        FromFilter: string;
+        /** @description Records audited before this time. */
+        ToFilter: string;
     };
     requestBodies: never;
     headers: never;
@@ -513,9 +758,156 @@ export interface operations {
                 };
             };
             400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
             413: components["responses"]["Problem"];
             415: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listAudits: {
+        parameters: {
+            query?: {
+                /** @description Keep records with any of these verdicts (repeat the parameter or separate with commas). */
+                verdict?: components["parameters"]["VerdictFilter"];
+                /** @description Submitted label. */
+                label?: components["parameters"]["LabelFilter"];
+                /** @description Predicted label. */
+                predicted?: components["parameters"]["PredictedFilter"];
+                annotatorId?: components["parameters"]["AnnotatorFilter"];
+                datasetId?: components["parameters"]["DatasetFilter"];
+                /** @description Version of the model that audited the record. */
+                modelVersion?: components["parameters"]["ModelVersionFilter"];
+                /** @description Records audited at or after this time. */
+                from?: components["parameters"]["FromFilter"];
+                /** @description Records audited before this time. */
+                to?: components["parameters"]["ToFilter"];
+                /** @description Records per page. */
+                limit?: number;
+                /** @description The `nextCursor` of the previous page. */
+                cursor?: string;
+                format?: "json" | "csv" | "jsonl";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of records. */
+            200: {
+                headers: {
+                    /** @description The cursor of the next page (CSV and JSON Lines); absent on the last page. */
+                    "X-Next-Cursor"?: string;
+                    /** @description `<...>; rel="next"` with the same query and the next cursor; absent on the last page. */
+                    Link?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditList"];
+                    "text/csv": string;
+                    "application/x-ndjson": string;
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    auditSummary: {
+        parameters: {
+            query?: {
+                /** @description Keep records with any of these verdicts (repeat the parameter or separate with commas). */
+                verdict?: components["parameters"]["VerdictFilter"];
+                /** @description Submitted label. */
+                label?: components["parameters"]["LabelFilter"];
+                /** @description Predicted label. */
+                predicted?: components["parameters"]["PredictedFilter"];
+                annotatorId?: components["parameters"]["AnnotatorFilter"];
+                datasetId?: components["parameters"]["DatasetFilter"];
+                /** @description Version of the model that audited the record. */
+                modelVersion?: components["parameters"]["ModelVersionFilter"];
+                /** @description Records audited at or after this time. */
+                from?: components["parameters"]["FromFilter"];
+                /** @description Records audited before this time. */
+                to?: components["parameters"]["ToFilter"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The summary. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditSummary"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getAudit: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The record id (`id` of an audit result). */
+                id: components["parameters"]["AuditId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The record. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditRecord"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getAuditImage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The record id (`id` of an audit result). */
+                id: components["parameters"]["AuditId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The image bytes as uploaded; the media type comes from the bytes. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/jpeg": string;
+                    "image/png": string;
+                    "image/webp": string;
+                    "image/gif": string;
+                    "image/tiff": string;
+                    "image/avif": string;
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
             503: components["responses"]["Unavailable"];
         };
     };

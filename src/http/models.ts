@@ -1,10 +1,9 @@
 // GET /v1/models: what is served (classes, thresholds, input contract, execution provider, provenance);
-// POST /v1/models/reload: swap in the bundle on disk again, behind the admin bearer token.
-import { createHash, timingSafeEqual } from 'node:crypto';
-import { Router, type Request } from 'express';
-import { Forbidden, Unauthorized } from '../errors.js';
+// POST /v1/models/reload: swap in the bundle on disk again, behind the API key.
+import { Router } from 'express';
 import type { ServedModel } from '../inference/model-host.js';
 import type { components } from './api.gen.js';
+import { apiKeyRequired } from './auth.js';
 import type { HttpDeps } from './server.js';
 
 type ModelInfo = components['schemas']['ModelInfo'];
@@ -29,19 +28,6 @@ export function modelInfo({ manifest: m, pool }: ServedModel): ModelInfo {
   };
 }
 
-const digest = (s: string) => createHash('sha256').update(s).digest();
-
-/**
- * Without a configured token the endpoint is off (403): loopback-only would still admit any sidecar sharing the
- * network namespace, and SIGHUP already gives operators a tokenless reload. Digests make the comparison
- * constant-time whatever the lengths.
- */
-function authorize(req: Request, token: string | undefined): void {
-  if (token === undefined) throw new Forbidden('model reload over HTTP is disabled; set ASM_FER_ADMIN_TOKEN, or send the process SIGHUP');
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '');
-  if (!m || !timingSafeEqual(digest(m[1] as string), digest(token))) throw new Unauthorized('send Authorization: Bearer <ASM_FER_ADMIN_TOKEN>');
-}
-
 export function modelsRouter(deps: HttpDeps): Router {
   const { host, config } = deps;
   const router = Router();
@@ -49,8 +35,8 @@ export function modelsRouter(deps: HttpDeps): Router {
     const body: ModelList = { models: [modelInfo(host.current)] };
     res.json(body);
   });
-  router.post('/v1/models/reload', async (req, res) => {
-    authorize(req, config.ASM_FER_ADMIN_TOKEN);
+  const admin = apiKeyRequired(config.ASM_FER_API_KEY, 'model reload over HTTP is disabled; set ASM_FER_API_KEY, or send the process SIGHUP');
+  router.post('/v1/models/reload', admin, async (_req, res) => {
     const log = res.locals.log as HttpDeps['logger'];
     try {
       const served = await host.reload();

@@ -4,11 +4,14 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import express, { type Express, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
+import type { AuditTrail } from '../audit/trail.js';
 import type { Config } from '../config.js';
 import { RequestTimeout } from '../errors.js';
 import type { ModelHost } from '../inference/model-host.js';
 import type { Metrics } from '../metrics.js';
 import { auditRouter } from './audit.js';
+import { auditsRouter } from './audits.js';
+import { apiKeyIfConfigured } from './auth.js';
 import { healthRouter } from './health.js';
 import { modelsRouter } from './models.js';
 import { predictRouter } from './predict.js';
@@ -29,6 +32,8 @@ export interface HttpDeps {
   metrics: Metrics;
   logger: Logger;
   readiness: Readiness;
+  /** The audit trail: store, live statistics, drift. */
+  trail: AuditTrail;
   apiSpecPath: string;
   /** This service's version (package.json), reported by GET /v2. */
   serverVersion: string;
@@ -83,11 +88,14 @@ export function createHttpApp(deps: HttpDeps): Express {
   });
   app.use(healthRouter(deps));
   app.use(requestTimeout(deps.config.ASM_FER_REQUEST_TIMEOUT_MS, deps.logger, deps.metrics));
+  // Before the body is parsed, so an unauthenticated upload is refused without buffering it.
+  app.use(['/v1/audit', '/v1/audits'], apiKeyIfConfigured(deps.config.ASM_FER_API_KEY));
   // Parsed before the validator, which checks the parsed body against the contract.
   app.use(express.json({ limit: deps.config.ASM_FER_MAX_JSON_BYTES }));
   app.use(contractValidator(deps.config, deps.apiSpecPath));
   app.use(predictRouter(deps));
   app.use(auditRouter(deps));
+  app.use(auditsRouter(deps));
   app.use(modelsRouter(deps));
   app.use(v2Router(deps));
   app.use(notFound);

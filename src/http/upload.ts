@@ -23,8 +23,8 @@ export function contractValidator(config: Config, apiSpecPath: string): RequestH
       limits: {
         fileSize: config.ASM_FER_MAX_FILE_BYTES,
         files: config.ASM_FER_MAX_FILES,
-        // One label and one box per image at most.
-        fields: 2 * config.ASM_FER_MAX_FILES,
+        // Per image at most: label, box, itemId, annotatorId, datasetId.
+        fields: 5 * config.ASM_FER_MAX_FILES,
         fieldSize: MAX_FIELD_BYTES,
       },
     },
@@ -50,6 +50,19 @@ function textParts(req: Request, name: string): string[] {
 /** The `label` text parts in order. */
 export function labelParts(req: Request): string[] {
   return textParts(req, 'label');
+}
+
+/**
+ * An optional client id part (itemId, annotatorId, datasetId) per image: none (all null), one per image in order, or,
+ * when `shared`, a single one that applies to every image.
+ */
+export function clientIdParts(req: Request, name: string, imageCount: number, shared: boolean): (string | null)[] {
+  const raw = textParts(req, name);
+  if (raw.length === 0) return Array.from({ length: imageCount }, () => null);
+  if (raw.length === imageCount) return raw;
+  if (shared && raw.length === 1) return Array.from({ length: imageCount }, () => raw[0] as string);
+  const allowed = shared ? `one ${name} for all images, one per image in the same order, or none` : `one ${name} per image in the same order, or none`;
+  throw new BadRequest(`got ${imageCount} image part(s) and ${raw.length} ${name} part(s); send ${allowed}`);
 }
 
 const BOX = /^\s*(\d{1,6})\s*,\s*(\d{1,6})\s*,\s*(\d{1,6})\s*,\s*(\d{1,6})\s*$/;

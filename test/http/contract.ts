@@ -9,6 +9,7 @@ const ajv = new Ajv2020({ strict: false, allErrors: true });
 ajv.addFormat('uri', (s: string) => /^[a-z][a-z0-9+.-]*:/i.test(s));
 ajv.addFormat('date-time', (s: string) => !Number.isNaN(Date.parse(s)));
 ajv.addFormat('binary', () => true);
+ajv.addFormat('uuid', /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i);
 ajv.addSchema({ ...doc, $id: 'openapi' });
 
 const ptr = (s: string) => s.replace(/~/g, '~0').replace(/\//g, '~1');
@@ -31,6 +32,6 @@ export function expectContract(method: string, path: string, res: Response): voi
   }
   const validate = ajv.getSchema(`${base}/content/${ptr(mediaType)}/schema`);
   if (!validate) throw new Error(`no schema at ${base} for ${mediaType}`);
-  const body: unknown = mediaType.includes('json') ? res.body : res.text;
+  const body: unknown = /^application\/([a-z.-]+\+)?json$/.test(mediaType) ? res.body : typeof res.text === 'string' ? res.text : String(res.body);
   if (!validate(body)) throw new Error(`${method} ${path} ${res.status} body breaks the contract: ${ajv.errorsText(validate.errors)}`);
 }

@@ -18,7 +18,7 @@ let t: TestApp;
 beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'asm-fer-reload-'));
   await cp(FIXTURE_BUNDLE_DIR, dir, { recursive: true });
-  t = await startTestApp({ ASM_FER_MODEL_DIR: dir, ASM_FER_ADMIN_TOKEN: TOKEN });
+  t = await startTestApp({ ASM_FER_MODEL_DIR: dir, ASM_FER_API_KEY: TOKEN });
 });
 afterAll(async () => {
   await t.close();
@@ -93,7 +93,7 @@ describe('POST /v1/models/reload', () => {
   });
 });
 
-describe('POST /v1/models/reload without ASM_FER_ADMIN_TOKEN', () => {
+describe('POST /v1/models/reload without ASM_FER_API_KEY', () => {
   let u: TestApp;
   beforeAll(async () => {
     u = await startTestApp();
@@ -104,6 +104,6 @@ describe('POST /v1/models/reload without ASM_FER_ADMIN_TOKEN', () => {
     const res = await request(u.app).post('/v1/models/reload').set('Authorization', `Bearer ${TOKEN}`);
     expect(res.status).toBe(403);
     expectContract('POST', '/v1/models/reload', res);
-    expect(res.body.detail).toMatch(/set ASM_FER_ADMIN_TOKEN, or send the process SIGHUP/);
+    expect(res.body.detail).toMatch(/set ASM_FER_API_KEY, or send the process SIGHUP/);
   });
 });

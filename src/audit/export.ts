@@ -1,0 +1,70 @@
+// Audit records as CSV and JSON Lines, the review queue's export formats.
+import type { AuditRecord } from './record.js';
+
+export const CSV_COLUMNS = [
+  'id',
+  'time',
+  'modelName',
+  'modelVersion',
+  'label',
+  'verdict',
+  'labelProbability',
+  'thresholdClean',
+  'thresholdNoisy',
+  'thresholdSource',
+  'predicted',
+  'confidence',
+  'suggestedLabel',
+  'itemId',
+  'annotatorId',
+  'datasetId',
+  'imageSha256',
+  'imageStored',
+  'probabilities',
+] as const;
+
+/** Client-chosen text starting like a formula would run in a spreadsheet (CSV injection); a leading ' defuses it. */
+const FORMULA_START = /^[=+\-@\t\r]/;
+
+/** RFC 4180: quote a cell holding a comma, quote or line break, doubling its quotes. */
+function cell(value: string | number | boolean | null): string {
+  if (value === null) return '';
+  if (typeof value !== 'string') return String(value);
+  const text = FORMULA_START.test(value) ? `'${value}` : value;
+  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
+function csvRow(r: AuditRecord): string {
+  const values: Record<(typeof CSV_COLUMNS)[number], string | number | boolean | null> = {
+    id: r.id,
+    time: r.time,
+    modelName: r.model.name,
+    modelVersion: r.model.version,
+    label: r.label,
+    verdict: r.verdict,
+    labelProbability: r.labelProbability,
+    thresholdClean: r.thresholds.clean,
+    thresholdNoisy: r.thresholds.noisy,
+    thresholdSource: r.thresholdSource,
+    predicted: r.predicted,
+    confidence: r.confidence,
+    suggestedLabel: r.suggestedLabel,
+    itemId: r.itemId,
+    annotatorId: r.annotatorId,
+    datasetId: r.datasetId,
+    imageSha256: r.imageSha256,
+    imageStored: r.imageStored,
+    probabilities: JSON.stringify(r.probabilities),
+  };
+  return CSV_COLUMNS.map((c) => cell(values[c])).join(',');
+}
+
+/** A header row, then one row per record; CRLF line ends as RFC 4180 asks. */
+export function toCsv(records: readonly AuditRecord[]): string {
+  return [CSV_COLUMNS.join(','), ...records.map(csvRow)].map((l) => l + '\r\n').join('');
+}
+
+/** One JSON object per line. */
+export function toJsonl(records: readonly AuditRecord[]): string {
+  return records.map((r) => JSON.stringify(r) + '\n').join('');
+}

@@ -1,0 +1,95 @@
+// GET /v1/audits (filtered, paginated; JSON, CSV or JSON Lines) · GET /v1/audits/summary · GET /v1/audits/{id}
+// · GET /v1/audits/{id}/image: reads of the audit trail.
+import { Router, type Request } from 'express';
+import { toCsv, toJsonl } from '../audit/export.js';
+import { decodeCursor, type AuditFilters } from '../audit/query.js';
+import type { Verdict } from '../audit/verdict.js';
+import { BadRequest, NotFound } from '../errors.js';
+import { sniffFormat } from '../inference/decode.js';
+import type { components } from './api.gen.js';
+import type { HttpDeps } from './server.js';
+
+type AuditList = components['schemas']['AuditList'];
+type AuditRecord = components['schemas']['AuditRecord'];
+type AuditSummary = components['schemas']['AuditSummary'];
+
+/** A query parameter as one string (the contract allows each filter once, except verdict). */
+function one(req: Request, name: string): string | undefined {
+  const v: unknown = (req.query as Record<string, unknown>)[name];
+  return v === undefined ? undefined : String(Array.isArray(v) ? v[0] : v);
+}
+
+function time(req: Request, name: string): Date | undefined {
+  const text = one(req, name);
+  if (text === undefined) return undefined;
+  const d = new Date(text);
+  if (Number.isNaN(d.getTime())) throw new BadRequest(`${name} ${JSON.stringify(text)} is not an RFC 3339 date-time`);
+  return d;
+}
+
+/** The filters shared by the list and the summary; the validator has already checked their shapes. */
+function filtersOf(req: Request): AuditFilters {
+  const raw: unknown = (req.query as Record<string, unknown>).verdict;
+  const verdict = raw === undefined ? undefined : ((Array.isArray(raw) ? raw : [raw]).flatMap((v) => String(v).split(',')) as Verdict[]);
+  return {
+    verdict,
+    label: one(req, 'label'),
+    predicted: one(req, 'predicted'),
+    annotatorId: one(req, 'annotatorId'),
+    datasetId: one(req, 'datasetId'),
+    modelVersion: one(req, 'modelVersion'),
+    from: time(req, 'from'),
+    to: time(req, 'to'),
+  };
+}
+
+/** The request's own URL with `cursor` replaced, for the Link header. */
+function nextLink(req: Request, cursor: string): string {
+  const url = new URL(req.originalUrl, 'http://placeholder');
+  url.searchParams.set('cursor', cursor);
+  return `<${url.pathname}${url.search}>; rel="next"`;
+}
+
+export function auditsRouter(deps: HttpDeps): Router {
+  const { trail, host } = deps;
+  const router = Router();
+
+  router.get('/v1/audits', (req, res) => {
+    const cursor = one(req, 'cursor');
+    const before = cursor === undefined ? undefined : decodeCursor(cursor);
+    if (cursor !== undefined && before === undefined) throw new BadRequest('cursor is not one this service returned; pass nextCursor from the previous page');
+    // limit and format always arrive: the validator fills in openapi.yaml's defaults.
+    const page = trail.store.list(filtersOf(req), { limit: Number(one(req, 'limit')), before });
+    if (page.nextCursor !== null) res.setHeader('Link', nextLink(req, page.nextCursor));
+    const format = one(req, 'format');
+    if (format === 'json') {
+      const body: AuditList = page;
+      res.json(body);
+      return;
+    }
+    if (page.nextCursor !== null) res.setHeader('X-Next-Cursor', page.nextCursor);
+    if (format === 'csv') res.type('text/csv; charset=utf-8').send(toCsv(page.items));
+    else res.type('application/x-ndjson; charset=utf-8').send(toJsonl(page.items));
+  });
+
+  router.get('/v1/audits/summary', (req, res) => {
+    const body: AuditSummary = trail.summary(host.current.manifest, filtersOf(req));
+    res.json(body);
+  });
+
+  router.get('/v1/audits/:id', (req, res) => {
+    const record = trail.store.get(String(req.params.id));
+    if (!record) throw new NotFound(`no audit record ${req.params.id}`);
+    const body: AuditRecord = record;
+    res.json(body);
+  });
+
+  router.get('/v1/audits/:id/image', (req, res) => {
+    const image = trail.store.image(String(req.params.id));
+    if (image === undefined) throw new NotFound(`no audit record ${req.params.id}`);
+    if (image === null) throw new NotFound(`the image of audit record ${req.params.id} was not kept (ASM_FER_AUDIT_STORE_IMAGES was off)`);
+    const format = sniffFormat(image);
+    res.type(format ? `image/${format}` : 'application/octet-stream').send(image);
+  });
+  return router;
+}

@@ -1,0 +1,90 @@
+// The audit trail of the real process: nothing acknowledged is lost when the process is killed with SIGKILL right
+// after its 200s, and everything survives a normal restart.
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DB_FILE } from '../../src/audit/store.js';
+import { jpeg, png } from '../fixtures/make-images.js';
+import { FIXTURE_BUNDLE_DIR } from '../fixtures/paths.js';
+import { listening, startServer, stopServers } from '../fixtures/server-process.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  stopServers();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+async function serve(dataDir: string) {
+  const p = startServer({ ASM_FER_MODEL_DIR: FIXTURE_BUNDLE_DIR, ASM_FER_DATA_DIR: dataDir, ASM_FER_LOG_LEVEL: 'info' });
+  return { p, base: `http://127.0.0.1:${await listening(p)}` };
+}
+
+async function auditForm(): Promise<FormData> {
+  const form = new FormData();
+  form.append('image', new Blob([await png()], { type: 'image/png' }), 'a.png');
+  form.append('label', 'happiness');
+  form.append('image', new Blob([await jpeg(70, 70)], { type: 'image/jpeg' }), 'b.jpg');
+  form.append('label', 'fear');
+  form.append('annotatorId', 'durability');
+  return form;
+}
+
+async function storedIds(base: string): Promise<Set<string>> {
+  const res = await fetch(`${base}/v1/audits?limit=10000`);
+  expect(res.status).toBe(200);
+  return new Set(((await res.json()) as { items: { id: string }[] }).items.map((r) => r.id));
+}
+
+describe('audit trail durability', () => {
+  it('keeps every acknowledged audit when the process is killed with SIGKILL mid-traffic', async () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'asm-fer-kill9-'));
+    dirs.push(dataDir);
+    const { p, base } = await serve(dataDir);
+    const form = await auditForm();
+    const acknowledged: string[] = [];
+    let answered = 0;
+    // 24 requests at once; the process dies the moment the 8th 200 has been read, others still in flight.
+    const requests = Array.from({ length: 24 }, () =>
+      fetch(`${base}/v1/audit`, { method: 'POST', body: form }).then(
+        async (res) => {
+          if (res.status !== 200) return;
+          const body = (await res.json()) as { results: { id: string }[] };
+          acknowledged.push(...body.results.map((r) => r.id));
+          if (++answered === 8) p.child.kill('SIGKILL');
+        },
+        () => undefined,
+      ),
+    );
+    await Promise.all(requests);
+    await p.exited;
+    expect(p.child.signalCode).toBe('SIGKILL');
+    expect(acknowledged.length).toBeGreaterThanOrEqual(16);
+    // The WAL was never checkpointed by a clean close: the records live in it, and recovery must replay it.
+    expect(existsSync(path.join(dataDir, `${DB_FILE}-wal`))).toBe(true);
+
+    const again = await serve(dataDir);
+    const stored = await storedIds(again.base);
+    expect(acknowledged.filter((id) => !stored.has(id))).toEqual([]);
+    const one = await fetch(`${again.base}/v1/audits/${acknowledged[0]}`);
+    expect(one.status).toBe(200);
+    expect(((await one.json()) as { annotatorId: string }).annotatorId).toBe('durability');
+  });
+
+  it('keeps everything across a normal restart (SIGTERM, start again)', async () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'asm-fer-restart-'));
+    dirs.push(dataDir);
+    const first = await serve(dataDir);
+    const posted = await fetch(`${first.base}/v1/audit`, { method: 'POST', body: await auditForm() });
+    expect(posted.status).toBe(200);
+    const ids = ((await posted.json()) as { results: { id: string }[] }).results.map((r) => r.id);
+    first.p.child.kill('SIGTERM');
+    expect(await first.p.exited).toBe(0);
+
+    const second = await serve(dataDir);
+    expect([...(await storedIds(second.base))].sort()).toEqual([...ids].sort());
+    const summary = (await (await fetch(`${second.base}/v1/audits/summary`)).json()) as { total: number; annotators: { annotatorId: string; count: number }[] };
+    expect(summary.total).toBe(2);
+    expect(summary.annotators).toEqual([expect.objectContaining({ annotatorId: 'durability', count: 2 })]);
+  });
+});

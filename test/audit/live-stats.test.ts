@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { LiveStats, VERDICTS } from '../../src/audit/live-stats.js';
+import type { Verdict } from '../../src/audit/verdict.js';
+
+const model = { name: 'm', version: '1' };
+
+/** A seeded linear congruential generator, so the sequence is the same on every run. */
+function lcg(seed: number) {
+  let s = seed;
+  return () => {
+    s = (s * 1664525 + 1013904223) % 2 ** 32;
+    return s / 2 ** 32;
+  };
+}
+
+describe('LiveStats', () => {
+  it('matches a from-scratch recomputation over the last N items of each class and since start', () => {
+    const rand = lcg(7);
+    const live = new LiveStats(5);
+    const seen: { label: string; p: number; v: Verdict }[] = [];
+    for (let i = 0; i < 200; i++) {
+      const item = { label: rand() < 0.7 ? 'a' : 'b', p: rand(), v: VERDICTS[Math.floor(rand() * 3)] as Verdict };
+      seen.push(item);
+      live.observe(model, item.label, item.p, item.v);
+    }
+    const snap = live.snapshot(['a', 'b', 'c']);
+    for (const label of ['a', 'b']) {
+      const all = seen.filter((s) => s.label === label);
+      const last = all.slice(-5);
+      const c = snap.classes.find((x) => x.label === label);
+      const mean = (xs: typeof all) => xs.reduce((acc, x) => acc + x.p, 0) / xs.length;
+      expect(c?.sinceStart.count).toBe(all.length);
+      expect(c?.sinceStart.meanLabelProbability).toBeCloseTo(mean(all), 10);
+      expect(c?.window.count).toBe(5);
+      expect(c?.window.meanLabelProbability).toBeCloseTo(mean(last), 10);
+      for (const v of VERDICTS) expect(c?.window.verdictRates[v]).toBeCloseTo(last.filter((x) => x.v === v).length / 5, 12);
+      expect(live.windowMean(label)).toEqual({ mean: c?.window.meanLabelProbability, count: 5 });
+    }
+    expect(snap.classes.find((x) => x.label === 'c')).toEqual({
+      label: 'c',
+      sinceStart: { count: 0, meanLabelProbability: null, verdictRates: { clean: 0, ambiguous: 0, noisy: 0 } },
+      window: { count: 0, meanLabelProbability: null, verdictRates: { clean: 0, ambiguous: 0, noisy: 0 } },
+    });
+  });
+
+  it('starts over when the audited model changes', () => {
+    const live = new LiveStats(10);
+    live.observe(model, 'a', 0.9, 'clean');
+    live.observe({ name: 'm', version: '2' }, 'a', 0.1, 'noisy');
+    expect(live.model).toEqual({ name: 'm', version: '2' });
+    expect(live.windowMean('a')).toEqual({ mean: 0.1, count: 1 });
+    expect(live.snapshot([]).classes[0]?.sinceStart.count).toBe(1);
+  });
+});

@@ -1,0 +1,210 @@
+// The audit store on its own: what is committed survives a reopen, every filter, cursor pages, the summary figures on
+// a known set, and a storage failure reported as AuditStoreUnavailable rather than thrown through.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { decodeCursor, type AuditFilters } from '../../src/audit/query.js';
+import type { NewAuditRecord } from '../../src/audit/record.js';
+import { AuditStore } from '../../src/audit/store.js';
+import type { Verdict } from '../../src/audit/verdict.js';
+import { AuditStoreUnavailable } from '../../src/errors.js';
+
+const dirs: string[] = [];
+const stores: AuditStore[] = [];
+afterEach(() => {
+  for (const s of stores.splice(0)) s.close();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+  const d = mkdtempSync(path.join(tmpdir(), 'asm-fer-store-'));
+  dirs.push(d);
+  return d;
+}
+
+function open(dir: string, maxBytes?: number): AuditStore {
+  const s = AuditStore.open({ dir, maxBytes });
+  stores.push(s);
+  return s;
+}
+
+const T0 = Date.parse('2026-01-01T00:00:00Z');
+let n = 0;
+
+function rec(label: string, predicted: string, verdict: Verdict, p: number, extra: Partial<NewAuditRecord> = {}): NewAuditRecord {
+  n++;
+  return {
+    id: `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`,
+    timeMs: T0 + n * 1000,
+    model: { name: 'm', version: '1' },
+    label,
+    verdict,
+    labelProbability: p,
+    thresholds: { clean: 0.8, noisy: 0.2 },
+    thresholdSource: 'bundle',
+    predicted,
+    confidence: 0.9,
+    probabilities: { [label]: p, [predicted]: 0.9 },
+    itemId: null,
+    annotatorId: null,
+    datasetId: null,
+    imageSha256: 'a'.repeat(64),
+    image: null,
+    ...extra,
+  };
+}
+
+/** Ten records with known figures: labels a/b/c, annotators x/y (and none), datasets d1/d2, versions 1/2. */
+function knownSet(): NewAuditRecord[] {
+  return [
+    rec('a', 'a', 'clean', 0.9, { annotatorId: 'x', datasetId: 'd1' }),
+    rec('a', 'a', 'clean', 0.8, { annotatorId: 'x', datasetId: 'd1' }),
+    rec('a', 'b', 'noisy', 0.1, { annotatorId: 'y', datasetId: 'd1' }),
+    rec('a', 'c', 'ambiguous', 0.4, { annotatorId: 'y', datasetId: 'd2' }),
+    rec('b', 'b', 'clean', 0.7, { annotatorId: 'x', datasetId: 'd2' }),
+    rec('b', 'a', 'noisy', 0.05, { annotatorId: 'x', datasetId: 'd2', model: { name: 'm', version: '2' } }),
+    rec('b', 'a', 'noisy', 0.15, { annotatorId: 'y', model: { name: 'm', version: '2' } }),
+    rec('c', 'c', 'clean', 0.95, { model: { name: 'm', version: '2' } }),
+    rec('c', 'a', 'ambiguous', 0.3, { itemId: 'item-9', model: { name: 'm', version: '2' } }),
+    rec('c', 'b', 'noisy', 0.02, { itemId: 'item-10', annotatorId: 'y', model: { name: 'm', version: '2' } }),
+  ];
+}
+
+describe('AuditStore', () => {
+  it('keeps committed records across a close and reopen, with every field', () => {
+    const dir = tempDir();
+    const records = knownSet();
+    records[0] = { ...records[0], image: Buffer.from([1, 2, 3]), itemId: 'item-1' } as NewAuditRecord;
+    open(dir).insert(records);
+    stores.pop()?.close();
+    const again = open(dir);
+    const first = again.get(records[0]?.id as string);
+    expect(first).toEqual({
+      id: records[0]?.id,
+      time: new Date(records[0]?.timeMs as number).toISOString(),
+      model: { name: 'm', version: '1' },
+      label: 'a',
+      verdict: 'clean',
+      labelProbability: 0.9,
+      thresholds: { clean: 0.8, noisy: 0.2 },
+      thresholdSource: 'bundle',
+      predicted: 'a',
+      confidence: 0.9,
+      suggestedLabel: null,
+      probabilities: { a: 0.9 },
+      itemId: 'item-1',
+      annotatorId: 'x',
+      datasetId: 'd1',
+      imageSha256: 'a'.repeat(64),
+      imageStored: true,
+    });
+    expect(again.image(records[0]?.id as string)).toEqual(Buffer.from([1, 2, 3]));
+    expect(again.image(records[1]?.id as string)).toBeNull();
+    expect(again.get(records[2]?.id as string)?.suggestedLabel).toBe('b');
+    expect(again.list({}, { limit: 100 }).items).toHaveLength(10);
+  });
+
+  it.each<[string, AuditFilters, number[]]>([
+    ['verdict', { verdict: ['noisy'] }, [3, 6, 7, 10]],
+    ['several verdicts', { verdict: ['noisy', 'ambiguous'] }, [3, 4, 6, 7, 9, 10]],
+    ['label', { label: 'b' }, [5, 6, 7]],
+    ['predicted label', { predicted: 'a' }, [1, 2, 6, 7, 9]],
+    ['annotator', { annotatorId: 'y' }, [3, 4, 7, 10]],
+    ['dataset', { datasetId: 'd2' }, [4, 5, 6]],
+    ['model version', { modelVersion: '1' }, [1, 2, 3, 4, 5]],
+    ['time range (from inclusive, to exclusive)', { from: new Date(T0 + 3000), to: new Date(T0 + 6000) }, [3, 4, 5]],
+    ['several filters at once', { label: 'a', verdict: ['clean'], annotatorId: 'x' }, [1, 2]],
+  ])('filters by %s', (_name, filters, positions) => {
+    const store = open(tempDir());
+    n = 0;
+    const records = knownSet();
+    store.insert(records);
+    const got = store.list(filters, { limit: 100 }).items.map((r) => r.id);
+    expect(got).toEqual(positions.map((i) => records[i - 1]?.id).reverse());
+  });
+
+  it('pages newest first with cursors that stay valid while records are added', () => {
+    const store = open(tempDir());
+    const records = knownSet();
+    store.insert(records);
+    const p1 = store.list({}, { limit: 4 });
+    expect(p1.items.map((r) => r.id)).toEqual(records.slice(6).map((r) => r.id).reverse());
+    store.insert([rec('a', 'a', 'clean', 0.99)]);
+    const p2 = store.list({}, { limit: 4, before: decodeCursor(p1.nextCursor as string) });
+    const p3 = store.list({}, { limit: 4, before: decodeCursor(p2.nextCursor as string) });
+    expect([...p2.items, ...p3.items].map((r) => r.id)).toEqual(records.slice(0, 6).map((r) => r.id).reverse());
+    expect(p3.nextCursor).toBeNull();
+    expect(decodeCursor('not-a-cursor')).toBeUndefined();
+  });
+
+  it('sums a known set per class and annotator, with noise rates and the confusion matrix', () => {
+    const store = open(tempDir());
+    store.insert(knownSet());
+    const s = store.summary({}, ['c', 'b', 'a']);
+    expect(s.total).toBe(10);
+    expect(s.classes.map((c) => c.label)).toEqual(['c', 'b', 'a']);
+    const a = s.classes.find((c) => c.label === 'a');
+    expect(a).toMatchObject({ count: 4, verdicts: { clean: 2, ambiguous: 1, noisy: 1 }, noiseRate: 0.25 });
+    expect(a?.meanLabelProbability).toBeCloseTo((0.9 + 0.8 + 0.1 + 0.4) / 4, 12);
+    expect(s.classes.find((c) => c.label === 'b')).toMatchObject({ count: 3, verdicts: { clean: 1, ambiguous: 0, noisy: 2 } });
+    expect(s.annotators.map((x) => [x.annotatorId, x.count, x.verdicts.noisy])).toEqual([
+      ['x', 4, 1],
+      ['y', 4, 3],
+    ]);
+    expect(s.annotators[1]?.noiseRate).toBe(0.75);
+    expect(s.confusion.labels).toEqual(['c', 'b', 'a']);
+    // rows: submitted c, b, a; columns: predicted c, b, a
+    expect(s.confusion.counts).toEqual([
+      [1, 1, 1],
+      [0, 1, 2],
+      [1, 1, 2],
+    ]);
+    const filtered = store.summary({ datasetId: 'd1' }, ['a', 'b', 'c']);
+    expect(filtered.total).toBe(3);
+    expect(filtered.annotators.map((x) => [x.annotatorId, x.count])).toEqual([
+      ['x', 2],
+      ['y', 1],
+    ]);
+  });
+
+  it('reports a full store (size cap reached) as unavailable, commits nothing of the failed batch, and still reads', () => {
+    const dir = tempDir();
+    const store = open(dir, 64 * 1024);
+    const big = (i: number) => rec('a', 'a', 'clean', 0.9, { id: `10000000-0000-4000-8000-${String(i).padStart(12, '0')}`, image: Buffer.alloc(8 * 1024, i) });
+    let stored = 0;
+    let failure: unknown;
+    for (let i = 0; i < 40 && failure === undefined; i++) {
+      try {
+        store.insert([big(2 * i), big(2 * i + 1)]);
+        stored += 2;
+      } catch (err) {
+        failure = err;
+      }
+    }
+    expect(failure).toBeInstanceOf(AuditStoreUnavailable);
+    expect((failure as Error).message).toMatch(/SQLITE_FULL/);
+    expect(stored).toBeGreaterThan(0);
+    // The store reopens after its back-off; what was committed is all there, nothing of the failed pair.
+    const reopened = open(dir, 64 * 1024);
+    expect(reopened.list({}, { limit: 100 }).items).toHaveLength(stored);
+  });
+
+  it('is unavailable while its folder cannot be created, and opens once it can', async () => {
+    const root = tempDir();
+    const blocker = path.join(root, 'blocker');
+    writeFileSync(blocker, 'a file where the data folder should go');
+    const failures: unknown[] = [];
+    let recoveries = 0;
+    const store = AuditStore.open({ dir: path.join(blocker, 'data'), onFailure: (e) => failures.push(e), onRecovery: () => recoveries++ });
+    stores.push(store);
+    expect(store.available).toBe(false);
+    expect(() => store.list({}, { limit: 1 })).toThrow(AuditStoreUnavailable);
+    expect(failures).toHaveLength(1);
+    rmSync(blocker);
+    await new Promise((r) => setTimeout(r, 1100));
+    expect(store.list({}, { limit: 1 }).items).toEqual([]);
+    expect(store.available).toBe(true);
+    expect(recoveries).toBe(1);
+  });
+});
