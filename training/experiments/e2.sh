@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # E2 of ../shared/spec/evaluation.md on FER+: labels x methods at one fixed budget.
 # Resumable queue: a finished row (final.pt) is skipped, an interrupted one resumes from last.pt.
-# Rows run in priority order (the targets first). Usage:
+# Rows run in priority order (the shipped model and the targets first). Usage:
 #   training/experiments/e2.sh [DATA] [RUNS]     # defaults: ../shared/data/ferplus training/runs/e2
 # Then: training/.venv/bin/asm-fer report training/runs/e2
 set -euo pipefail
@@ -12,7 +12,7 @@ RUNS=${2:-training/runs/e2}
 # 12 epochs with 2 of warm-up, seed 0, the default augmentation and schedule.
 BUDGET=(--widths 16 32 64 128 --epochs 12 --warmup-epochs 2 --seed 0)
 ROWS=(
-  sym-0.3:ce sym-0.3:asm crowd-1:ce crowd-1:asm none:asm none:ce
+  sym-0.3:ce none:asm sym-0.3:asm crowd-1:ce crowd-1:asm none:ce
   sym-0.3:asm-fixed crowd-1:asm-fixed none:asm-fixed
   sym-0.3:ce2 crowd-1:ce2 none:ce2
   sym-0.1:ce sym-0.1:asm sym-0.2:ce sym-0.2:asm
