@@ -4,6 +4,7 @@ import type { Server } from 'node:http';
 import { pino } from 'pino';
 import { createApp } from './app.js';
 import { loadConfig } from './config.js';
+import { FaceDetector } from './detect/detector.js';
 import { ModelHost, startModel } from './inference/model-host.js';
 import type { PoolOptions } from './inference/session-pool.js';
 import { createMetrics } from './metrics.js';
@@ -38,9 +39,11 @@ async function main(): Promise<void> {
     return model;
   };
   const host = new ModelHost(await load(), config, metrics, load);
+  const detector = await FaceDetector.start(config, metrics, poolEvents);
+  logger.info(detector.info, 'face detector verified, session loaded and warmed up');
 
   let ready = true;
-  const app = createApp({ config, host, metrics, logger, readiness: { isReady: () => ready } });
+  const app = createApp({ config, host, detector, metrics, logger, readiness: { isReady: () => ready } });
   const server: Server = await new Promise((resolve, reject) => {
     const s = app.listen(config.PORT, config.ASM_FER_HOST, () => resolve(s));
     s.once('error', reject);
@@ -68,7 +71,7 @@ async function main(): Promise<void> {
     }, SHUTDOWN_GRACE_MS);
     force.unref();
     server.close(() => {
-      void host.close().then(() => {
+      void Promise.all([host.close(), detector.close()]).then(() => {
         logger.info('stopped');
         process.exit(0);
       });

@@ -43,10 +43,10 @@ function authorize(req: Request, token: string | undefined): void {
 }
 
 export function modelsRouter(deps: HttpDeps): Router {
-  const { host, config } = deps;
+  const { host, config, detector } = deps;
   const router = Router();
   router.get('/v1/models', (_req, res) => {
-    const body: ModelList = { models: [modelInfo(host.current)] };
+    const body: ModelList = { models: [modelInfo(host.current)], detector: { ...detector.info, autoMaxSide: config.ASM_FER_DETECT_AUTO_MAX_SIDE } };
     res.json(body);
   });
   router.post('/v1/models/reload', async (req, res) => {
