@@ -70,6 +70,21 @@ describe('FaceDetector on real photos', () => {
     expect(b?.box.width).toBeCloseTo(a?.box.width ?? 0, -1);
   });
 
+  it('the 128 px front variant finds the close-up face at the same place', async () => {
+    const front = await FaceDetector.start(loadConfig({ ASM_FER_INTRA_OP_THREADS: '1', ASM_FER_DETECTOR: 'blazeface-front-128' }));
+    try {
+      const img = await decodeUpright(await oneFace(), 40_000_000);
+      const [back] = await detector.detect(img);
+      const found = await front.detect(img);
+      expect(front.info).toMatchObject({ name: 'blazeface-front-128', inputSize: 128 });
+      expect(found).toHaveLength(1);
+      expect(Math.abs((found[0]?.box.x ?? 0) - (back?.box.x ?? 0))).toBeLessThan(25);
+      expect(Math.abs((found[0]?.box.y ?? 0) - (back?.box.y ?? 0))).toBeLessThan(25);
+    } finally {
+      await front.close();
+    }
+  });
+
   it('keeps at most ASM_FER_DETECT_MAX_FACES faces and drops those under ASM_FER_DETECT_MIN_SCORE', async () => {
     const capped = await FaceDetector.start(loadConfig({ ASM_FER_INTRA_OP_THREADS: '1', ASM_FER_DETECT_MAX_FACES: '2' }));
     const strict = await FaceDetector.start(loadConfig({ ASM_FER_INTRA_OP_THREADS: '1', ASM_FER_DETECT_MIN_SCORE: '0.999' }));
