@@ -1,10 +1,11 @@
-// createApp(deps): wires the model host (bundle, session pool, batcher), the audit trail and metrics into the HTTP app;
-// never listens.
+// createApp(deps): wires the model host (bundle, session pool, batcher), the face detector, the audit trail and
+// metrics into the HTTP app; never listens.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { AuditTrail } from './audit/trail.js';
 import type { Config } from './config.js';
+import type { FaceDetector } from './detect/detector.js';
 import type { ModelHost } from './inference/model-host.js';
 import type { Metrics } from './metrics.js';
 import { createHttpApp, type HttpApp, type Readiness } from './http/server.js';
@@ -16,6 +17,7 @@ const PACKAGE_JSON = fileURLToPath(new URL('../package.json', import.meta.url));
 export interface AppDeps {
   config: Config;
   host: ModelHost;
+  detector: FaceDetector;
   metrics: Metrics;
   logger: Logger;
   readiness: Readiness;

@@ -61,6 +61,16 @@ export const configSchema = z.object({
   ASM_FER_ONLINE_THRESHOLDS: flag
     .default(false)
     .describe("Audit with thresholds re-estimated from the window's class means by the training rule (Adaptive Threshold Learning) instead of the bundle's."),
+  ASM_FER_DETECTOR: z
+    .enum(['blazeface-back-256', 'blazeface-front-128'])
+    .default('blazeface-back-256')
+    .describe('Face detector: the 256 px "back" BlazeFace (small faces, group photos) or the 128 px "front" one (one large face, faster).'),
+  ASM_FER_DETECT_MIN_SCORE: z.coerce.number().gt(0).lt(1).default(0.5).describe('Face detection score threshold (sigmoid of the logit), as MediaPipe uses.'),
+  ASM_FER_DETECT_IOU: z.coerce.number().gt(0).lt(1).default(0.3).describe('Detections overlapping by at least this IoU are merged into one face (weighted non-maximum suppression).'),
+  ASM_FER_DETECT_MAX_FACES: int(1, 256).default(16).describe('Most faces reported (and classified) per image; the highest-scoring are kept.'),
+  ASM_FER_DETECT_AUTO_MAX_SIDE: int(0, 100_000)
+    .default(160)
+    .describe('detect=auto treats an image whose longer side is at most this many pixels as a face crop and does not run the detector.'),
   ASM_FER_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino log level.'),
 });
 

@@ -140,6 +140,20 @@ export class BoxOutsideImage extends ImageError {
   readonly title = 'Face box outside the image';
 }
 
+/** An audited image has no face to audit: the detector found none, or the `face` index is past the faces found. */
+export class NoFace extends ImageError {
+  readonly status = 422;
+  readonly slug = 'no-face';
+  readonly title = 'No such face in the image';
+}
+
+/** An audited image has several faces and the request did not say which one the label belongs to. */
+export class SeveralFaces extends ImageError {
+  readonly status = 422;
+  readonly slug = 'several-faces';
+  readonly title = 'Several faces; say which one';
+}
+
 /** The audit or admin routes need `Authorization: Bearer <ASM_FER_API_KEY>`. */
 export class Unauthorized extends AppError {
   readonly status = 401;

@@ -5,6 +5,7 @@ import { pino } from 'pino';
 import { createApp } from './app.js';
 import { openAuditTrail } from './audit/trail.js';
 import { loadConfig } from './config.js';
+import { FaceDetector } from './detect/detector.js';
 import { ModelHost, startModel } from './inference/model-host.js';
 import type { PoolOptions } from './inference/session-pool.js';
 import { createMetrics } from './metrics.js';
@@ -39,6 +40,8 @@ async function main(): Promise<void> {
     return model;
   };
   const host = new ModelHost(await load(), config, metrics, load);
+  const detector = await FaceDetector.start(config, metrics, poolEvents);
+  logger.info(detector.info, 'face detector verified, session loaded and warmed up');
 
   const trail = openAuditTrail(config, {
     onFailure: (err) => logger.error({ err: err instanceof Error ? err.message : String(err) }, 'audit trail unusable; audits answer 503 until it can be written again'),
@@ -47,7 +50,7 @@ async function main(): Promise<void> {
   logger.info({ file: trail.store.file, available: trail.store.available }, 'audit trail');
 
   let ready = true;
-  const app = createApp({ config, host, metrics, logger, readiness: { isReady: () => ready }, trail });
+  const app = createApp({ config, host, detector, metrics, logger, readiness: { isReady: () => ready }, trail });
   const server: Server = await new Promise((resolve, reject) => {
     const s = app.listen(config.PORT, config.ASM_FER_HOST, () => resolve(s));
     s.once('error', reject);
@@ -75,7 +78,7 @@ async function main(): Promise<void> {
     }, SHUTDOWN_GRACE_MS);
     force.unref();
     server.close(() => {
-      void host.close().then(() => {
+      void Promise.all([host.close(), detector.close()]).then(() => {
         trail.store.close();
         logger.info('stopped');
         process.exit(0);

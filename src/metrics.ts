@@ -51,6 +51,18 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     help: 'Batched onnxruntime runs; fewer than inference_requests_total when batching merges requests.',
     registers: [registry],
   });
+  const detectionDuration = new Histogram({
+    name: `${PREFIX}detection_duration_seconds`,
+    help: 'Face detection per image: letterboxing, the detector run (including the hop to its worker thread) and decoding.',
+    buckets: SECONDS,
+    registers: [registry],
+  });
+  const detectedFaces = new Histogram({
+    name: `${PREFIX}detected_faces`,
+    help: 'Faces found per image the detector ran on.',
+    buckets: [0, 1, 2, 4, 8, 16, 32],
+    registers: [registry],
+  });
   let queued: () => number = () => 0;
   new Gauge({
     name: `${PREFIX}queue_depth`,
@@ -140,6 +152,10 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     },
     observeInference(seconds: number) {
       inferenceDuration.observe(seconds);
+    },
+    observeDetection(seconds: number, faces: number) {
+      detectionDuration.observe(seconds);
+      detectedFaces.observe(faces);
     },
     recordInferenceRequest() {
       inferenceRequests.inc();

@@ -13,7 +13,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Predict the expression of one or more face images. */
+        /** Predict the expression of every face in one or more images. */
         post: operations["predict"];
         delete?: never;
         options?: never;
@@ -42,6 +42,11 @@ export interface paths {
          *     be written (disk full, read-only, ASM_FER_AUDIT_MAX_BYTES reached) the answer is 503 `audit-store-unavailable`
          *     and nothing is stored; /v1/predict keeps working. Needs `Authorization: Bearer <ASM_FER_API_KEY>` when a key
          *     is configured.
+         *
+         *     Each label belongs to one face. When the detector runs on an image (see `detect`), the i-th `face` part
+         *     says which of its faces (0-based, left to right as /v1/predict lists them) the i-th label is about; without
+         *     `face` parts an image must hold exactly one face. No face, or an index past the faces found, is 422
+         *     `no-face`; several faces and no `face` part is 422 `several-faces`. A `box` part names the face directly.
          */
         post: operations["audit"];
         delete?: never;
@@ -341,6 +346,13 @@ export interface components {
         BoxParts: components["schemas"]["Box"] | components["schemas"]["Box"][];
         /** @example 10,12,96,96 */
         Box: string;
+        /**
+         * @description Optional face index per image (0-based, left to right as /v1/predict lists the faces); the i-th belongs to
+         *     the i-th image, and either every image has one or none does.
+         */
+        FaceParts: components["schemas"]["FaceIndex"] | components["schemas"]["FaceIndex"][];
+        /** @example 0 */
+        FaceIndex: string;
         PredictRequest: {
             image: components["schemas"]["ImageParts"];
             box?: components["schemas"]["BoxParts"];
@@ -356,6 +368,7 @@ export interface components {
             annotatorId?: components["schemas"]["ClientIdParts"];
             /** @description The dataset of each item; one for every image, or one per image in order. Stored with the record. */
             datasetId?: components["schemas"]["ClientIdParts"];
+            face?: components["schemas"]["FaceParts"];
         };
         ClientId: string;
         ClientIdParts: components["schemas"]["ClientId"] | components["schemas"]["ClientId"][];
@@ -363,12 +376,63 @@ export interface components {
         Probabilities: {
             [key: string]: number;
         };
+        /**
+         * @description One image. `label`, `confidence` and `probabilities` are present when the detector did not run (the image,
+         *     or its box, was classified as one face; they equal `faces[0]`'s).
+         */
         Prediction: {
+            /** @description Whether the face detector ran on this image. */
+            detected: boolean;
+            /** @description The detected faces, left to right (empty when none was found), or the one given face. */
+            faces: components["schemas"]["Face"][];
             /** @description The most probable class. */
-            label: string;
+            label?: string;
             /** @description Probability of `label`. */
+            confidence?: number;
+            probabilities?: components["schemas"]["Probabilities"];
+        };
+        Face: {
+            box: components["schemas"]["FaceBox"];
+            /** @description The detection score (sigmoid of the detector's logit); null when the face was given, not detected. */
+            score: number | null;
+            keypoints?: components["schemas"]["Keypoints"];
+            label: string;
             confidence: number;
             probabilities: components["schemas"]["Probabilities"];
+        };
+        /** @description The face's box in whole pixels of the upright image, clipped to it. */
+        FaceBox: {
+            x: number;
+            y: number;
+            width: number;
+            height: number;
+            /** @description The same box as fractions of the image's width and height. */
+            relative: {
+                x: number;
+                y: number;
+                width: number;
+                height: number;
+            };
+        };
+        /** @description Detected landmarks in pixels of the upright image (right/left are the subject's); only on detected faces. */
+        Keypoints: {
+            rightEye: components["schemas"]["Point"];
+            leftEye: components["schemas"]["Point"];
+            noseTip: components["schemas"]["Point"];
+            mouth: components["schemas"]["Point"];
+            rightEar: components["schemas"]["Point"];
+            leftEar: components["schemas"]["Point"];
+        };
+        Point: {
+            x: number;
+            y: number;
+        };
+        /** @description The face the label was audited against. */
+        AuditedFace: {
+            /** @description Its position among the image's faces (always 0 when the detector did not run). */
+            index: number;
+            box: components["schemas"]["FaceBox"];
+            score: number | null;
         };
         PredictResponse: {
             model?: components["schemas"]["ModelRef"];
@@ -400,6 +464,7 @@ export interface components {
             /** @description The predicted label when the verdict is noisy, else null. */
             suggestedLabel: string | null;
             probabilities?: components["schemas"]["Probabilities"];
+            face: components["schemas"]["AuditedFace"];
         };
         /**
          * @description `bundle`: the thresholds in model.json; `online`: re-estimated from the live window's class means with the
@@ -574,6 +639,25 @@ export interface components {
         };
         ModelList: {
             models: components["schemas"]["ModelInfo"][];
+            detector?: components["schemas"]["DetectorInfo"];
+        };
+        /** @description The face detector and its settings (ASM_FER_DETECTOR and ASM_FER_DETECT_*). */
+        DetectorInfo: {
+            /** @description The BlazeFace variant, e.g. blazeface-back-256. */
+            name: string;
+            /** @description Where the model files come from (package and version). */
+            source: string;
+            /** @description Side of the square input in pixels. */
+            inputSize: number;
+            /** @description Detection score threshold. */
+            minScore: number;
+            /** @description Overlap at which detections merge (weighted NMS). */
+            iouThreshold: number;
+            /** @description Most faces per image. */
+            maxFaces: number;
+            /** @description detect=auto skips images whose longer side is at most this. */
+            autoMaxSide: number;
+            executionProvider: string;
         };
         V2ServerMetadata: {
             name: string;
@@ -699,6 +783,11 @@ export interface components {
         FromFilter: string;
         /** @description Records audited before this time. */
         ToFilter: string;
+        /**
+         * @description Whether to look for faces: `always`, `never` (the image, or its box, is the face), or `auto` (default):
+         *     detect unless the image's longer side is at most ASM_FER_DETECT_AUTO_MAX_SIDE pixels (a face crop).
+         */
+        Detect: "auto" | "always" | "never";
     };
     requestBodies: never;
     headers: never;
@@ -708,7 +797,13 @@ export type $defs = Record<string, never>;
 export interface operations {
     predict: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description Whether to look for faces: `always`, `never` (the image, or its box, is the face), or `auto` (default):
+                 *     detect unless the image's longer side is at most ASM_FER_DETECT_AUTO_MAX_SIDE pixels (a face crop).
+                 */
+                detect?: components["parameters"]["Detect"];
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -737,7 +832,13 @@ export interface operations {
     };
     audit: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description Whether to look for faces: `always`, `never` (the image, or its box, is the face), or `auto` (default):
+                 *     detect unless the image's longer side is at most ASM_FER_DETECT_AUTO_MAX_SIDE pixels (a face crop).
+                 */
+                detect?: components["parameters"]["Detect"];
+            };
             header?: never;
             path?: never;
             cookie?: never;

@@ -29,10 +29,10 @@ export function modelInfo({ manifest: m, pool }: ServedModel): ModelInfo {
 }
 
 export function modelsRouter(deps: HttpDeps): Router {
-  const { host, config } = deps;
+  const { host, config, detector } = deps;
   const router = Router();
   router.get('/v1/models', (_req, res) => {
-    const body: ModelList = { models: [modelInfo(host.current)] };
+    const body: ModelList = { models: [modelInfo(host.current)], detector: { ...detector.info, autoMaxSide: config.ASM_FER_DETECT_AUTO_MAX_SIDE } };
     res.json(body);
   });
   const admin = apiKeyRequired(config.ASM_FER_API_KEY, 'model reload over HTTP is disabled; set ASM_FER_API_KEY, or send the process SIGHUP');

@@ -6,6 +6,7 @@ import express, { type Express, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import type { AuditTrail } from '../audit/trail.js';
 import type { Config } from '../config.js';
+import type { FaceDetector } from '../detect/detector.js';
 import { RequestTimeout } from '../errors.js';
 import type { ModelHost } from '../inference/model-host.js';
 import type { Metrics } from '../metrics.js';
@@ -29,6 +30,8 @@ export interface Readiness {
 export interface HttpDeps {
   config: Config;
   host: ModelHost;
+  /** Finds faces in photos for /v1/predict and /v1/audit; not swapped by a model reload. */
+  detector: FaceDetector;
   metrics: Metrics;
   logger: Logger;
   readiness: Readiness;

@@ -23,8 +23,8 @@ export function contractValidator(config: Config, apiSpecPath: string): RequestH
       limits: {
         fileSize: config.ASM_FER_MAX_FILE_BYTES,
         files: config.ASM_FER_MAX_FILES,
-        // Per image at most: label, box, itemId, annotatorId, datasetId.
-        fields: 5 * config.ASM_FER_MAX_FILES,
+        // Per image at most: label, box, face, itemId, annotatorId, datasetId.
+        fields: 6 * config.ASM_FER_MAX_FILES,
         fieldSize: MAX_FIELD_BYTES,
       },
     },
@@ -41,7 +41,7 @@ export function imageParts(req: Request): Buffer[] {
 }
 
 /** The text parts called `name`, in order (multer gives a string for one part, an array for several). */
-function textParts(req: Request, name: string): string[] {
+export function textParts(req: Request, name: string): string[] {
   const raw: unknown = (req.body as Record<string, unknown> | undefined)?.[name];
   if (raw === undefined) return [];
   return (Array.isArray(raw) ? raw : [raw]).map(String);

@@ -2,8 +2,7 @@
 import type { InputSpec } from '../bundle/load-bundle.js';
 import type { Metrics } from '../metrics.js';
 import { Batcher, type BatcherOptions } from './batcher.js';
-import { decodeImage, type Box } from './decode.js';
-import { preprocess, tensorSize } from './preprocess.js';
+import { tensorSize } from './preprocess.js';
 import type { SessionPool } from './session-pool.js';
 
 export interface Inference {
@@ -42,19 +41,4 @@ export function createInference(
       return batcher.queued;
     },
   };
-}
-
-/**
- * Decodes and preprocesses every image (concurrently, on libuv's pool), cropping image i to boxes[i] when given;
- * the first failure rejects, naming its index.
- */
-export function tensorsFromImages(
-  images: readonly Uint8Array[],
-  spec: InputSpec,
-  maxPixels: number,
-  boxes: readonly (Box | undefined)[] = [],
-): Promise<Float32Array[]> {
-  return Promise.all(
-    images.map(async (buf, i) => preprocess(await decodeImage(buf, { width: spec.width, height: spec.height, maxPixels, box: boxes[i] }, i), spec)),
-  );
 }

@@ -13,7 +13,8 @@ export type SessionOptions = Omit<InferenceSession.SessionOptions, 'executionPro
 export interface WorkerInit {
   modelPath: string;
   inputName: string;
-  outputName: string;
+  /** Outputs every run returns, in this order. */
+  outputNames: string[];
   /** Providers to try, in order; the first whose session loads is used. */
   attempts: string[];
   sessionOptions: SessionOptions;
@@ -26,8 +27,13 @@ export type WorkerRequest = { kind: 'run'; id: number; data: Float32Array; dims:
 export type WorkerReply =
   | { kind: 'ready'; provider: string; failures: string[]; inputNames: string[]; outputNames: string[] }
   | { kind: 'failed'; message: string }
-  | { kind: 'result'; id: number; data: Float32Array; dims: number[] }
+  | { kind: 'result'; id: number; outputs: OutputTensor[] }
   | { kind: 'error'; id: number; message: string };
+
+export interface OutputTensor {
+  data: Float32Array;
+  dims: number[];
+}
 
 export interface ProviderPlan {
   /** Providers to try in order; always ends with cpu. */
@@ -100,6 +106,8 @@ export interface PoolOptions {
   modelPath: string;
   inputName: string;
   outputName: string;
+  /** More outputs to fetch after outputName (runAll returns them in this order); a detector has several. */
+  extraOutputs?: readonly string[];
   preferredProviders: readonly string[];
   workers: number;
   intraOpThreads: number;
@@ -114,7 +122,7 @@ export interface PoolOptions {
 export type WorkerEvent = { kind: 'exited'; slot: number; reason: string } | { kind: 'respawned'; slot: number } | { kind: 'respawn-failed'; slot: number; reason: string };
 
 interface Pending {
-  resolve: (out: { data: Float32Array; dims: number[] }) => void;
+  resolve: (outputs: OutputTensor[]) => void;
   reject: (err: Error) => void;
 }
 
@@ -183,7 +191,7 @@ export class SessionPool {
     const init: WorkerInit = {
       modelPath: opts.modelPath,
       inputName: opts.inputName,
-      outputName: opts.outputName,
+      outputNames: [opts.outputName, ...(opts.extraOutputs ?? [])],
       attempts: plan.attempts,
       sessionOptions: sessionOptions(opts.intraOpThreads),
       testHooks: opts.testHooks ?? false,
@@ -201,8 +209,8 @@ export class SessionPool {
     const mismatch =
       first.inputNames.length !== 1 || first.inputNames[0] !== opts.inputName
         ? `session inputs are [${first.inputNames.join(', ')}], expected [${opts.inputName}]`
-        : !first.outputNames.includes(opts.outputName)
-          ? `session outputs are [${first.outputNames.join(', ')}], expected ${opts.outputName}`
+        : !init.outputNames.every((name) => first.outputNames.includes(name))
+          ? `session outputs are [${first.outputNames.join(', ')}], expected ${init.outputNames.join(', ')}`
           : undefined;
     if (mismatch) {
       await stopAll();
@@ -232,7 +240,7 @@ export class SessionPool {
       const p = slot.pending.get(msg.id);
       if (!p) return;
       slot.pending.delete(msg.id);
-      if (msg.kind === 'result') p.resolve({ data: msg.data, dims: msg.dims });
+      if (msg.kind === 'result') p.resolve(msg.outputs);
       else p.reject(new Error(`inference failed: ${msg.message}`));
     });
     worker.on('error', (err) => {
@@ -277,7 +285,12 @@ export class SessionPool {
   }
 
   /** Runs one batch (dims[0] = batch size) on the least busy worker; resolves with the output tensor. */
-  run(data: Float32Array, dims: number[]): Promise<{ data: Float32Array; dims: number[] }> {
+  async run(data: Float32Array, dims: number[]): Promise<OutputTensor> {
+    return (await this.runAll(data, dims))[0] as OutputTensor;
+  }
+
+  /** As run, resolving with outputName then every extra output, in PoolOptions order. */
+  runAll(data: Float32Array, dims: number[]): Promise<OutputTensor[]> {
     const live = this.slots.filter((s) => s.alive);
     const slot = live.reduce<Slot | undefined>((best, s) => (!best || s.pending.size < best.pending.size ? s : best), undefined);
     if (!slot) return Promise.reject(new InferenceInterrupted('no session worker is running; one is being restarted'));

@@ -41,12 +41,14 @@ try {
     void (async () => {
       try {
         const feeds = { [init.inputName]: new ort.Tensor('float32', req.data, req.dims) };
-        const results = await session.run(feeds, [init.outputName]);
-        const out = results[init.outputName];
-        if (!out) throw new Error(`session returned no ${init.outputName}`);
-        const data = Float32Array.from(out.data as Float32Array);
-        const reply: WorkerReply = { kind: 'result', id: req.id, data, dims: [...out.dims] };
-        port.postMessage(reply, [data.buffer]);
+        const results = await session.run(feeds, init.outputNames);
+        const outputs = init.outputNames.map((name) => {
+          const out = results[name];
+          if (!out) throw new Error(`session returned no ${name}`);
+          return { data: Float32Array.from(out.data as Float32Array), dims: [...out.dims] };
+        });
+        const reply: WorkerReply = { kind: 'result', id: req.id, outputs };
+        port.postMessage(reply, outputs.map((o) => o.data.buffer));
       } catch (err) {
         const reply: WorkerReply = { kind: 'error', id: req.id, message: err instanceof Error ? err.message : String(err) };
         port.postMessage(reply);

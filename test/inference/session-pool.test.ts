@@ -81,6 +81,12 @@ describe('SessionPool', () => {
     ).rejects.toThrow(/session inputs are \[input\], expected \[pixels\]/);
   });
 
+  it('refuses to start when an extra output is missing from the model', async () => {
+    await expect(
+      SessionPool.start({ modelPath: bundle.modelPath, inputName: 'input', outputName: 'probabilities', extraOutputs: ['logits'], preferredProviders: ['cpu'], workers: 1, intraOpThreads: 1 }),
+    ).rejects.toThrow(/expected probabilities, logits/);
+  });
+
   it('keeps the event loop turning while a batch runs in the worker', async () => {
     const n = 256;
     let turns = 0;
