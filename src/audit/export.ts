@@ -20,6 +20,12 @@ export const CSV_COLUMNS = [
   'datasetId',
   'imageSha256',
   'imageStored',
+  'faceIndex',
+  'faceX',
+  'faceY',
+  'faceWidth',
+  'faceHeight',
+  'faceScore',
   'probabilities',
 ] as const;
 
@@ -54,6 +60,12 @@ function csvRow(r: AuditRecord): string {
     datasetId: r.datasetId,
     imageSha256: r.imageSha256,
     imageStored: r.imageStored,
+    faceIndex: r.face?.index ?? null,
+    faceX: r.face?.box.x ?? null,
+    faceY: r.face?.box.y ?? null,
+    faceWidth: r.face?.box.width ?? null,
+    faceHeight: r.face?.box.height ?? null,
+    faceScore: r.face?.score ?? null,
     probabilities: JSON.stringify(r.probabilities),
   };
   return CSV_COLUMNS.map((c) => cell(values[c])).join(',');

@@ -4,6 +4,16 @@ import type { Verdict } from './verdict.js';
 
 export type ThresholdSource = 'bundle' | 'online';
 
+/** The face an item's label was audited against (AuditedFace in openapi.yaml). */
+export interface AuditedFace {
+  /** Its position among the image's detected faces, left to right; 0 when the detector did not run. */
+  index: number;
+  /** Whole pixels of the upright image, and the same box as fractions of its width and height. */
+  box: { x: number; y: number; width: number; height: number; relative: { x: number; y: number; width: number; height: number } };
+  /** The detection score; null when the face was given (whole image or box part), not detected. */
+  score: number | null;
+}
+
 /** What the audit route hands the store; `image` is null unless ASM_FER_AUDIT_STORE_IMAGES is on. */
 export interface NewAuditRecord {
   id: string;
@@ -23,18 +33,22 @@ export interface NewAuditRecord {
   datasetId: string | null;
   imageSha256: string;
   image: Buffer | null;
+  face: AuditedFace;
 }
 
 /** A stored record as the list and get routes return it. */
-export interface AuditRecord extends Omit<NewAuditRecord, 'timeMs' | 'image'> {
+export interface AuditRecord extends Omit<NewAuditRecord, 'timeMs' | 'image' | 'face'> {
   time: string;
+  /** Null on records stored before faces were (layout version 1). */
+  face: AuditedFace | null;
   suggestedLabel: string | null;
   imageStored: boolean;
 }
 
 /**
  * `seq` orders records by commit and never repeats (AUTOINCREMENT), so cursors stay valid while records are added.
- * user_version marks the layout for future migrations.
+ * `face` is the AuditedFace as JSON: it is only ever read back whole. PRAGMA user_version marks the layout; see
+ * SCHEMA_VERSION and MIGRATIONS.
  */
 export const SCHEMA_SQL = `
 CREATE TABLE IF NOT EXISTS audits (
@@ -56,28 +70,36 @@ CREATE TABLE IF NOT EXISTS audits (
   annotator_id TEXT,
   dataset_id TEXT,
   image_sha256 TEXT NOT NULL,
-  image BLOB
+  image BLOB,
+  face TEXT
 );
 CREATE INDEX IF NOT EXISTS audits_time ON audits (time_ms);
 CREATE INDEX IF NOT EXISTS audits_verdict ON audits (verdict, seq);
 CREATE INDEX IF NOT EXISTS audits_label ON audits (label, seq);
 CREATE INDEX IF NOT EXISTS audits_annotator ON audits (annotator_id, seq);
 CREATE INDEX IF NOT EXISTS audits_dataset ON audits (dataset_id, seq);
-PRAGMA user_version = 1;
 `;
+
+export const SCHEMA_VERSION = 2;
+
+/** MIGRATIONS[v] brings a database of layout v to v + 1; SCHEMA_SQL alone creates the latest layout. */
+export const MIGRATIONS: Record<number, string> = {
+  // Version 1 (the first audit trail) predates face detection: its records keep face NULL.
+  1: 'ALTER TABLE audits ADD COLUMN face TEXT;',
+};
 
 export const INSERT_SQL = `
 INSERT INTO audits (id, time_ms, model_name, model_version, label, verdict, label_probability, threshold_clean,
   threshold_noisy, threshold_source, predicted, confidence, probabilities, item_id, annotator_id, dataset_id,
-  image_sha256, image)
+  image_sha256, image, face)
 VALUES (@id, @time_ms, @model_name, @model_version, @label, @verdict, @label_probability, @threshold_clean,
   @threshold_noisy, @threshold_source, @predicted, @confidence, @probabilities, @item_id, @annotator_id, @dataset_id,
-  @image_sha256, @image)`;
+  @image_sha256, @image, @face)`;
 
 /** The columns every query selects (never the image, which only GET /v1/audits/{id}/image reads). */
 export const RECORD_COLUMNS = `seq, id, time_ms, model_name, model_version, label, verdict, label_probability, threshold_clean,
   threshold_noisy, threshold_source, predicted, confidence, probabilities, item_id, annotator_id, dataset_id,
-  image_sha256, image IS NOT NULL AS image_stored`;
+  image_sha256, image IS NOT NULL AS image_stored, face`;
 
 export function toRow(r: NewAuditRecord): Record<string, unknown> {
   return {
@@ -99,6 +121,7 @@ export function toRow(r: NewAuditRecord): Record<string, unknown> {
     dataset_id: r.datasetId,
     image_sha256: r.imageSha256,
     image: r.image,
+    face: JSON.stringify(r.face),
   };
 }
 
@@ -124,5 +147,6 @@ export function fromRow(row: Record<string, unknown>): AuditRecord {
     datasetId: (row.dataset_id as string | null) ?? null,
     imageSha256: String(row.image_sha256),
     imageStored: Number(row.image_stored) === 1,
+    face: row.face === null || row.face === undefined ? null : (JSON.parse(String(row.face)) as AuditedFace),
   };
 }

@@ -6,7 +6,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { AuditStoreUnavailable } from '../errors.js';
 import { listAudits, type AuditFilters, type AuditPage, type PageRequest } from './query.js';
-import { fromRow, INSERT_SQL, RECORD_COLUMNS, SCHEMA_SQL, toRow, type AuditRecord, type NewAuditRecord } from './record.js';
+import { fromRow, INSERT_SQL, MIGRATIONS, RECORD_COLUMNS, SCHEMA_SQL, SCHEMA_VERSION, toRow, type AuditRecord, type NewAuditRecord } from './record.js';
 import { summarise, type AuditSummary } from './summary.js';
 
 export const DB_FILE = 'audits.db';
@@ -134,7 +134,7 @@ export class AuditStore {
         const pageSize = db.pragma('page_size', { simple: true }) as number;
         db.pragma(`max_page_count = ${Math.max(1, Math.floor(this.opts.maxBytes / pageSize))}`);
       }
-      db.exec(SCHEMA_SQL);
+      migrate(db);
       this.db = db;
       if (this.lastFailure !== undefined) this.opts.onRecovery?.();
       this.lastFailure = undefined;
@@ -151,4 +151,15 @@ export class AuditStore {
     this.lastFailure = codeOf(err);
     this.lastAttempt = Date.now();
   }
+}
+
+/** Creates the latest layout in a new database, or upgrades an older one step by step, in one transaction. */
+function migrate(db: Database.Database): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > SCHEMA_VERSION) throw new Error(`audit database layout ${version} is newer than this service's ${SCHEMA_VERSION}`);
+  db.transaction(() => {
+    if (version === 0) db.exec(SCHEMA_SQL);
+    for (let v = version === 0 ? SCHEMA_VERSION : version; v < SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v] as string);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  })();
 }

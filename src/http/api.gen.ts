@@ -37,8 +37,9 @@ export interface paths {
          *     bundle's, or re-estimated from live traffic when ASM_FER_ONLINE_THRESHOLDS is on; each item says which
          *     (`thresholdSource`).
          *
-         *     Every item is stored in the audit trail (GET /v1/audits) with the optional `itemId`, `annotatorId` and
-         *     `datasetId` parts and the image's sha256: a 200 means the records are committed to disk. When the trail cannot
+         *     Every item is stored in the audit trail (GET /v1/audits) with its `face` (index, box, score), the optional
+         *     `itemId`, `annotatorId` and `datasetId` parts and the image's sha256: a 200 means the records are committed to
+         *     disk. When the trail cannot
          *     be written (disk full, read-only, ASM_FER_AUDIT_MAX_BYTES reached) the answer is 503 `audit-store-unavailable`
          *     and nothing is stored; /v1/predict keeps working. Needs `Authorization: Bearer <ASM_FER_API_KEY>` when a key
          *     is configured.
@@ -497,6 +498,8 @@ export interface components {
             imageSha256: string;
             /** @description Whether GET /v1/audits/{id}/image has the image. */
             imageStored: boolean;
+            /** @description The face the label was audited against; null on records stored before face detection existed. */
+            face: components["schemas"]["AuditedFace"] | null;
         };
         AuditList: {
             items: components["schemas"]["AuditRecord"][];

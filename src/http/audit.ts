@@ -43,9 +43,9 @@ export function auditRouter(deps: HttpDeps): Router {
       const chosen = trail.thresholdsFor(manifest);
       const model = { name: manifest.name, version: manifest.version };
       const timeMs = Date.now();
-      const faces = picks.map(({ index, face }, i) => ({ index, box: faceBox(face, found[i] as ImageFaces), score: face.score }));
       const records = rows.map((row, i): NewAuditRecord => {
         const label = labels[i] as string;
+        const pick = picks[i] as { index: number; face: FoundFace };
         const thresholds = chosen.byClass[label] as { clean: number; noisy: number };
         const labelProbability = row[classIndex.get(label) as number] as number;
         const predicted = classify(row, manifest.classes);
@@ -67,11 +67,12 @@ export function auditRouter(deps: HttpDeps): Router {
           datasetId: datasetIds[i] ?? null,
           imageSha256: createHash('sha256').update(image).digest('hex'),
           image: config.ASM_FER_AUDIT_STORE_IMAGES ? image : null,
+          face: { index: pick.index, box: faceBox(pick.face, found[i] as ImageFaces), score: pick.face.score },
         };
       });
       // Committed before anything is counted or answered: a 200 means the records are on disk.
       trail.record(records);
-      const results = records.map((r, i): AuditItem => {
+      const results = records.map((r): AuditItem => {
         metrics.recordVerdict(r.label, r.verdict);
         metrics.recordPrediction(r.predicted);
         return {
@@ -85,7 +86,7 @@ export function auditRouter(deps: HttpDeps): Router {
           confidence: r.confidence,
           suggestedLabel: r.verdict === 'noisy' ? r.predicted : null,
           probabilities: r.probabilities,
-          face: faces[i] as AuditItem['face'],
+          face: r.face,
         };
       });
       return { model, results };

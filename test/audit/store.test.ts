@@ -1,12 +1,14 @@
 // The audit store on its own: what is committed survives a reopen, every filter, cursor pages, the summary figures on
-// a known set, and a storage failure reported as AuditStoreUnavailable rather than thrown through.
+// a known set, the upgrade of a first-layout database, and a storage failure reported as AuditStoreUnavailable rather
+// than thrown through.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeCursor, type AuditFilters } from '../../src/audit/query.js';
 import type { NewAuditRecord } from '../../src/audit/record.js';
-import { AuditStore } from '../../src/audit/store.js';
+import { AuditStore, DB_FILE } from '../../src/audit/store.js';
 import type { Verdict } from '../../src/audit/verdict.js';
 import { AuditStoreUnavailable } from '../../src/errors.js';
 
@@ -28,6 +30,20 @@ function open(dir: string, maxBytes?: number): AuditStore {
   stores.push(s);
   return s;
 }
+
+/** The audit trail's first layout (user_version 1), as databases written before face detection have it. */
+const LAYOUT_1 = `
+CREATE TABLE audits (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, time_ms INTEGER NOT NULL, model_name TEXT NOT NULL,
+  model_version TEXT NOT NULL, label TEXT NOT NULL, verdict TEXT NOT NULL CHECK (verdict IN ('clean', 'ambiguous', 'noisy')),
+  label_probability REAL NOT NULL, threshold_clean REAL NOT NULL, threshold_noisy REAL NOT NULL,
+  threshold_source TEXT NOT NULL CHECK (threshold_source IN ('bundle', 'online')), predicted TEXT NOT NULL,
+  confidence REAL NOT NULL, probabilities TEXT NOT NULL, item_id TEXT, annotator_id TEXT, dataset_id TEXT,
+  image_sha256 TEXT NOT NULL, image BLOB
+);
+CREATE INDEX audits_time ON audits (time_ms);
+PRAGMA user_version = 1;
+`;
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 let n = 0;
@@ -51,6 +67,7 @@ function rec(label: string, predicted: string, verdict: Verdict, p: number, extr
     datasetId: null,
     imageSha256: 'a'.repeat(64),
     image: null,
+    face: { index: 0, box: { x: 0, y: 0, width: 48, height: 48, relative: { x: 0, y: 0, width: 1, height: 1 } }, score: null },
     ...extra,
   };
 }
@@ -75,7 +92,8 @@ describe('AuditStore', () => {
   it('keeps committed records across a close and reopen, with every field', () => {
     const dir = tempDir();
     const records = knownSet();
-    records[0] = { ...records[0], image: Buffer.from([1, 2, 3]), itemId: 'item-1' } as NewAuditRecord;
+    const face = { index: 2, box: { x: 410, y: 96, width: 120, height: 121, relative: { x: 0.4271, y: 0.15, width: 0.125, height: 0.1891 } }, score: 0.8125 };
+    records[0] = { ...records[0], image: Buffer.from([1, 2, 3]), itemId: 'item-1', face } as NewAuditRecord;
     open(dir).insert(records);
     stores.pop()?.close();
     const again = open(dir);
@@ -98,6 +116,7 @@ describe('AuditStore', () => {
       datasetId: 'd1',
       imageSha256: 'a'.repeat(64),
       imageStored: true,
+      face,
     });
     expect(again.image(records[0]?.id as string)).toEqual(Buffer.from([1, 2, 3]));
     expect(again.image(records[1]?.id as string)).toBeNull();
@@ -188,6 +207,30 @@ describe('AuditStore', () => {
     // The store reopens after its back-off; what was committed is all there, nothing of the failed pair.
     const reopened = open(dir, 64 * 1024);
     expect(reopened.list({}, { limit: 100 }).items).toHaveLength(stored);
+  });
+
+  it('upgrades a first-layout database in place: old records keep face null, new ones store theirs', () => {
+    const dir = tempDir();
+    const old = new Database(path.join(dir, DB_FILE));
+    old.exec(LAYOUT_1);
+    old
+      .prepare(
+        `INSERT INTO audits (id, time_ms, model_name, model_version, label, verdict, label_probability, threshold_clean, threshold_noisy,
+          threshold_source, predicted, confidence, probabilities, image_sha256) VALUES (?, ?, 'm', '1', 'a', 'clean', 0.9, 0.8, 0.2, 'bundle', 'a', 0.9, '{"a":0.9}', ?)`,
+      )
+      .run('20000000-0000-4000-8000-000000000001', T0, 'b'.repeat(64));
+    old.close();
+
+    const store = open(dir);
+    expect(store.available).toBe(true);
+    expect(store.get('20000000-0000-4000-8000-000000000001')).toMatchObject({ label: 'a', imageSha256: 'b'.repeat(64), face: null });
+    const fresh = rec('b', 'b', 'clean', 0.7);
+    store.insert([fresh]);
+    expect(store.get(fresh.id)?.face).toEqual(fresh.face);
+    store.close();
+    const check = new Database(path.join(dir, DB_FILE), { readonly: true });
+    expect(check.pragma('user_version', { simple: true })).toBe(2);
+    check.close();
   });
 
   it('is unavailable while its folder cannot be created, and opens once it can', async () => {
