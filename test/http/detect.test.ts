@@ -1,5 +1,7 @@
 // Face detection over HTTP: ?detect= modes, faces per image with boxes and expressions, empty and multi-face photos,
-// audit's face choice, the detector in /v1/models and its metrics. Real photos from @vladmandic/face-api's samples.
+// audit's face choice and the audited face in the audit trail, the detector in /v1/models and its metrics. Real
+// photos from @vladmandic/face-api's samples.
+import { createHash } from 'node:crypto';
 import sharp from 'sharp';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -145,6 +147,26 @@ describe('POST /v1/audit with face detection', () => {
     const face = all.body.results[0].faces[1] as FaceJson;
     expect(item.face).toEqual({ index: 1, box: face.box, score: face.score });
     expect(item.probabilities).toEqual(face.probabilities);
+  });
+
+  it('stores the audit of one face of a group photo with that face, found again through GET /v1/audits/{id} and the CSV export', async () => {
+    const all = await predict(group);
+    const posted = await audit(group, { label: 'surprise', face: '2', itemId: 'group-face-2' });
+    expect(posted.status).toBe(200);
+    const [item] = posted.body.results;
+    const face = all.body.results[0].faces[2] as FaceJson;
+    const stored = await request(t.app).get(`/v1/audits/${item.id}`);
+    expect(stored.status).toBe(200);
+    expectContract('GET', '/v1/audits/{id}', stored);
+    expect(stored.body).toMatchObject({ id: item.id, label: 'surprise', itemId: 'group-face-2', verdict: item.verdict, probabilities: face.probabilities });
+    expect(stored.body.face).toEqual({ index: 2, box: face.box, score: face.score });
+    expect(stored.body.imageSha256).toBe(createHash('sha256').update(group).digest('hex'));
+
+    const csv = await request(t.app).get('/v1/audits?format=csv&limit=1');
+    expect(csv.status).toBe(200);
+    const [header, row] = csv.text.split('\r\n') as [string, string];
+    const cells = Object.fromEntries(header.split(',').map((name, i) => [name, row.split(',')[i]]));
+    expect(cells).toMatchObject({ id: item.id, faceIndex: '2', faceX: String(face.box.x), faceY: String(face.box.y), faceWidth: String(face.box.width), faceHeight: String(face.box.height), faceScore: String(face.score) });
   });
 
   it('audits the only face of a single-face photo without a face part', async () => {
