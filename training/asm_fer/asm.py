@@ -15,6 +15,7 @@ from torch import nn
 from .config import TrainConfig
 from .device import autocast, device_of, to_device
 from .distributed import World, gather_rows
+from .frozen import freeze
 from .losses import consistency, mutual, mutual_weight, supervised
 from .mining import Subsets, mine, mining_quality
 from .thresholds import adaptive_thresholds, class_means
@@ -34,20 +35,22 @@ class MiningState:
 
 @torch.no_grad()
 def net_probabilities(
-    nets: Sequence[nn.Module], pixels: torch.Tensor, spec: InputSpec, *, gen: torch.Generator | None, batch_size: int
+    nets: Sequence[nn.Module],
+    pixels: torch.Tensor,
+    spec: InputSpec,
+    *,
+    gen: torch.Generator | None,
+    batch_size: int,
+    engine: str = "auto",
 ) -> np.ndarray:
     """(M, N, K) probabilities of each network, eval mode; on the weak view when `gen` is given."""
-    device = device_of(nets)
-    for net in nets:
-        net.eval()
-    out: list[list[torch.Tensor]] = [[] for _ in nets]
+    run = freeze(nets, normalise(pixels[:2], spec), engine=engine)
+    out = []
     for start in range(0, pixels.shape[0], batch_size):
         x01 = pixels[start : start + batch_size] / 255
-        x = to_device(normalise((weak_view(x01, gen) if gen is not None else x01) * 255, spec), device)  # (B, C, H, W)
-        with autocast(device):
-            for m, net in enumerate(nets):
-                out[m].append(torch.softmax(net(x).float(), 1).cpu())
-    return torch.stack([torch.cat(parts) for parts in out]).numpy().astype(np.float64)
+        x = normalise((weak_view(x01, gen) if gen is not None else x01) * 255, spec)  # (B, C, H, W)
+        out.append(torch.softmax(run(x), 2))  # (M, B, K)
+    return torch.cat(out, 1).numpy().astype(np.float64)
 
 
 def mine_epoch(
@@ -66,7 +69,7 @@ def mine_epoch(
     the subsets and a log row."""
     gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch + 50_000) if cfg.mining_view == "weak" else None
     mine_here = world.shard(torch.arange(len(labels)), even=False)
-    local = net_probabilities(nets, pixels[mine_here], spec, gen=gen, batch_size=cfg.eval_batch_size)
+    local = net_probabilities(nets, pixels[mine_here], spec, gen=gen, batch_size=cfg.eval_batch_size, engine=cfg.eval_engine)
     probs = gather_rows(local, world, len(labels))  # (M, N, K)
     sources = probs.mean(0, keepdims=True) if cfg.source == "ensemble" else probs  # (S, N, K), S = 1 or M
     previous = state.net_means if state.net_means is not None else [None] * len(sources)

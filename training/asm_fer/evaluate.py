@@ -8,22 +8,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from .device import autocast, device_of, to_device
+from .frozen import freeze
 from .transforms import InputSpec, normalise
 
 
 @torch.no_grad()
-def predict_probs(nets: Sequence[nn.Module], pixels: torch.Tensor, spec: InputSpec, *, batch_size: int = 512) -> np.ndarray:
-    """Ensemble probabilities (softmax of the mean of logits), shape (N, K); nets in eval mode."""
-    device = device_of(nets)
-    for net in nets:
-        net.eval()
-    out = []
-    for start in range(0, pixels.shape[0], batch_size):
-        x = to_device(normalise(pixels[start : start + batch_size], spec), device)  # (B, C, H, W)
-        with autocast(device):
-            logits = torch.stack([net(x).float() for net in nets]).mean(0)  # (B, K)
-        out.append(torch.softmax(logits, 1).cpu())
+def predict_probs(
+    nets: Sequence[nn.Module], pixels: torch.Tensor, spec: InputSpec, *, batch_size: int = 512, engine: str = "auto"
+) -> np.ndarray:
+    """Ensemble probabilities (softmax of the mean of logits), shape (N, K)."""
+    run = freeze(nets, normalise(pixels[:2], spec), engine=engine)
+    out = [
+        torch.softmax(run(normalise(pixels[start : start + batch_size], spec)).mean(0), 1)
+        for start in range(0, pixels.shape[0], batch_size)
+    ]
     return torch.cat(out).numpy().astype(np.float64)
 
 

@@ -185,7 +185,12 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, weights_only=False, map_location=device)
         # where and how fast it runs is not part of a run's identity: a run may resume on another machine
-        if dataclasses.replace(TrainConfig.from_dict(ckpt["config"]), device=cfg.device, threads=cfg.threads) != cfg:
+        if (
+            dataclasses.replace(
+                TrainConfig.from_dict(ckpt["config"]), device=cfg.device, threads=cfg.threads, eval_engine=cfg.eval_engine
+            )
+            != cfg
+        ):
             raise SystemExit(f"{ckpt_path} was written with a different config; use a new --run-dir")
         for net, net_state in zip(nets, ckpt["nets"], strict=True):
             net.load_state_dict(net_state)
@@ -211,7 +216,7 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
             sched.step()
             if log is None:
                 continue
-            probs = predict_probs(nets, data.valid.pixels, spec, batch_size=cfg.eval_batch_size)
+            probs = predict_probs(nets, data.valid.pixels, spec, batch_size=cfg.eval_batch_size, engine=cfg.eval_engine)
             row |= {
                 "valid_accuracy": accuracy(probs, valid_labels),
                 "lr": lr,
@@ -247,12 +252,12 @@ def finalise(cfg: TrainConfig, nets: list[nn.Module], data: Data, spec: InputSpe
         means, thresholds, source_epoch = state.means, state.thresholds, state.epoch
         split = "training set, weak view" if cfg.mining_view == "weak" else "training set, un-augmented"
     else:
-        train_probs = predict_probs(nets, data.train.pixels, spec, batch_size=cfg.eval_batch_size)
+        train_probs = predict_probs(nets, data.train.pixels, spec, batch_size=cfg.eval_batch_size, engine=cfg.eval_engine)
         means = class_means(train_probs, data.train.labels.numpy())
         mode: Literal["adaptive", "fixed"] = "fixed" if cfg.fixed_thresholds else "adaptive"
         thresholds = adaptive_thresholds(means, base=(cfg.t_noisy, cfg.t_clean), mode=mode)  # (K, 2)
         source_epoch, split = cfg.epochs, "training set, final model, un-augmented"
-    valid_probs = predict_probs(nets, data.valid.pixels, spec, batch_size=cfg.eval_batch_size)
+    valid_probs = predict_probs(nets, data.valid.pixels, spec, batch_size=cfg.eval_batch_size, engine=cfg.eval_engine)
     valid_labels = data.valid.labels.numpy()
     final = {
         "config": cfg.to_dict(),
@@ -273,7 +278,9 @@ def finalise(cfg: TrainConfig, nets: list[nn.Module], data: Data, spec: InputSpe
         "valid": {
             "accuracy": accuracy(valid_probs, valid_labels),
             "perClassRecall": per_class_recall(valid_probs, valid_labels, data.classes),
-            "singleNetworkAccuracy": [accuracy(predict_probs([n], data.valid.pixels, spec), valid_labels) for n in nets],
+            "singleNetworkAccuracy": [
+                accuracy(predict_probs([n], data.valid.pixels, spec, engine=cfg.eval_engine), valid_labels) for n in nets
+            ],
             "samples": len(valid_labels),
         },
     }

@@ -24,8 +24,9 @@ def test_report_has_one_row_per_setting(tmp_path: Path) -> None:
 
     table = report(tiny_config(tmp_path, tmp_path), peak_seconds=0.05, steps=1).splitlines()
     assert table[0].startswith("fp32 matmul peak")
-    assert [row.split(" | ")[:2] for row in table[4:]] == [
-        ["| ce", "contiguous"],
-        ["| ce", "channels-last"],
-        ["| asm", "channels-last"],
+    assert [[row.split(" | ")[i] for i in (0, 1, 7)] for row in table[4:]] == [
+        ["| ce", "contiguous", "torch"],
+        ["| ce", "channels-last", "torch"],
+        ["| asm", "channels-last", "torch"],
+        ["| asm", "channels-last", "onnxruntime"],
     ]
