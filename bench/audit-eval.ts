@@ -10,15 +10,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { type FerItem, readFerSplit, rng } from './ferplus-split.js';
 
-const EMOTIONS = 8; // FER+ vote columns 0-7 are the emotions, 8-9 unknown and NF
-
-interface Item {
-  file: string;
-  votes: number[]; // the 8 emotion counts
-  majority: Set<number>; // classes with the top count
-  share: number; // top count / emotion votes: how much the crowd agreed
-}
 
 type Verdict = 'clean' | 'ambiguous' | 'noisy';
 interface Scored {
@@ -41,37 +34,6 @@ const { values: args } = parseArgs({
 });
 if (!args.data) throw new Error('--data <FER+ root> is required');
 
-/** label.csv rows with an emotion majority (the training side's rule: unknown/NF majority dropped). */
-function readSplit(root: string, split: string): Item[] {
-  const text = readFileSync(path.join(root, split, 'label.csv'), 'utf8');
-  const items: Item[] = [];
-  for (const line of text.split('\n')) {
-    if (!line.trim()) continue;
-    const m = /^([^,]+),"[^"]*",(.*)$/.exec(line.trim());
-    if (!m) throw new Error(`${split}/label.csv: cannot parse ${JSON.stringify(line)}`);
-    const counts = (m[2] as string).split(',').map(Number);
-    const votes = counts.slice(0, EMOTIONS);
-    const top = Math.max(...votes);
-    if (top === 0 || top <= Math.max(...counts.slice(EMOTIONS))) continue;
-    const total = votes.reduce((a, b) => a + b, 0);
-    const majority = new Set(votes.flatMap((v, k) => (v === top ? [k] : [])));
-    items.push({ file: path.join(root, split, m[1] as string), votes, majority, share: top / total });
-  }
-  return items;
-}
-
-/** mulberry32: a small seeded PRNG, so every seed's annotator draw can be rerun. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function drawVote(votes: number[], next: () => number): number {
   let r = Math.floor(next() * votes.reduce((a, b) => a + b, 0));
   for (let k = 0; k < votes.length; k++) {
@@ -81,7 +43,7 @@ function drawVote(votes: number[], next: () => number): number {
   throw new Error('no votes');
 }
 
-async function audit(items: Item[], labels: number[], classes: string[]): Promise<{ verdict: Verdict; probs: number[] }[]> {
+async function audit(items: FerItem[], labels: number[], classes: string[]): Promise<{ verdict: Verdict; probs: number[] }[]> {
   const out: { verdict: Verdict; probs: number[] }[] = [];
   const batch = Number(args.batch);
   for (let i = 0; i < items.length; i += batch) {
@@ -126,7 +88,7 @@ const served = (await (await fetch(`${args.url}/v1/models`)).json()) as { models
 if (served.models[0]?.version !== bundle.version) {
   throw new Error(`the service serves ${served.models[0]?.name}@${served.models[0]?.version}, --bundle is ${bundle.name}@${bundle.version}`);
 }
-const items = readSplit(args.data, args.split);
+const items = readFerSplit(args.data, args.split);
 const clThreshold = classes.map((c) => bundle.thresholdLearning.classMeans[c] as number);
 console.log(`# E4 on ${args.split}: ${items.length} images, model ${bundle.name}@${bundle.version}\n`);
 
@@ -144,10 +106,10 @@ for (const seed of args.seeds.split(',').map(Number)) {
   const labels = items.map((it) => drawVote(it.votes, next));
   const scored: Scored[] = (await audit(items, labels, classes)).map((r, i) => ({
     label: labels[i] as number,
-    mislabelled: !(items[i] as Item).majority.has(labels[i] as number),
+    mislabelled: !(items[i] as FerItem).majority.has(labels[i] as number),
     verdict: r.verdict,
     probs: r.probs,
-    share: (items[i] as Item).share,
+    share: (items[i] as FerItem).share,
   }));
   const truth = scored.map((s) => s.mislabelled);
   console.log(`## seed ${seed}: ${truth.filter(Boolean).length} of ${scored.length} votes are not a majority class\n`);

@@ -18,7 +18,8 @@ import { cropRegion, type CropRegion } from '../src/detect/warp.js';
 import { decodeImage, decodeUpright, type RgbImage } from '../src/inference/decode.js';
 import { startModel } from '../src/inference/model-host.js';
 import { preprocess, tensorSize } from '../src/inference/preprocess.js';
-import { matchFace, median, pasteFace, photoBackground, placeAt, readFerSplit, rng, sample, syntheticBackground } from './detect-scenes.js';
+import { matchFace, median, pasteFace, photoBackground, placeAt, sample, syntheticBackground } from './detect-scenes.js';
+import { readFerSplit, rng } from './ferplus-split.js';
 
 const { values: args } = parseArgs({
   options: {

@@ -1,45 +1,7 @@
 // Scenes for the face-detection benchmarks: FER+ faces (bare 48x48 crops) pasted at a known place and scale into
 // larger synthetic backgrounds or real photos, so the detector's output can be checked against where the face is.
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import sharp from 'sharp';
 import type { Face } from '../src/detect/framing.js';
-
-const EMOTIONS = 8; // FER+ vote columns 0-7 are the emotions, 8-9 unknown and NF
-
-export interface FerFace {
-  file: string;
-  /** The majority class index (ties: the first), the FER+ protocol's label. */
-  label: number;
-}
-
-/** label.csv rows with an emotion majority (unknown/NF majorities dropped), as the training side reads them. */
-export function readFerSplit(root: string, split: string): FerFace[] {
-  const text = readFileSync(path.join(root, split, 'label.csv'), 'utf8');
-  const out: FerFace[] = [];
-  for (const line of text.split('\n')) {
-    const m = /^([^,]+),"[^"]*",(.*)$/.exec(line.trim());
-    if (!m) continue;
-    const counts = (m[2] as string).split(',').map(Number);
-    const votes = counts.slice(0, EMOTIONS);
-    const top = Math.max(...votes);
-    if (top === 0 || top <= Math.max(...counts.slice(EMOTIONS))) continue;
-    out.push({ file: path.join(root, split, m[1] as string), label: votes.indexOf(top) });
-  }
-  return out;
-}
-
-/** mulberry32: a small seeded generator, so every scene can be made again. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** `count` distinct items drawn with `rand`. */
 export function sample<T>(items: readonly T[], count: number, rand: () => number): T[] {
