@@ -20,6 +20,7 @@ from .bundle import input_spec_from, read_bundle
 from .data import scan
 from .data.dataset import load_images
 from .data.ferplus import DatasetLayoutError, Sample
+from .export import onnx_probs
 from .mining import Subsets, mine, mining_quality
 from .noise import apply_noise
 from .transforms import normalise
@@ -79,13 +80,6 @@ def bundle_thresholds(doc: dict[str, Any], classes: Sequence[str]) -> np.ndarray
     return np.array([[t[c]["noisy"], t[c]["clean"]] for c in classes])
 
 
-def onnx_probabilities(bundle_dir: Path, x: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
-    from .export import onnx_probs
-
-    doc = read_bundle(bundle_dir)
-    return onnx_probs(bundle_dir / doc["model"]["file"], x, batch_size=batch_size)
-
-
 def run_audit(
     bundle_dir: Path | str,
     data: Path | str,
@@ -110,7 +104,7 @@ def run_audit(
     spec = input_spec_from(doc["input"])
     images = load_images(samples, spec, desc=f"decode {split}")
     corrupted = apply_noise(noise, images.labels.numpy(), images.votes, len(classes), seed)
-    probs = onnx_probabilities(bundle_dir, normalise(images.pixels, spec).numpy())
+    probs = onnx_probs(bundle_dir / doc["model"]["file"], normalise(images.pixels, spec).numpy())
     subsets = mine(probs[None], corrupted.labels, bundle_thresholds(doc, classes))
     return Audit(
         bundle=doc,
