@@ -124,6 +124,31 @@ export class RequestTimeout extends Unavailable {
   }
 }
 
+/**
+ * The client sent its request too slowly: headers or body still arriving when the time ran out (a stalled upload, a
+ * slowloris). The rest is never read, so the connection closes after the answer.
+ */
+export class SlowRequest extends AppError {
+  readonly status = 408;
+  readonly slug = 'request-too-slow';
+  readonly title = 'Request too slow';
+  override readonly headers = { Connection: 'close' };
+}
+
+/** The bytes on the connection are not an HTTP request Node can parse; answered before routing. */
+export class MalformedHttp extends AppError {
+  readonly status = 400;
+  readonly slug = 'malformed-http';
+  readonly title = 'Malformed HTTP request';
+}
+
+/** The request's headers are larger than the server accepts (Node's --max-http-header-size). */
+export class HeadersTooLarge extends AppError {
+  readonly status = 431;
+  readonly slug = 'headers-too-large';
+  readonly title = 'Request header fields too large';
+}
+
 /** A face box does not lie inside its image. */
 export class BoxOutsideImage extends ImageError {
   readonly status = 422;

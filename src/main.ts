@@ -3,6 +3,7 @@
 import type { Server } from 'node:http';
 import { pino } from 'pino';
 import { createApp } from './app.js';
+import { listen } from './http/server.js';
 import { loadConfig } from './config.js';
 import { ModelHost, startModel } from './inference/model-host.js';
 import type { PoolOptions } from './inference/session-pool.js';
@@ -41,10 +42,7 @@ async function main(): Promise<void> {
 
   let ready = true;
   const app = createApp({ config, host, metrics, logger, readiness: { isReady: () => ready } });
-  const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(config.PORT, config.ASM_FER_HOST, () => resolve(s));
-    s.once('error', reject);
-  });
+  const server: Server = await listen(app, { config, logger, metrics });
   const address = server.address();
   logger.info({ address }, 'listening');
 

@@ -2,17 +2,18 @@
 // the problem handler.
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import express, { type Express, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
-import { RequestTimeout } from '../errors.js';
+import { RequestTimeout, SlowRequest } from '../errors.js';
 import type { ModelHost } from '../inference/model-host.js';
 import type { Metrics } from '../metrics.js';
 import { auditRouter } from './audit.js';
 import { healthRouter } from './health.js';
 import { modelsRouter } from './models.js';
 import { predictRouter } from './predict.js';
-import { notFound, problemHandler, sendProblem } from './problem.js';
+import { clientErrorProblem, notFound, problemHandler, sendProblem } from './problem.js';
 import { v2Router } from './v2.js';
 import { contractValidator } from './upload.js';
 
@@ -57,13 +58,16 @@ function requestContext(logger: Logger, metrics: Metrics): RequestHandler {
 }
 
 /**
- * Answers 503 request-timeout when a request is still unanswered after `ms`. The work itself is not cancelled (an
- * image already queued still runs); the handler's late reply is dropped by sendProblem.
+ * Answers a request still unanswered after `ms`: 408 request-too-slow while its body is still arriving (the client is
+ * slow), else 503 request-timeout (the service is). The work itself is not cancelled (an image already queued still
+ * runs); the handler's late reply is dropped by sendProblem.
  */
 function requestTimeout(ms: number, logger: Logger, metrics: Metrics): RequestHandler {
   return (req, res, next) => {
     const timer = setTimeout(() => {
-      if (!res.headersSent) sendProblem(new RequestTimeout(ms), req, res, logger, metrics);
+      if (res.headersSent) return;
+      const err = req.complete ? new RequestTimeout(ms) : new SlowRequest(`the request body did not arrive within ${ms} ms (ASM_FER_REQUEST_TIMEOUT_MS)`);
+      sendProblem(err, req, res, logger, metrics);
     }, ms);
     res.once('close', () => clearTimeout(timer));
     next();
@@ -93,4 +97,34 @@ export function createHttpApp(deps: HttpDeps): Express {
   app.use(notFound);
   app.use(problemHandler(deps.logger, deps.metrics));
   return app;
+}
+
+/** How often Node checks connections against the header and request timeouts (its default, 30 s, is far too coarse). */
+const CONNECTION_CHECK_MS = 500;
+
+/**
+ * Listens with connection-level guards that act before Express sees a request: request line and headers must arrive
+ * within ASM_FER_REQUEST_TIMEOUT_MS (slowloris), the whole request within that plus a second (a backstop behind the
+ * per-request timer), and what Node's parser rejects is answered as problem+json instead of a bare status line.
+ */
+export function listen(app: Express, deps: Pick<HttpDeps, 'config' | 'logger' | 'metrics'>): Promise<Server> {
+  const ms = deps.config.ASM_FER_REQUEST_TIMEOUT_MS;
+  const server = createServer({ headersTimeout: ms, requestTimeout: ms + 1000, connectionsCheckingInterval: CONNECTION_CHECK_MS }, app);
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    const answer = socket.writable ? clientErrorProblem(err, ms) : undefined;
+    if (!answer) {
+      socket.destroy();
+      return;
+    }
+    deps.logger.info({ code: err.code, status: answer.problem.status }, 'connection refused before routing');
+    deps.metrics.recordRejection(answer.problem.slug);
+    socket.end(answer.raw);
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(deps.config.PORT, deps.config.ASM_FER_HOST, () => {
+      server.off('error', reject);
+      resolve(server);
+    });
+  });
 }
