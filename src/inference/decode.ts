@@ -7,6 +7,7 @@
 // (BoxOutsideImage).
 import sharp from 'sharp';
 import { BoxOutsideImage, PayloadTooLarge, UnreadableImage, UnsupportedMedia } from '../errors.js';
+import { decodePngAtSize } from './png-direct.js';
 
 export type ImageFormat = 'jpeg' | 'png' | 'webp' | 'gif' | 'tiff' | 'avif';
 
@@ -57,6 +58,10 @@ export function sniffFormat(buf: Uint8Array): ImageFormat | undefined {
 export async function decodeImage(buf: Uint8Array, opts: DecodeOptions, index?: number): Promise<RgbImage> {
   const format = sniffFormat(buf);
   if (!format) throw new UnsupportedMedia('the part is not a JPEG, PNG, WebP, GIF, TIFF or AVIF image', index);
+  if (format === 'png' && !opts.box && opts.width * opts.height <= opts.maxPixels) {
+    const direct = decodePngAtSize(buf, opts.width, opts.height);
+    if (direct) return { data: direct, width: opts.width, height: opts.height, format };
+  }
   // failOn 'error' rejects truncated and corrupt pixel data but tolerates harmless libvips warnings.
   const common = { failOn: 'error', limitInputPixels: opts.maxPixels } as const;
   let meta: Awaited<ReturnType<ReturnType<typeof sharp>['metadata']>>;
