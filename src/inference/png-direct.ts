@@ -76,41 +76,40 @@ export function decodePngAtSize(buf: Uint8Array, width: number, height: number):
 /** Reverses PNG's per-row filters (None, Sub, Up, Average, Paeth); undefined on an unknown filter byte. */
 function unfilter(raw: Uint8Array, height: number, stride: number, bpp: number): Uint8Array | undefined {
   const out = new Uint8Array(height * stride);
+  // A zero row stands in for the row above the first, as the PNG spec says.
+  const zeros = new Uint8Array(stride);
   for (let y = 0; y < height; y++) {
     const filter = raw[y * (stride + 1)];
-    const src = y * (stride + 1) + 1;
-    const row = y * stride;
-    const prev = row - stride;
-    for (let x = 0; x < stride; x++) {
-      const v = raw[src + x] as number;
-      const a = x >= bpp ? (out[row + x - bpp] as number) : 0;
-      const b = y > 0 ? (out[prev + x] as number) : 0;
-      const c = x >= bpp && y > 0 ? (out[prev + x - bpp] as number) : 0;
-      let p: number;
-      switch (filter) {
-        case 0:
-          p = 0;
-          break;
-        case 1:
-          p = a;
-          break;
-        case 2:
-          p = b;
-          break;
-        case 3:
-          p = (a + b) >> 1;
-          break;
-        case 4: {
+    const cur = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1));
+    const row = out.subarray(y * stride, (y + 1) * stride);
+    const up = y > 0 ? out.subarray((y - 1) * stride, y * stride) : zeros;
+    // One loop per filter keeps the per-byte work branch-free.
+    switch (filter) {
+      case 0:
+        row.set(cur);
+        break;
+      case 1:
+        for (let x = 0; x < stride; x++) row[x] = ((cur[x] as number) + (x >= bpp ? (row[x - bpp] as number) : 0)) & 0xff;
+        break;
+      case 2:
+        for (let x = 0; x < stride; x++) row[x] = ((cur[x] as number) + (up[x] as number)) & 0xff;
+        break;
+      case 3:
+        for (let x = 0; x < stride; x++) row[x] = ((cur[x] as number) + (((x >= bpp ? (row[x - bpp] as number) : 0) + (up[x] as number)) >> 1)) & 0xff;
+        break;
+      case 4:
+        for (let x = 0; x < stride; x++) {
+          const a = x >= bpp ? (row[x - bpp] as number) : 0;
+          const b = up[x] as number;
+          const c = x >= bpp ? (up[x - bpp] as number) : 0;
           const pa = Math.abs(b - c);
           const pb = Math.abs(a - c);
           const pc = Math.abs(a + b - 2 * c);
-          p = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
-          break;
+          row[x] = ((cur[x] as number) + (pa <= pb && pa <= pc ? a : pb <= pc ? b : c)) & 0xff;
         }
-        default:
-          return undefined;
-      }
-      out[row + x] = (v + p) & 0xff;
+        break;
+      default:
+        return undefined;
     }
   }
   return out;
