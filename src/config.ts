@@ -38,6 +38,12 @@ export const configSchema = z.object({
     .min(16, 'must be at least 16 characters')
     .optional()
     .describe('Bearer token for POST /v1/models/reload; unset disables the endpoint (SIGHUP still reloads).'),
+  ASM_FER_CORS_ORIGINS: z
+    .string()
+    .default('')
+    .transform((s) => s.split(',').map((o) => o.trim()).filter((o) => o.length > 0))
+    .pipe(z.array(z.union([z.literal('*'), z.url({ protocol: /^https?$/ }).refine((o) => URL.canParse(o) && new URL(o).origin === o, 'must be a bare origin like https://app.example.com')])))
+    .describe('Comma-separated browser origins allowed to call the API (CORS), or "*" for any; empty (the default) sends no CORS headers.'),
   ASM_FER_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino log level.'),
 });
 
@@ -60,5 +66,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const shown = key === 'ASM_FER_ADMIN_TOKEN' ? '(hidden)' : JSON.stringify(env[key] ?? '');
     throw new ConfigError(`invalid ${key}=${shown}: ${issue?.message ?? 'invalid value'}`);
   }
-  return Object.freeze({ ...parsed.data, ASM_FER_EXECUTION_PROVIDERS: Object.freeze([...parsed.data.ASM_FER_EXECUTION_PROVIDERS]) }) as Config;
+  return Object.freeze({
+    ...parsed.data,
+    ASM_FER_EXECUTION_PROVIDERS: Object.freeze([...parsed.data.ASM_FER_EXECUTION_PROVIDERS]),
+    ASM_FER_CORS_ORIGINS: Object.freeze([...parsed.data.ASM_FER_CORS_ORIGINS]),
+  }) as Config;
 }

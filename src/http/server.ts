@@ -10,6 +10,7 @@ import { RequestTimeout, SlowRequest } from '../errors.js';
 import type { ModelHost } from '../inference/model-host.js';
 import type { Metrics } from '../metrics.js';
 import { auditRouter } from './audit.js';
+import { cors } from './cors.js';
 import { healthRouter } from './health.js';
 import { modelsRouter } from './models.js';
 import { predictRouter } from './predict.js';
@@ -79,6 +80,7 @@ export function createHttpApp(deps: HttpDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.use(requestContext(deps.logger, deps.metrics));
+  app.use(cors(deps.config.ASM_FER_CORS_ORIGINS));
   app.get('/openapi.yaml', (_req, res) => {
     res.type('application/yaml').send(spec);
   });

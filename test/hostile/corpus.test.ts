@@ -9,9 +9,7 @@ import { listeningPort, startServer, type ServerProcess } from '../fixtures/serv
 import { expectContract } from '../http/contract.js';
 import { corpus, type Target } from './corpus.js';
 import { imagePart, postMultipart, send, type Reply } from './http-client.js';
-
-/** Internals that must never reach a client: stack frames, source locations, absolute paths, the checkout itself. */
-const LEAK = new RegExp(['\\n\\s+at ', '\\.(?:ts|js|cjs|mjs):\\d+', 'node_modules', '/(?:work|home|tmp|usr|root|app)/', process.cwd().replace(/[/.]/g, '\\$&')].join('|'));
+import { LEAK } from './leak.js';
 
 /** Memory may grow by this much over the warmed-up baseline and still count as "returned". */
 const RSS_SLACK = 1.25;
