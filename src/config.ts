@@ -23,7 +23,7 @@ export const configSchema = z.object({
   ASM_FER_INTRA_OP_THREADS: int(1, 256).default(2).describe('ONNX Runtime intra-op threads per session (workers x threads <= cores).'),
   ASM_FER_MAX_BATCH_SIZE: int(1, 1024).default(16).describe('Most images merged into one inference call.'),
   ASM_FER_MAX_QUEUE_DELAY_MS: z.coerce.number().min(0).max(10_000).default(2).describe('Longest wait for more images before a partial batch runs.'),
-  ASM_FER_MAX_QUEUE: int(1, 100_000).default(256).describe('Images allowed to wait for a batch; beyond it requests get 503 with Retry-After.'),
+  ASM_FER_MAX_QUEUE: int(1, 100_000).default(256).describe('Images allowed to wait for a batch, and inference requests allowed in progress; beyond either, requests get 503 with Retry-After.'),
   ASM_FER_MAX_FILE_BYTES: int(1, 1024 * MiB).default(10 * MiB).describe('Largest accepted image part, in bytes.'),
   ASM_FER_MAX_FILES: int(1, 1024).default(32).describe('Most images in one request (image parts, or the batch dimension of a v2 tensor).'),
   ASM_FER_MAX_PIXELS: int(1, 1_000_000_000).default(40_000_000).describe('Largest accepted image area (width x height), checked before decoding.'),

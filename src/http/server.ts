@@ -9,6 +9,7 @@ import type { Config } from '../config.js';
 import { RequestTimeout, SlowRequest } from '../errors.js';
 import type { ModelHost } from '../inference/model-host.js';
 import type { Metrics } from '../metrics.js';
+import { admission } from './admission.js';
 import { auditRouter } from './audit.js';
 import { cors } from './cors.js';
 import { healthRouter } from './health.js';
@@ -89,6 +90,7 @@ export function createHttpApp(deps: HttpDeps): Express {
   });
   app.use(healthRouter(deps));
   app.use(requestTimeout(deps.config.ASM_FER_REQUEST_TIMEOUT_MS, deps.logger, deps.metrics));
+  app.use(admission(deps.config.ASM_FER_MAX_QUEUE, deps.logger, deps.metrics));
   // Parsed before the validator, which checks the parsed body against the contract.
   app.use(express.json({ limit: deps.config.ASM_FER_MAX_JSON_BYTES }));
   app.use(contractValidator(deps.config, deps.apiSpecPath));
