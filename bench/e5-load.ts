@@ -155,3 +155,66 @@ export function metric(text: string, series: string): number {
   const line = text.split('\n').find((l) => l.startsWith(series + ' '));
   return line ? Number(line.slice(series.length + 1)) : Number.NaN;
 }
+
+export interface Traffic {
+  path: string;
+  body: Buffer;
+}
+
+export interface StatusLoad {
+  seconds: number;
+  /** Response times in ms, by status code. */
+  latencies: Map<number, number[]>;
+  /** 503 responses that lacked a Retry-After header. */
+  missingRetryAfter: number;
+  errors: number;
+  timeouts: number;
+}
+
+/** Like load(), but keeps every response's status and time, checks Retry-After on 503s, and mixes paths. */
+export function loadByStatus(
+  base: string,
+  traffic: Traffic[],
+  opts: { connections: number; duration: number; overallRate?: number; timeout?: number; onResponse?: (status: number, ms: number) => void },
+): Promise<StatusLoad> {
+  const latencies = new Map<number, number[]>();
+  let missingRetryAfter = 0;
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const instance = autocannon(
+      {
+        url: base,
+        connections: opts.connections,
+        duration: opts.duration,
+        timeout: opts.timeout ?? 30,
+        ...(opts.overallRate ? { overallRate: opts.overallRate } : {}),
+        requests: traffic.map((t) => ({
+          method: 'POST' as const,
+          path: t.path,
+          headers: { 'content-type': `multipart/form-data; boundary=${BOUNDARY}` },
+          body: t.body,
+          onResponse: (status: number, _body: string, _ctx: object, headers?: Record<string, string | string[] | undefined>) => {
+            if (status === 503 && headers?.['retry-after'] === undefined && headers?.['Retry-After'] === undefined) missingRetryAfter++;
+          },
+        })),
+      },
+      (err, result) => {
+        if (err) return reject(err as Error);
+        resolve({ seconds: (performance.now() - started) / 1000, latencies, missingRetryAfter, errors: result.errors, timeouts: result.timeouts });
+      },
+    );
+    instance.on('response', (_client: unknown, status: number, _bytes: number, ms: number) => {
+      const list = latencies.get(status) ?? [];
+      list.push(ms);
+      latencies.set(status, list);
+      opts.onResponse?.(status, ms);
+    });
+  });
+}
+
+/** The q-quantile (0..1) of `xs`, NaN when empty. */
+export function quantile(xs: number[], q: number): number {
+  if (xs.length === 0) return Number.NaN;
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number;
+}
