@@ -2,6 +2,7 @@
 //   (1) the limit: onnxruntime-node in this process on the model, every batch size, the best images/s;
 //   (2) the service under concurrent load (autocannon, loopback): FER+ 48x48 PNGs, then larger JPEGs made from them
 //       that the service must resize: images/s, p50/p99, peak RSS of the service process;
+//       and 8 PNGs per request, which shows how much of the gap to (1) is per-request HTTP cost;
 //   (3) the service at concurrency 1 on a 48x48 PNG: p50/p99.
 // The machine's load average is printed with each row: on a shared machine the numbers move with it.
 //
@@ -13,7 +14,7 @@ import * as ort from 'onnxruntime-node';
 import { loadBundle } from '../src/bundle/load-bundle.js';
 import { tensorsFromImages } from '../src/inference/infer.js';
 import { sessionOptions } from '../src/inference/session-pool.js';
-import { cpuSecondsOf, ferplusPngs, largeJpegs, load, loadNote, memoryOf, predictBody, startService, type LoadResult } from './e5-load.js';
+import { cpuSecondsOf, ferplusPngs, largeJpegs, load, loadNote, memoryOf, multipartBody, predictBody, startService, type LoadResult } from './e5-load.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -85,7 +86,7 @@ function serviceEnv(): Record<string, string> {
 }
 
 /** One fresh service per row, so each row's peak RSS is its own. */
-async function serviceRow(measure: string, setting: string, bodies: Buffer[], conns: number): Promise<LoadResult> {
+async function serviceRow(measure: string, setting: string, bodies: Buffer[], conns: number, imagesPerRequest = 1): Promise<LoadResult> {
   const svc = await startService(serviceEnv());
   try {
     // A short warm-up so the first batches' arena growth and JIT do not land in the measurement.
@@ -93,10 +94,10 @@ async function serviceRow(measure: string, setting: string, bodies: Buffer[], co
     const pid = svc.child.pid as number;
     const cpuBefore = cpuSecondsOf(pid);
     const r = await load(svc.base, '/v1/predict', bodies, { connections: conns, duration });
-    const cpuMsPerImage = ((cpuSecondsOf(pid) - cpuBefore) * 1000) / Math.max(1, r.ok);
+    const cpuMsPerImage = ((cpuSecondsOf(pid) - cpuBefore) * 1000) / Math.max(1, r.ok * imagesPerRequest);
     const failed = r.non2xx + r.errors + r.timeouts;
     if (failed > 0) console.error(`${measure}: ${failed} failed requests (${JSON.stringify(r.statuses)})`);
-    rows.push({ measure, setting, imagesPerSec: r.okPerSec, p50: r.p50, p99: r.p99, peakRssMiB: memoryOf(pid).peak / 2 ** 20, cpuMsPerImage, load: loadNote() });
+    rows.push({ measure, setting, imagesPerSec: r.okPerSec * imagesPerRequest, p50: r.p50, p99: r.p99, peakRssMiB: memoryOf(pid).peak / 2 ** 20, cpuMsPerImage, load: loadNote() });
     return r;
   } finally {
     await svc.stop();
@@ -116,6 +117,10 @@ console.error(`raw images/s by batch size: ${limit.perBatch.join(', ')}`);
 const pngLoad = await serviceRow('(2) service, FER+ PNG 48x48', `${connections} connections`, pngs.map(predictBody), connections);
 const side = args['jpeg-side'];
 await serviceRow(`(2) service, JPEG ${side}x${side} (resized)`, `${connections} connections`, jpegs.map(predictBody), connections);
+// Several images per request spread the per-request HTTP cost: how much of the gap to (1) that cost is.
+const PER_REQUEST = 8;
+const multi = pngs.map((_, i) => multipartBody(Array.from({ length: PER_REQUEST }, (_, j) => ({ name: 'image', data: pngs[(i + j) % pngs.length] as Buffer, filename: 'face' }))));
+await serviceRow(`(2) service, ${PER_REQUEST} FER+ PNGs per request`, `${connections / 4} connections`, multi, connections / 4, PER_REQUEST);
 await serviceRow('(3) service, FER+ PNG 48x48', '1 connection', pngs.map(predictBody), 1);
 
 const env = serviceEnv();
