@@ -18,7 +18,8 @@ export const configSchema = z.object({
   ASM_FER_EXECUTION_PROVIDERS: providers
     .default(['cpu'])
     .describe('Comma-separated ONNX Runtime execution providers in order of preference, e.g. "cuda,cpu". CPU is always the last resort.'),
-  // 1 x 2 suits the 2-core target: one batch at a time using both cores; raise workers only with cores to spare.
+  // 1 x 2 measured best on the 2-core target (bench/e5-workers.ts, docs/results.md E5): more images/s, lower p99 and
+  // less memory than 2 x 1 or 1 x 1; raise workers only with cores to spare.
   ASM_FER_WORKERS: int(1, 64).default(1).describe('Worker threads, one ONNX session each; a crashed worker is respawned.'),
   ASM_FER_INTRA_OP_THREADS: int(1, 256).default(2).describe('ONNX Runtime intra-op threads per session (workers x threads <= cores).'),
   ASM_FER_MAX_BATCH_SIZE: int(1, 1024).default(16).describe('Most images merged into one inference call.'),

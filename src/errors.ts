@@ -13,6 +13,15 @@ export abstract class AppError extends Error {
   /** Extra response headers (e.g. WWW-Authenticate). */
   readonly headers: Record<string, string> = {};
 
+  constructor(detail: string) {
+    // Known failures are answered, never debugged, so no stack is captured: under overload the capture was the most
+    // expensive part of a 503 (bench/overload.ts, docs/results.md).
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    super(detail);
+    Error.stackTraceLimit = limit;
+  }
+
   get type(): string {
     return TYPE_BASE + this.slug;
   }

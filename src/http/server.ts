@@ -80,6 +80,8 @@ export function createHttpApp(deps: HttpDeps): Express {
   const spec = readFileSync(deps.apiSpecPath, 'utf8');
   const app = express();
   app.disable('x-powered-by');
+  // Every response is fresh (POST results, live health and metrics): hashing each body for an ETag is wasted work.
+  app.set('etag', false);
   app.use(requestContext(deps.logger, deps.metrics));
   app.use(cors(deps.config.ASM_FER_CORS_ORIGINS));
   app.get('/openapi.yaml', (_req, res) => {
