@@ -117,7 +117,10 @@ export function listen(app: Express, deps: Pick<HttpDeps, 'config' | 'logger' | 
   const ms = deps.config.ASM_FER_REQUEST_TIMEOUT_MS;
   const server = createServer({ headersTimeout: ms, requestTimeout: ms + 1000, connectionsCheckingInterval: CONNECTION_CHECK_MS }, app);
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    const answer = socket.writable ? clientErrorProblem(err, ms) : undefined;
+    // A response already under way on this connection (e.g. a refusal whose body is still trickling in) must not get
+    // a second one written after it; Node's own handler makes the same check.
+    const current = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    const answer = socket.writable && !current?.headersSent ? clientErrorProblem(err, ms) : undefined;
     if (!answer) {
       socket.destroy();
       return;
