@@ -21,12 +21,13 @@ export const configSchema = z.object({
   ASM_FER_EXECUTION_PROVIDERS: providers
     .default(['cpu'])
     .describe('Comma-separated ONNX Runtime execution providers in order of preference, e.g. "cuda,cpu". CPU is always the last resort.'),
-  // 1 x 2 suits the 2-core target: one batch at a time using both cores; raise workers only with cores to spare.
+  // 1 x 2 measured best on the 2-core target (bench/e5-workers.ts, docs/results.md E5): more images/s, lower p99 and
+  // less memory than 2 x 1 or 1 x 1; raise workers only with cores to spare.
   ASM_FER_WORKERS: int(1, 64).default(1).describe('Worker threads, one ONNX session each; a crashed worker is respawned.'),
   ASM_FER_INTRA_OP_THREADS: int(1, 256).default(2).describe('ONNX Runtime intra-op threads per session (workers x threads <= cores).'),
   ASM_FER_MAX_BATCH_SIZE: int(1, 1024).default(16).describe('Most images merged into one inference call.'),
   ASM_FER_MAX_QUEUE_DELAY_MS: z.coerce.number().min(0).max(10_000).default(2).describe('Longest wait for more images before a partial batch runs.'),
-  ASM_FER_MAX_QUEUE: int(1, 100_000).default(256).describe('Images allowed to wait for a batch; beyond it requests get 503 with Retry-After.'),
+  ASM_FER_MAX_QUEUE: int(1, 100_000).default(256).describe('Images allowed to wait for a batch, and inference requests allowed in progress; beyond either, requests get 503 with Retry-After.'),
   ASM_FER_MAX_FILE_BYTES: int(1, 1024 * MiB).default(10 * MiB).describe('Largest accepted image part, in bytes.'),
   ASM_FER_MAX_FILES: int(1, 1024).default(32).describe('Most images in one request (image parts, or the batch dimension of a v2 tensor).'),
   ASM_FER_MAX_PIXELS: int(1, 1_000_000_000).default(40_000_000).describe('Largest accepted image area (width x height), checked before decoding.'),
@@ -71,6 +72,12 @@ export const configSchema = z.object({
   ASM_FER_DETECT_AUTO_MAX_SIDE: int(0, 100_000)
     .default(160)
     .describe('detect=auto treats an image whose longer side is at most this many pixels as a face crop and does not run the detector.'),
+  ASM_FER_CORS_ORIGINS: z
+    .string()
+    .default('')
+    .transform((s) => s.split(',').map((o) => o.trim()).filter((o) => o.length > 0))
+    .pipe(z.array(z.union([z.literal('*'), z.url({ protocol: /^https?$/ }).refine((o) => URL.canParse(o) && new URL(o).origin === o, 'must be a bare origin like https://app.example.com')])))
+    .describe('Comma-separated browser origins allowed to call the API (CORS), or "*" for any; empty (the default) sends no CORS headers.'),
   ASM_FER_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino log level.'),
 });
 
@@ -93,5 +100,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const shown = key === 'ASM_FER_API_KEY' ? '(hidden)' : JSON.stringify(env[key] ?? '');
     throw new ConfigError(`invalid ${key}=${shown}: ${issue?.message ?? 'invalid value'}`);
   }
-  return Object.freeze({ ...parsed.data, ASM_FER_EXECUTION_PROVIDERS: Object.freeze([...parsed.data.ASM_FER_EXECUTION_PROVIDERS]) }) as Config;
+  return Object.freeze({
+    ...parsed.data,
+    ASM_FER_EXECUTION_PROVIDERS: Object.freeze([...parsed.data.ASM_FER_EXECUTION_PROVIDERS]),
+    ASM_FER_CORS_ORIGINS: Object.freeze([...parsed.data.ASM_FER_CORS_ORIGINS]),
+  }) as Config;
 }

@@ -13,6 +13,15 @@ export abstract class AppError extends Error {
   /** Extra response headers (e.g. WWW-Authenticate). */
   readonly headers: Record<string, string> = {};
 
+  constructor(detail: string) {
+    // Known failures are answered, never debugged, so no stack is captured: under overload the capture was the most
+    // expensive part of a 503 (bench/overload.ts, docs/results.md).
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    super(detail);
+    Error.stackTraceLimit = limit;
+  }
+
   get type(): string {
     return TYPE_BASE + this.slug;
   }
@@ -131,6 +140,31 @@ export class AuditStoreUnavailable extends Unavailable {
   constructor(detail: string, retryAfter = 30) {
     super(detail, retryAfter);
   }
+}
+
+/**
+ * The client sent its request too slowly: headers or body still arriving when the time ran out (a stalled upload, a
+ * slowloris). The rest is never read, so the connection closes after the answer.
+ */
+export class SlowRequest extends AppError {
+  readonly status = 408;
+  readonly slug = 'request-too-slow';
+  readonly title = 'Request too slow';
+  override readonly headers = { Connection: 'close' };
+}
+
+/** The bytes on the connection are not an HTTP request Node can parse; answered before routing. */
+export class MalformedHttp extends AppError {
+  readonly status = 400;
+  readonly slug = 'malformed-http';
+  readonly title = 'Malformed HTTP request';
+}
+
+/** The request's headers are larger than the server accepts (Node's --max-http-header-size). */
+export class HeadersTooLarge extends AppError {
+  readonly status = 431;
+  readonly slug = 'headers-too-large';
+  readonly title = 'Request header fields too large';
 }
 
 /** A face box does not lie inside its image. */

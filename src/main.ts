@@ -6,6 +6,7 @@ import { createApp } from './app.js';
 import { openAuditTrail } from './audit/trail.js';
 import { loadConfig } from './config.js';
 import { FaceDetector } from './detect/detector.js';
+import { listen } from './http/server.js';
 import { ModelHost, startModel } from './inference/model-host.js';
 import type { PoolOptions } from './inference/session-pool.js';
 import { createMetrics } from './metrics.js';
@@ -51,10 +52,7 @@ async function main(): Promise<void> {
 
   let ready = true;
   const app = createApp({ config, host, detector, metrics, logger, readiness: { isReady: () => ready }, trail });
-  const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(config.PORT, config.ASM_FER_HOST, () => resolve(s));
-    s.once('error', reject);
-  });
+  const server: Server = await listen(app, { config, logger, metrics });
   const address = server.address();
   logger.info({ address }, 'listening');
 

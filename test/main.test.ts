@@ -2,7 +2,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { png } from './fixtures/make-images.js';
 import { FIXTURE_BUNDLE_DIR } from './fixtures/paths.js';
-import { listening, startServer as start, stopServers, until } from './fixtures/server-process.js';
+import { listeningPort, startServer as start, stopServers, until } from './fixtures/server-process.js';
 
 // A test that fails before its child exits must not leave a server running.
 afterEach(stopServers);
@@ -25,7 +25,7 @@ describe('src/main.ts', () => {
   it('finishes a request in flight when SIGTERM arrives, then exits; SIGHUP reloads the model', async () => {
     // A long queue delay keeps one lone image waiting in the batcher while the signal arrives.
     const p = start({ ASM_FER_MODEL_DIR: FIXTURE_BUNDLE_DIR, ASM_FER_LOG_LEVEL: 'info', ASM_FER_MAX_QUEUE_DELAY_MS: '1500' });
-    const port = await listening(p);
+    const port = await listeningPort(p);
     const base = `http://127.0.0.1:${port}`;
 
     p.child.kill('SIGHUP');

@@ -2,7 +2,8 @@
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
-import { AppError, BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, UnsupportedMedia } from '../errors.js';
+import { STATUS_CODES } from 'node:http';
+import { AppError, BadRequest, HeadersTooLarge, MalformedHttp, MethodNotAllowed, NotFound, PayloadTooLarge, SlowRequest, UnsupportedMedia } from '../errors.js';
 
 /** express-openapi-validator's HttpError shape (the class itself is not exported). */
 interface ValidatorError {
@@ -62,6 +63,32 @@ export function toAppError(err: unknown, path = ''): AppError | undefined {
   }
 }
 
+function problemBody(known: AppError): Record<string, unknown> {
+  return { type: known.type, title: known.title, status: known.status, detail: known.message, ...known.extras };
+}
+
+/**
+ * What to answer when Node's HTTP parser rejects a connection before Express sees a request (Node's 'clientError'):
+ * a whole HTTP/1.1 problem+json response that closes the connection, or undefined when the peer is gone already.
+ */
+export function clientErrorProblem(err: NodeJS.ErrnoException, headersTimeoutMs: number): { problem: AppError; raw: string } | undefined {
+  if (err.code === 'ECONNRESET' || err.code === 'EPIPE') return undefined;
+  const problem =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? new SlowRequest(`the request line and headers did not arrive within ${headersTimeoutMs} ms`)
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? new HeadersTooLarge('the request headers are larger than this server accepts')
+        : new MalformedHttp('the bytes received are not a well-formed HTTP/1.1 request');
+  const body = JSON.stringify(problemBody(problem));
+  const head = [
+    `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status] ?? ''}`,
+    'Content-Type: application/problem+json; charset=utf-8',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    'Connection: close',
+  ];
+  return { problem, raw: `${head.join('\r\n')}\r\n\r\n${body}` };
+}
+
 export const notFound: RequestHandler = (req, _res, next) => {
   next(new NotFound(`no route for ${req.method} ${req.path}`));
 };
@@ -76,7 +103,7 @@ export function sendProblem(err: unknown, req: Request, res: Response, logger: L
   }
   const known = toAppError(err, req.path);
   const body: Record<string, unknown> = known
-    ? { type: known.type, title: known.title, status: known.status, detail: known.message, ...known.extras }
+    ? problemBody(known)
     : { type: 'about:blank', title: 'Internal Server Error', status: 500, detail: 'an unexpected error occurred; see the server log with this request id' };
   if (known) log.info({ status: known.status, problem: known.slug, detail: known.message }, 'request refused');
   else log.error({ err }, 'unhandled error');

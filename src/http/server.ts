@@ -2,21 +2,24 @@
 // the problem handler.
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import express, { type Express, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import type { AuditTrail } from '../audit/trail.js';
 import type { Config } from '../config.js';
 import type { FaceDetector } from '../detect/detector.js';
-import { RequestTimeout } from '../errors.js';
+import { RequestTimeout, SlowRequest } from '../errors.js';
 import type { ModelHost } from '../inference/model-host.js';
 import type { Metrics } from '../metrics.js';
+import { admission } from './admission.js';
 import { auditRouter } from './audit.js';
 import { auditsRouter } from './audits.js';
 import { apiKeyIfConfigured } from './auth.js';
+import { cors } from './cors.js';
 import { healthRouter } from './health.js';
 import { modelsRouter } from './models.js';
 import { predictRouter } from './predict.js';
-import { notFound, problemHandler, sendProblem } from './problem.js';
+import { clientErrorProblem, notFound, problemHandler, sendProblem } from './problem.js';
 import { v2Router } from './v2.js';
 import { contractValidator } from './upload.js';
 
@@ -65,13 +68,16 @@ function requestContext(logger: Logger, metrics: Metrics): RequestHandler {
 }
 
 /**
- * Answers 503 request-timeout when a request is still unanswered after `ms`. The work itself is not cancelled (an
- * image already queued still runs); the handler's late reply is dropped by sendProblem.
+ * Answers a request still unanswered after `ms`: 408 request-too-slow while its body is still arriving (the client is
+ * slow), else 503 request-timeout (the service is). The work itself is not cancelled (an image already queued still
+ * runs); the handler's late reply is dropped by sendProblem.
  */
 function requestTimeout(ms: number, logger: Logger, metrics: Metrics): RequestHandler {
   return (req, res, next) => {
     const timer = setTimeout(() => {
-      if (!res.headersSent) sendProblem(new RequestTimeout(ms), req, res, logger, metrics);
+      if (res.headersSent) return;
+      const err = req.complete ? new RequestTimeout(ms) : new SlowRequest(`the request body did not arrive within ${ms} ms (ASM_FER_REQUEST_TIMEOUT_MS)`);
+      sendProblem(err, req, res, logger, metrics);
     }, ms);
     res.once('close', () => clearTimeout(timer));
     next();
@@ -82,7 +88,10 @@ export function createHttpApp(deps: HttpDeps): Express {
   const spec = readFileSync(deps.apiSpecPath, 'utf8');
   const app = express();
   app.disable('x-powered-by');
+  // Every response is fresh (POST results, live health and metrics): hashing each body for an ETag is wasted work.
+  app.set('etag', false);
   app.use(requestContext(deps.logger, deps.metrics));
+  app.use(cors(deps.config.ASM_FER_CORS_ORIGINS));
   app.get('/openapi.yaml', (_req, res) => {
     res.type('application/yaml').send(spec);
   });
@@ -91,8 +100,10 @@ export function createHttpApp(deps: HttpDeps): Express {
   });
   app.use(healthRouter(deps));
   app.use(requestTimeout(deps.config.ASM_FER_REQUEST_TIMEOUT_MS, deps.logger, deps.metrics));
-  // Before the body is parsed, so an unauthenticated upload is refused without buffering it.
+  // Before the body is parsed, so an unauthenticated upload is refused without buffering it, and before admission, so
+  // it never holds one of the inference slots.
   app.use(['/v1/audit', '/v1/audits'], apiKeyIfConfigured(deps.config.ASM_FER_API_KEY));
+  app.use(admission(deps.config.ASM_FER_MAX_QUEUE, deps.logger, deps.metrics));
   // Parsed before the validator, which checks the parsed body against the contract.
   app.use(express.json({ limit: deps.config.ASM_FER_MAX_JSON_BYTES }));
   app.use(contractValidator(deps.config, deps.apiSpecPath));
@@ -104,4 +115,37 @@ export function createHttpApp(deps: HttpDeps): Express {
   app.use(notFound);
   app.use(problemHandler(deps.logger, deps.metrics));
   return app;
+}
+
+/** How often Node checks connections against the header and request timeouts (its default, 30 s, is far too coarse). */
+const CONNECTION_CHECK_MS = 500;
+
+/**
+ * Listens with connection-level guards that act before Express sees a request: request line and headers must arrive
+ * within ASM_FER_REQUEST_TIMEOUT_MS (slowloris), the whole request within that plus a second (a backstop behind the
+ * per-request timer), and what Node's parser rejects is answered as problem+json instead of a bare status line.
+ */
+export function listen(app: Express, deps: Pick<HttpDeps, 'config' | 'logger' | 'metrics'>): Promise<Server> {
+  const ms = deps.config.ASM_FER_REQUEST_TIMEOUT_MS;
+  const server = createServer({ headersTimeout: ms, requestTimeout: ms + 1000, connectionsCheckingInterval: CONNECTION_CHECK_MS }, app);
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    // A response already under way on this connection (e.g. a refusal whose body is still trickling in) must not get
+    // a second one written after it; Node's own handler makes the same check.
+    const current = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    const answer = socket.writable && !current?.headersSent ? clientErrorProblem(err, ms) : undefined;
+    if (!answer) {
+      socket.destroy();
+      return;
+    }
+    deps.logger.info({ code: err.code, status: answer.problem.status }, 'connection refused before routing');
+    deps.metrics.recordRejection(answer.problem.slug);
+    socket.end(answer.raw);
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(deps.config.PORT, deps.config.ASM_FER_HOST, () => {
+      server.off('error', reject);
+      resolve(server);
+    });
+  });
 }

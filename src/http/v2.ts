@@ -46,6 +46,9 @@ export function splitInput(body: InferRequest, model: ServedModel, maxImages: nu
     if (o.name !== output.name) throw new BadRequest(`no output named ${JSON.stringify(o.name)}; the model's output is ${JSON.stringify(output.name)}`);
   }
   const data = Float32Array.from(tensor.data);
+  // JSON numbers beyond float32's range become Infinity here, and the model would answer NaN.
+  const bad = data.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw new BadRequest(`input data[${bad}] = ${tensor.data[bad]} is not a finite float32`);
   return Array.from({ length: batch }, (_, i) => data.slice(i * per, (i + 1) * per));
 }
 

@@ -8,6 +8,7 @@
 // (BoxOutsideImage).
 import sharp, { type Sharp } from 'sharp';
 import { BoxOutsideImage, PayloadTooLarge, UnreadableImage, UnsupportedMedia } from '../errors.js';
+import { decodePngAtSize } from './png-direct.js';
 
 export type ImageFormat = 'jpeg' | 'png' | 'webp' | 'gif' | 'tiff' | 'avif';
 
@@ -56,6 +57,10 @@ export function sniffFormat(buf: Uint8Array): ImageFormat | undefined {
  * `index` is the image's position in the request, carried into errors.
  */
 export async function decodeImage(buf: Uint8Array, opts: DecodeOptions, index?: number): Promise<RgbImage> {
+  if (sniffFormat(buf) === 'png' && !opts.box && opts.width * opts.height <= opts.maxPixels) {
+    const direct = decodePngAtSize(buf, opts.width, opts.height);
+    if (direct) return { data: direct, width: opts.width, height: opts.height, format: 'png' };
+  }
   const { format, width: uprightW, height: uprightH } = await probeImage(buf, opts.maxPixels, index);
   const { box } = opts;
   if (box && (box.width < 1 || box.height < 1 || box.x + box.width > uprightW || box.y + box.height > uprightH)) {

@@ -76,6 +76,9 @@ export function sessionOptions(intraOpThreads: number): SessionOptions {
     graphOptimizationLevel: 'all',
     // The arena keeps the largest batch's buffers; fine for a fixed-size model serving bounded batches.
     enableCpuMemArena: true,
+    // Idle intra-op threads otherwise spin for a while after each batch, burning the cores that HTTP parsing and
+    // decoding need; on 2 shared cores turning it off doubled in-process images/s and cut CPU per image by 40% (E5).
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
   };
 }
 

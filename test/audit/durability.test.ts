@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { DB_FILE } from '../../src/audit/store.js';
 import { jpeg, png } from '../fixtures/make-images.js';
 import { FIXTURE_BUNDLE_DIR } from '../fixtures/paths.js';
-import { listening, startServer, stopServers } from '../fixtures/server-process.js';
+import { listeningPort, startServer, stopServers } from '../fixtures/server-process.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -17,7 +17,7 @@ afterEach(() => {
 
 async function serve(dataDir: string) {
   const p = startServer({ ASM_FER_MODEL_DIR: FIXTURE_BUNDLE_DIR, ASM_FER_DATA_DIR: dataDir, ASM_FER_LOG_LEVEL: 'info' });
-  return { p, base: `http://127.0.0.1:${await listening(p)}` };
+  return { p, base: `http://127.0.0.1:${await listeningPort(p)}` };
 }
 
 async function auditForm(): Promise<FormData> {

@@ -15,7 +15,7 @@ ajv.addSchema({ ...doc, $id: 'openapi' });
 const ptr = (s: string) => s.replace(/~/g, '~0').replace(/\//g, '~1');
 
 /** Throws unless the response's status, media type and body are what openapi.yaml says for method + path. */
-export function expectContract(method: string, path: string, res: Response): void {
+export function expectContract(method: string, path: string, res: Pick<Response, 'status' | 'headers' | 'body' | 'text'>): void {
   const op = (doc.paths as Record<string, Record<string, { responses: Record<string, { $ref?: string; content?: Record<string, unknown> }> }>>)[path]?.[method.toLowerCase()];
   if (!op) throw new Error(`openapi.yaml has no ${method} ${path}`);
   let response = op.responses[String(res.status)];

@@ -1,0 +1,50 @@
+// SIGTERM on the real process: readiness turns false at once, while the request already in flight still completes;
+// new connections are refused; the process exits 0.
+import { connect } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { png } from '../fixtures/make-images.js';
+import { FIXTURE_BUNDLE_DIR } from '../fixtures/paths.js';
+import { listeningPort, startServer, stopServers, until } from '../fixtures/server-process.js';
+import { imagePart, multipart } from '../hostile/http-client.js';
+
+afterEach(stopServers);
+
+/** Status codes of the HTTP responses in `raw`, in order. */
+const statuses = (raw: string) => [...raw.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+
+describe('SIGTERM', () => {
+  it('turns readiness false immediately while the in-flight request drains', async () => {
+    // A long queue delay holds one lone image in the batcher while the signal arrives.
+    const p = startServer({ ASM_FER_MODEL_DIR: FIXTURE_BUNDLE_DIR, ASM_FER_LOG_LEVEL: 'info', ASM_FER_MAX_QUEUE_DELAY_MS: '2000' });
+    const port = await listeningPort(p);
+    const { body, contentType } = multipart([imagePart(await png())]);
+
+    // One connection carries the predict and, pipelined behind it once the signal has landed, a readiness probe: the
+    // listener is closed by then, so only an open connection can still ask.
+    const socket = connect(port, '127.0.0.1');
+    let raw = '';
+    socket.on('data', (d: Buffer) => (raw += d.toString()));
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    socket.write(`POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: ${contentType}\r\nContent-Length: ${body.length}\r\n\r\n`);
+    socket.write(body);
+    await until(async () => /^asm_fer_queue_depth 1$/m.test(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()));
+
+    p.child.kill('SIGTERM');
+    await until(() => p.out().includes('"msg":"shutting down"'));
+    socket.write('GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n');
+    await expect(fetch(`http://127.0.0.1:${port}/v2/health/live`)).rejects.toThrow();
+
+    await until(() => statuses(raw).length === 2, 10_000);
+    expect(statuses(raw)).toEqual([200, 503]);
+    expect(raw).toContain('"results":[');
+    expect(raw).toContain('https://asm-fer.dev/problems/not-ready');
+    socket.end();
+    await closed;
+    expect(await p.exited).toBe(0);
+    const log = p.out();
+    // Refused while the predict was still waiting in the batcher, not after it drained.
+    expect(log.indexOf('"problem":"not-ready"')).toBeGreaterThan(log.indexOf('"msg":"shutting down"'));
+    expect(log.indexOf('"problem":"not-ready"')).toBeLessThan(log.indexOf('"route":"/v1/predict","status":200'));
+    expect(log).toContain('"msg":"stopped"');
+  });
+});

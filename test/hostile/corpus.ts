@@ -1,0 +1,251 @@
+// The hostile-input corpus: each case sends one malformed, oversized, slow or merely unusual request to a running
+// server and names the statuses a correct server may answer (a 4xx problem, or 200 where the input is legitimate).
+import { jpeg, png, solidPng, textFile, truncated } from '../fixtures/make-images.js';
+import { imagePart, multipart, postJson, postMultipart, rawExchange, send, type Part, type Reply } from './http-client.js';
+import * as img from './images.js';
+
+export interface Target {
+  port: number;
+  /** The served model's name and classes. */
+  model: string;
+  classes: string[];
+  /** The server's ASM_FER_MAX_FILES. */
+  maxFiles: number;
+}
+
+export interface HostileCase {
+  name: string;
+  /** Statuses a correct server may answer. */
+  expect: number[];
+  /** The openapi.yaml operation the reply must satisfy; absent for paths the contract does not list. */
+  op?: { method: string; path: string };
+  run(t: Target): Promise<Reply>;
+}
+
+const PREDICT = { method: 'POST', path: '/v1/predict' };
+const AUDIT = { method: 'POST', path: '/v1/audit' };
+const INFER = { method: 'POST', path: '/v2/models/{name}/infer' };
+
+/** One image part on /v1/predict. */
+const predictImage = (name: string, expect: number[], make: () => Promise<Buffer> | Buffer, filename = 'face.png'): HostileCase => ({
+  name: `predict: ${name}`,
+  expect,
+  op: PREDICT,
+  run: async (t) => postMultipart(t.port, '/v1/predict', [imagePart(await make(), filename)]),
+});
+
+const predictParts = (name: string, expect: number[], parts: (t: Target) => Promise<Part[]>): HostileCase => ({
+  name: `predict: ${name}`,
+  expect,
+  op: PREDICT,
+  run: async (t) => postMultipart(t.port, '/v1/predict', await parts(t)),
+});
+
+const auditParts = (name: string, expect: number[], parts: (t: Target) => Promise<Part[]>): HostileCase => ({
+  name: `audit: ${name}`,
+  expect,
+  op: AUDIT,
+  run: async (t) => postMultipart(t.port, '/v1/audit', await parts(t)),
+});
+
+const label = (value: string): Part => ({ name: 'label', data: value });
+
+const inferJson = (name: string, expect: number[], body: (t: Target) => string, contentType?: string): HostileCase => ({
+  name: `v2 infer: ${name}`,
+  expect,
+  op: INFER,
+  run: (t) => postJson(t.port, `/v2/models/${t.model}/infer`, body(t), contentType),
+});
+
+const tensor = (shape: number[], data: unknown[], extra: Record<string, unknown> = {}) =>
+  JSON.stringify({ inputs: [{ name: 'input', shape, datatype: 'FP32', data, ...extra }] });
+const zeros = (n: number) => new Array<number>(n).fill(0);
+const PIXELS = 48 * 48;
+
+/** Request line and headers of a multipart predict, without the blank line that ends them. */
+const slowRequestHead = (port: number, length: number) =>
+  `POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: multipart/form-data; boundary=slow\r\nContent-Length: ${length}\r\n`;
+
+export const corpus: HostileCase[] = [
+  // Bytes that are not an image, or not a whole one.
+  predictImage('zero-byte part', [415], () => Buffer.alloc(0)),
+  predictImage('text file named .png', [415], () => textFile),
+  predictImage('SVG (not decoded by design)', [415], () => img.svg, 'face.svg'),
+  predictImage('random bytes', [415], () => Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 7919) % 251))),
+  predictImage('PNG signature then garbage', [422], () => Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.alloc(200, 0x41)])),
+  predictImage('truncated PNG (60%)', [422], async () => truncated(await png(64, 64), 0.6)),
+  predictImage('truncated PNG (signature + half an IHDR)', [422], async () => truncated(await png(64, 64), 0.02)),
+  predictImage('truncated JPEG (60%)', [422], async () => truncated(await jpeg(200, 200), 0.6), 'face.jpg'),
+  predictImage('JPEG SOI marker only', [422], () => Buffer.from([0xff, 0xd8, 0xff]), 'face.jpg'),
+  predictImage('truncated GIF', [422], async () => truncated(await img.staticGif(), 0.5), 'face.gif'),
+  predictImage('truncated WebP', [422], async () => truncated(await img.webp(), 0.5), 'face.webp'),
+  predictImage('PNG with a bad IHDR CRC', [422], () => img.pngBadCrc()),
+  predictImage('PNG header declaring 0 x 0', [422], () => img.pngDeclaring(0, 0)),
+  predictImage('PNG header without pixel data', [422], () => img.pngDeclaring(64, 64)),
+  // Sizes: bombs are refused from the header, before any pixel is decoded.
+  predictImage('PNG bomb head declaring 50000 x 50000', [413], () => img.pngDeclaring(50_000, 50_000, 4)),
+  predictImage('PNG header declaring 2^31-1 x 2^31-1', [413, 422], () => img.pngDeclaring(2 ** 31 - 1, 2 ** 31 - 1, 1)),
+  predictImage('JPEG header declaring 65000 x 65000', [413], () => img.jpegDeclaring(65_000, 65_000), 'face.jpg'),
+  predictImage('real 7000 x 7000 PNG (49 MP, over the 40 MP cap)', [413], () => solidPng(7000, 7000)),
+  // Legitimate but unusual images: a correct 200.
+  predictImage('1 x 1 PNG', [200], () => png(1, 1)),
+  predictImage('1 x 1 JPEG', [200], () => jpeg(1, 1), 'face.jpg'),
+  predictImage('1 x 4000 strip', [200], () => png(1, 4000)),
+  predictImage('animated GIF (first frame)', [200], () => img.animatedGif(), 'face.gif'),
+  predictImage('static GIF', [200], () => img.staticGif(), 'face.gif'),
+  predictImage('16-bit PNG', [200], () => img.png16()),
+  predictImage('CMYK JPEG', [200], () => img.cmykJpeg(), 'face.jpg'),
+  predictImage('RGBA PNG', [200], () => png(48, 48, 4)),
+  predictImage('grey + alpha PNG', [200], () => img.greyAlphaPng()),
+  predictImage('greyscale PNG', [200], () => img.greyPng()),
+  predictImage('palette PNG', [200], () => img.palettePng()),
+  predictImage('EXIF-rotated JPEG (orientation 6)', [200], () => jpeg(80, 40, { orientation: 6 }), 'face.jpg'),
+  predictImage('WebP', [200], () => img.webp(), 'face.webp'),
+  predictImage('TIFF', [200], () => img.tiff(), 'face.tiff'),
+  predictImage('AVIF', [200], () => img.avif(), 'face.avif'),
+  predictImage('JPEG with trailing garbage', [200], async () => Buffer.concat([await jpeg(48, 48), Buffer.alloc(1000, 0x5a)]), 'face.jpg'),
+  predictImage('file name with path traversal and Unicode', [200], () => png(), '../../etc/пароль 😀.png'),
+  // Multipart structure.
+  predictParts('wrong field name "file"', [400], async () => [{ ...imagePart(await png()), name: 'file' }]),
+  predictParts('wrong field name "images"', [400], async () => [{ ...imagePart(await png()), name: 'images' }]),
+  predictParts('image sent as a text field', [400], async () => [{ name: 'image', data: 'not a file' }]),
+  predictParts('no parts at all', [400], async () => []),
+  predictParts('unknown extra text field', [400], async () => [imagePart(await png()), { name: 'debug', data: '1' }]),
+  predictParts('one image more than allowed', [413], async (t) => {
+    const one = await png(8, 8);
+    return Array.from({ length: t.maxFiles + 1 }, () => imagePart(one));
+  }),
+  predictParts('malformed box', [400], async () => [imagePart(await png()), { name: 'box', data: '1,2,three,4' }]),
+  predictParts('two boxes for one image', [400], async () => [imagePart(await png()), { name: 'box', data: '0,0,8,8' }, { name: 'box', data: '0,0,8,8' }]),
+  predictParts('box outside the image', [422], async () => [imagePart(await png()), { name: 'box', data: '40,40,20,20' }]),
+  predictParts('part header 64 KiB long', [400, 413, 431], async () => [{ ...imagePart(await png()), extraHeaders: [`X-Pad: ${'a'.repeat(64 * 1024)}`] }]),
+  {
+    name: 'predict: 8 MiB multipart preamble before the first part',
+    expect: [200, 400, 413],
+    op: PREDICT,
+    run: async (t) => postMultipart(t.port, '/v1/predict', [imagePart(await png())], { preamble: Buffer.alloc(8 * 1024 * 1024, 0x2d) }),
+  },
+  {
+    name: 'predict: no closing boundary',
+    expect: [400],
+    op: PREDICT,
+    run: async (t) => postMultipart(t.port, '/v1/predict', [imagePart(await png())], { unterminated: true }),
+  },
+  {
+    name: 'predict: multipart without a boundary parameter',
+    expect: [400, 415],
+    op: PREDICT,
+    run: async (t) => {
+      const { body } = multipart([imagePart(await png())]);
+      return send(t.port, 'POST', '/v1/predict', { headers: { 'Content-Type': 'multipart/form-data' }, body });
+    },
+  },
+  {
+    name: 'predict: body declared as text/plain',
+    expect: [415],
+    op: PREDICT,
+    run: async (t) => send(t.port, 'POST', '/v1/predict', { headers: { 'Content-Type': 'text/plain' }, body: 'hello' }),
+  },
+  {
+    name: 'predict: no body and no content type',
+    expect: [400, 415],
+    op: PREDICT,
+    run: async (t) => send(t.port, 'POST', '/v1/predict'),
+  },
+  {
+    name: 'predict: slow upload (1 byte every 150 ms) past the request timeout',
+    expect: [408],
+    run: async (t) => {
+      const { body } = multipart([imagePart(await png())], { boundary: 'slow' });
+      const bytes = [...body].map((b) => Buffer.from([b]));
+      return rawExchange(t.port, [`${slowRequestHead(t.port, body.length)}\r\n`, ...bytes], { gapMs: 150, timeoutMs: 20_000 });
+    },
+  },
+  {
+    name: 'predict: headers trickled in (slowloris) past the header timeout',
+    expect: [408],
+    run: async (t) => {
+      const head = slowRequestHead(t.port, 10) + 'X-Slow: ';
+      return rawExchange(t.port, [head, ...Array.from({ length: 400 }, () => 'a')], { gapMs: 100, timeoutMs: 30_000 });
+    },
+  },
+  {
+    name: 'raw HTTP: request line that is not HTTP',
+    expect: [400],
+    run: (t) => rawExchange(t.port, ['HELLO THERE\r\n\r\n']),
+  },
+  {
+    name: 'raw HTTP: 100 KiB header',
+    expect: [431],
+    run: (t) => rawExchange(t.port, [`GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(100 * 1024)}\r\n\r\n`]),
+  },
+  // Labels on /v1/audit.
+  auditParts('label without an image', [400], async (t) => [label(t.classes[0] as string)]),
+  auditParts('image without a label', [400], async () => [imagePart(await png())]),
+  auditParts('two labels for one image', [400], async (t) => [imagePart(await png()), label(t.classes[0] as string), label(t.classes[1] as string)]),
+  auditParts('duplicate labels, one per image', [200], async (t) => [imagePart(await png()), imagePart(await jpeg(), 'b.jpg', 'image/jpeg'), label(t.classes[0] as string), label(t.classes[0] as string)]),
+  auditParts('unknown label', [400], async () => [imagePart(await png()), label('sleepy')]),
+  auditParts('label differing only in case', [400], async (t) => [imagePart(await png()), label((t.classes[0] as string).toUpperCase())]),
+  auditParts('label with trailing space', [400], async (t) => [imagePart(await png()), label(`${t.classes[0] as string} `)]),
+  auditParts('Unicode label', [400], async () => [imagePart(await png()), label('喜び 😀 Ünïcödé')]),
+  auditParts('label with control characters', [400], async () => [imagePart(await png()), label('happy\u0000\u0007\u001b[31m')]),
+  auditParts('empty label', [400], async () => [imagePart(await png()), label('')]),
+  auditParts('1000-character label', [400], async () => [imagePart(await png()), label('x'.repeat(1000))]),
+  auditParts('100 KiB label', [400, 413], async () => [imagePart(await png()), label('y'.repeat(100 * 1024))]),
+  auditParts('label sent as a file part', [400], async (t) => [imagePart(await png()), { name: 'label', data: t.classes[0] as string, filename: 'label.txt', contentType: 'text/plain' }]),
+  // Open Inference Protocol bodies.
+  inferJson('malformed JSON', [400], () => '{"inputs": [{"name": "input", '),
+  inferJson('empty JSON body', [400], () => ''),
+  inferJson('JSON array instead of an object', [400], () => '[1, 2, 3]'),
+  inferJson('JSON null', [400], () => 'null'),
+  inferJson('no inputs', [400], () => '{"inputs": []}'),
+  inferJson('shape with three dimensions', [400], () => tensor([1, 48, 48], zeros(PIXELS))),
+  inferJson('three channels for a one-channel model', [400], () => tensor([1, 3, 48, 48], zeros(3 * PIXELS))),
+  inferJson('batch of zero', [400], () => tensor([0, 1, 48, 48], [])),
+  inferJson('negative dimension', [400], () => tensor([-1, 1, 48, 48], zeros(PIXELS))),
+  inferJson('fractional dimension', [400], () => tensor([1.5, 1, 48, 48], zeros(PIXELS))),
+  inferJson('data shorter than the shape', [400], () => tensor([1, 1, 48, 48], zeros(PIXELS - 1))),
+  inferJson('data as strings', [400], () => tensor([1, 1, 48, 48], new Array<string>(PIXELS).fill('0'))),
+  inferJson('nested data arrays', [400], () => tensor([1, 1, 48, 48], [zeros(PIXELS)])),
+  inferJson('values beyond float32 range', [400], () => tensor([1, 1, 48, 48], new Array<number>(PIXELS).fill(1e39))),
+  inferJson('datatype INT64', [400], () => tensor([1, 1, 48, 48], zeros(PIXELS), { datatype: 'INT64' })),
+  inferJson('wrong input name', [400], () => tensor([1, 1, 48, 48], zeros(PIXELS), { name: 'pixels' })),
+  inferJson('unknown output requested', [400], () => JSON.stringify({ ...JSON.parse(tensor([1, 1, 48, 48], zeros(PIXELS))), outputs: [{ name: 'logits' }] })),
+  inferJson('batch over the image limit', [413], (t) => tensor([t.maxFiles + 1, 1, 48, 48], zeros((t.maxFiles + 1) * PIXELS))),
+  inferJson('100 000-deep nested arrays', [400], () => `{"inputs": ${'['.repeat(100_000)}${']'.repeat(100_000)}}`),
+  inferJson('__proto__ member', [200, 400], () => `{"__proto__": {"polluted": true}, "inputs": ${tensor([1, 1, 48, 48], zeros(PIXELS)).slice(10, -1)}}`),
+  inferJson('body declared as text/plain', [415], () => tensor([1, 1, 48, 48], zeros(PIXELS)), 'text/plain'),
+  {
+    name: 'v2 infer: 20 MiB JSON body',
+    expect: [413],
+    op: INFER,
+    run: (t) => postJson(t.port, `/v2/models/${t.model}/infer`, `{"inputs": [{"name": "input", "data": [${'0,'.repeat(10 * 1024 * 1024)}0]}]}`),
+  },
+  {
+    name: 'v2 infer: unknown model',
+    expect: [404],
+    op: INFER,
+    run: (t) => postJson(t.port, '/v2/models/no-such-model/infer', tensor([1, 1, 48, 48], zeros(PIXELS))),
+  },
+  // Routing and headers.
+  {
+    name: 'GET on a POST-only route',
+    expect: [405],
+    run: (t) => send(t.port, 'GET', '/v1/predict'),
+  },
+  {
+    name: 'path traversal in the URL',
+    expect: [404],
+    run: (t) => send(t.port, 'GET', '/v1/../../../../etc/passwd'),
+  },
+  {
+    name: 'percent-encoded NUL and traversal in a model name',
+    expect: [404],
+    run: (t) => send(t.port, 'GET', '/v2/models/%00..%2F..%2Fetc%2Fpasswd'),
+  },
+  {
+    name: '10 KiB X-Request-Id',
+    expect: [200],
+    run: (t) => send(t.port, 'GET', '/v2/health/live', { headers: { 'X-Request-Id': 'r'.repeat(10 * 1024) } }),
+  },
+];
