@@ -1,7 +1,7 @@
 // Shared by the E5, overload and soak benchmarks: real FER+ images as multipart bodies, the service as a child
 // process, autocannon runs, and the child's memory read from /proc.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import os from 'node:os';
@@ -41,6 +41,12 @@ export function multipartBody(parts: Part[]): Buffer {
 
 export const predictBody = (image: Buffer) => multipartBody([{ name: 'image', data: image, filename: 'face' }]);
 
+/**
+ * E5 measures classifying whole images, so the larger JPEGs are not searched for faces (detect=auto would run the
+ * detector on them, not on the 48x48 crops); the detector's own cost is measured by bench/detect-consistency.ts.
+ */
+export const PREDICT_PATH = '/v1/predict?detect=never';
+
 export async function freePort(): Promise<number> {
   const srv = createServer();
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
@@ -55,12 +61,16 @@ export interface Service {
   stop(): Promise<void>;
 }
 
-/** Starts src/main.ts on a free port with `env` and waits for readiness. `nodeArgs` go before the entry (e.g. --cpu-prof). */
+/**
+ * Starts src/main.ts on a free port with `env` and waits for readiness. `nodeArgs` go before the entry (e.g.
+ * --cpu-prof). Its audit trail goes to a temporary folder, removed by stop(), so no run adds to another's.
+ */
 export async function startService(env: Record<string, string>, nodeArgs: string[] = []): Promise<Service> {
   const port = await freePort();
   const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm')).href;
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'asm-fer-bench-'));
   const child = spawn(process.execPath, [...nodeArgs, '--import', tsx, 'src/main.ts'], {
-    env: { PATH: process.env.PATH ?? '', PORT: String(port), ASM_FER_HOST: '127.0.0.1', ASM_FER_LOG_LEVEL: 'warn', ...env },
+    env: { PATH: process.env.PATH ?? '', PORT: String(port), ASM_FER_HOST: '127.0.0.1', ASM_FER_LOG_LEVEL: 'warn', ASM_FER_DATA_DIR: dataDir, ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const base = `http://127.0.0.1:${port}`;
@@ -75,9 +85,11 @@ export async function startService(env: Record<string, string>, nodeArgs: string
     child,
     base,
     stop: async () => {
-      if (child.exitCode !== null) return;
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await new Promise((r) => child.once('exit', r));
+      }
+      rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { ferplusPngs, largeJpegs, load, loadNote, predictBody, startService } from './e5-load.js';
+import { ferplusPngs, largeJpegs, load, loadNote, predictBody, PREDICT_PATH, startService } from './e5-load.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -80,8 +80,8 @@ const side = Number(args['jpeg-side']);
 const images = side > 0 ? await largeJpegs(pngs, side) : pngs;
 const env = Object.fromEntries(args.env.map((kv) => kv.split('=') as [string, string]));
 const svc = await startService({ ASM_FER_MODEL_DIR: String(args['model-dir']), ...env }, ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
-await load(svc.base, '/v1/predict', images.map(predictBody), { connections: 8, duration: 2 });
-const r = await load(svc.base, '/v1/predict', images.map(predictBody), { connections: Number(args.connections), duration: Number(args.duration) });
+await load(svc.base, PREDICT_PATH, images.map(predictBody), { connections: 8, duration: 2 });
+const r = await load(svc.base, PREDICT_PATH, images.map(predictBody), { connections: Number(args.connections), duration: Number(args.duration) });
 await svc.stop();
 
 console.log(`${r.ok} requests (${r.okPerSec.toFixed(0)}/s, p50 ${r.p50} ms, p99 ${r.p99} ms) of ${side > 0 ? `${side}x${side} JPEG` : '48x48 PNG'}; ${loadNote()}`);

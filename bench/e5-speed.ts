@@ -15,7 +15,7 @@ import { loadBundle } from '../src/bundle/load-bundle.js';
 import { decodeImage } from '../src/inference/decode.js';
 import { preprocess } from '../src/inference/preprocess.js';
 import { sessionOptions } from '../src/inference/session-pool.js';
-import { cpuSecondsOf, ferplusPngs, largeJpegs, load, loadNote, memoryOf, multipartBody, predictBody, startService, type LoadResult } from './e5-load.js';
+import { cpuSecondsOf, ferplusPngs, largeJpegs, load, loadNote, memoryOf, multipartBody, predictBody, PREDICT_PATH, startService, type LoadResult } from './e5-load.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -91,10 +91,10 @@ async function serviceRow(measure: string, setting: string, bodies: Buffer[], co
   const svc = await startService(serviceEnv());
   try {
     // A short warm-up so the first batches' arena growth and JIT do not land in the measurement.
-    await load(svc.base, '/v1/predict', bodies, { connections: conns, duration: 2 });
+    await load(svc.base, PREDICT_PATH, bodies, { connections: conns, duration: 2 });
     const pid = svc.child.pid as number;
     const cpuBefore = cpuSecondsOf(pid);
-    const r = await load(svc.base, '/v1/predict', bodies, { connections: conns, duration });
+    const r = await load(svc.base, PREDICT_PATH, bodies, { connections: conns, duration });
     const cpuMsPerImage = ((cpuSecondsOf(pid) - cpuBefore) * 1000) / Math.max(1, r.ok * imagesPerRequest);
     const failed = r.non2xx + r.errors + r.timeouts;
     if (failed > 0) console.error(`${measure}: ${failed} failed requests (${JSON.stringify(r.statuses)})`);

@@ -5,7 +5,7 @@
 // Usage: npx tsx bench/e5-workers.ts [--model-dir models/default] [--data <FER2013Valid>] [--rounds 3] [--duration 5]
 //        [--connections 32] [--settings 1x2,2x1,1x1]
 import { parseArgs } from 'node:util';
-import { cpuSecondsOf, ferplusPngs, load, loadNote, memoryOf, predictBody, startService, type Service } from './e5-load.js';
+import { cpuSecondsOf, ferplusPngs, load, loadNote, memoryOf, predictBody, PREDICT_PATH, startService, type Service } from './e5-load.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -24,7 +24,7 @@ const settings = String(args.settings).split(',').map((s) => s.split('x') as [st
 const services: { label: string; svc: Service; rate: number[]; p99: number[]; cpu: number[]; loads: string[] }[] = [];
 for (const [workers, threads] of settings) {
   const svc = await startService({ ASM_FER_MODEL_DIR: String(args['model-dir']), ASM_FER_WORKERS: workers, ASM_FER_INTRA_OP_THREADS: threads });
-  await load(svc.base, '/v1/predict', bodies, { connections: 8, duration: 2 });
+  await load(svc.base, PREDICT_PATH, bodies, { connections: 8, duration: 2 });
   services.push({ label: `${workers} worker(s) x ${threads} thread(s)`, svc, rate: [], p99: [], cpu: [], loads: [] });
 }
 try {
@@ -32,7 +32,7 @@ try {
     for (const s of services) {
       const pid = s.svc.child.pid as number;
       const cpu0 = cpuSecondsOf(pid);
-      const r = await load(s.svc.base, '/v1/predict', bodies, { connections: Number(args.connections), duration: Number(args.duration) });
+      const r = await load(s.svc.base, PREDICT_PATH, bodies, { connections: Number(args.connections), duration: Number(args.duration) });
       s.rate.push(r.okPerSec);
       s.p99.push(r.p99);
       s.cpu.push(((cpuSecondsOf(pid) - cpu0) * 1000) / Math.max(1, r.ok));

@@ -7,7 +7,7 @@
 // Usage: npx tsx bench/overload.ts [--model-dir models/default] [--data <FER2013Valid>] [--duration 10]
 //        [--overload-connections 512] [--max-queue 256]
 import { parseArgs } from 'node:util';
-import { ferplusPngs, load, loadByStatus, loadNote, memoryOf, predictBody, quantile, startService } from './e5-load.js';
+import { ferplusPngs, load, loadByStatus, loadNote, memoryOf, predictBody, PREDICT_PATH, quantile, startService } from './e5-load.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -20,13 +20,13 @@ const { values: args } = parseArgs({
 });
 const duration = Number(args.duration);
 const bodies = ferplusPngs(String(args.data), 64).map(predictBody);
-const traffic = bodies.map((body) => ({ path: '/v1/predict', body }));
+const traffic = bodies.map((body) => ({ path: PREDICT_PATH, body }));
 const svc = await startService({ ASM_FER_MODEL_DIR: String(args['model-dir']), ASM_FER_MAX_QUEUE: String(args['max-queue']) });
 const pid = svc.child.pid as number;
 const f = (x: number) => (Number.isNaN(x) ? '-' : x.toFixed(0));
 try {
-  await load(svc.base, '/v1/predict', bodies, { connections: 8, duration: 2 });
-  const capacity = await load(svc.base, '/v1/predict', bodies, { connections: 32, duration });
+  await load(svc.base, PREDICT_PATH, bodies, { connections: 8, duration: 2 });
+  const capacity = await load(svc.base, PREDICT_PATH, bodies, { connections: 32, duration });
   const capLoad = loadNote();
   const over = await loadByStatus(svc.base, traffic, { connections: Number(args['overload-connections']), duration });
   const overLoad = loadNote();
@@ -38,7 +38,7 @@ try {
   let recoveredOk = 0;
   for (let i = 0; i < 200; i++) {
     const t0 = performance.now();
-    const res = await fetch(`${svc.base}/v1/predict`, { method: 'POST', headers: { 'content-type': `multipart/form-data; boundary=asmferbenchboundary` }, body: bodies[i % bodies.length] });
+    const res = await fetch(`${svc.base}${PREDICT_PATH}`, { method: 'POST', headers: { 'content-type': `multipart/form-data; boundary=asmferbenchboundary` }, body: bodies[i % bodies.length] });
     await res.arrayBuffer();
     after.push(performance.now() - t0);
     if (res.status === 200) recoveredOk++;
