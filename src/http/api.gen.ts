@@ -784,7 +784,7 @@ export interface components {
         ModelVersionFilter: string;
         /** @description Records audited at or after this time. */
         FromFilter: string;
-        /** @description Records audited before this time. */
+        /** @description Records audited before this time; must be later than `from` when both are given (400 otherwise). */
         ToFilter: string;
         /**
          * @description Whether to look for faces: `always`, `never` (the image, or its box, is the face), or `auto` (default):
@@ -886,7 +886,7 @@ export interface operations {
                 modelVersion?: components["parameters"]["ModelVersionFilter"];
                 /** @description Records audited at or after this time. */
                 from?: components["parameters"]["FromFilter"];
-                /** @description Records audited before this time. */
+                /** @description Records audited before this time; must be later than `from` when both are given (400 otherwise). */
                 to?: components["parameters"]["ToFilter"];
                 /** @description Records per page. */
                 limit?: number;
@@ -935,7 +935,7 @@ export interface operations {
                 modelVersion?: components["parameters"]["ModelVersionFilter"];
                 /** @description Records audited at or after this time. */
                 from?: components["parameters"]["FromFilter"];
-                /** @description Records audited before this time. */
+                /** @description Records audited before this time; must be later than `from` when both are given (400 otherwise). */
                 to?: components["parameters"]["ToFilter"];
             };
             header?: never;

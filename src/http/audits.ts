@@ -31,6 +31,10 @@ function time(req: Request, name: string): Date | undefined {
 function filtersOf(req: Request): AuditFilters {
   const raw: unknown = (req.query as Record<string, unknown>).verdict;
   const verdict = raw === undefined ? undefined : ((Array.isArray(raw) ? raw : [raw]).flatMap((v) => String(v).split(',')) as Verdict[]);
+  const from = time(req, 'from');
+  const to = time(req, 'to');
+  // An empty or inverted range is a client's mistake (often swapped bounds), not a question whose answer is "none".
+  if (from && to && from >= to) throw new BadRequest(`from ${from.toISOString()} is not before to ${to.toISOString()}; to is exclusive`);
   return {
     verdict,
     label: one(req, 'label'),
@@ -38,8 +42,8 @@ function filtersOf(req: Request): AuditFilters {
     annotatorId: one(req, 'annotatorId'),
     datasetId: one(req, 'datasetId'),
     modelVersion: one(req, 'modelVersion'),
-    from: time(req, 'from'),
-    to: time(req, 'to'),
+    from,
+    to,
   };
 }
 

@@ -16,6 +16,8 @@ export function contractValidator(config: Config, apiSpecPath: string): RequestH
     apiSpec: apiSpecPath,
     validateRequests: true,
     validateResponses: false,
+    // Full RFC 3339 checks: the default "fast" mode takes 2026-02-30 as a date-time, which then silently rolls over.
+    ajvFormats: { mode: 'full' },
     // The admin bearer token is checked by src/http/models.ts, so an unconfigured token can answer 403, not 401.
     validateSecurity: false,
     fileUploader: {

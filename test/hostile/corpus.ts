@@ -1,6 +1,7 @@
 // The hostile-input corpus: each case sends one malformed, oversized, slow or merely unusual request to a running
 // server and names the statuses a correct server may answer (a 4xx problem, or 200 where the input is legitimate).
 import { jpeg, png, solidPng, textFile, truncated } from '../fixtures/make-images.js';
+import { oneFace } from '../fixtures/photos.js';
 import { imagePart, multipart, postJson, postMultipart, rawExchange, send, type Part, type Reply } from './http-client.js';
 import * as img from './images.js';
 
@@ -25,6 +26,10 @@ export interface HostileCase {
 const PREDICT = { method: 'POST', path: '/v1/predict' };
 const AUDIT = { method: 'POST', path: '/v1/audit' };
 const INFER = { method: 'POST', path: '/v2/models/{name}/infer' };
+const LIST_AUDITS = { method: 'GET', path: '/v1/audits' };
+const AUDIT_SUMMARY = { method: 'GET', path: '/v1/audits/summary' };
+const GET_AUDIT = { method: 'GET', path: '/v1/audits/{id}' };
+const GET_AUDIT_IMAGE = { method: 'GET', path: '/v1/audits/{id}/image' };
 
 /** One image part on /v1/predict. */
 const predictImage = (name: string, expect: number[], make: () => Promise<Buffer> | Buffer, filename = 'face.png'): HostileCase => ({
@@ -34,19 +39,36 @@ const predictImage = (name: string, expect: number[], make: () => Promise<Buffer
   run: async (t) => postMultipart(t.port, '/v1/predict', [imagePart(await make(), filename)]),
 });
 
-const predictParts = (name: string, expect: number[], parts: (t: Target) => Promise<Part[]>): HostileCase => ({
+/** Parts on /v1/predict; `query` (e.g. "?detect=never") is appended to the path. */
+const predictParts = (name: string, expect: number[], parts: (t: Target) => Promise<Part[]>, query = ''): HostileCase => ({
   name: `predict: ${name}`,
   expect,
   op: PREDICT,
-  run: async (t) => postMultipart(t.port, '/v1/predict', await parts(t)),
+  run: async (t) => postMultipart(t.port, `/v1/predict${query}`, await parts(t)),
 });
 
-const auditParts = (name: string, expect: number[], parts: (t: Target) => Promise<Part[]>): HostileCase => ({
+/** Parts on /v1/audit; `query` (e.g. "?detect=never") is appended to the path. */
+const auditParts = (name: string, expect: number[], parts: (t: Target) => Promise<Part[]>, query = ''): HostileCase => ({
   name: `audit: ${name}`,
   expect,
   op: AUDIT,
-  run: async (t) => postMultipart(t.port, '/v1/audit', await parts(t)),
+  run: async (t) => postMultipart(t.port, `/v1/audit${query}`, await parts(t)),
 });
+
+/** A GET on the audit trail's read routes. */
+const auditRead = (name: string, expect: number[], op: { method: string; path: string }, url: string): HostileCase => ({
+  name: `audit trail: ${name}`,
+  expect,
+  op,
+  run: (t) => send(t.port, 'GET', url),
+});
+
+const face = (value: string): Part => ({ name: 'face', data: value });
+/** A query string encoded as a client library would (":" as %3A), so only the value under test can be wrong. */
+const query = (params: Record<string, string>) => `?${new URLSearchParams(params).toString()}`;
+/** A cursor shaped like the service's own (base64url), holding something the service never issues. */
+const forgedCursor = Buffer.from('s-1; DROP TABLE audits').toString('base64url');
+const UNKNOWN_ID = '00000000-0000-4000-8000-000000000000';
 
 const label = (value: string): Part => ({ name: 'label', data: value });
 
@@ -193,6 +215,40 @@ export const corpus: HostileCase[] = [
   auditParts('1000-character label', [400], async () => [imagePart(await png()), label('x'.repeat(1000))]),
   auditParts('100 KiB label', [400, 413], async () => [imagePart(await png()), label('y'.repeat(100 * 1024))]),
   auditParts('label sent as a file part', [400], async (t) => [imagePart(await png()), { name: 'label', data: t.classes[0] as string, filename: 'label.txt', contentType: 'text/plain' }]),
+  // Faces and detection on /v1/audit and /v1/predict.
+  auditParts('face index past the only face of a crop', [422], async (t) => [imagePart(await png()), label(t.classes[0] as string), face('1')]),
+  auditParts('face index past the faces the detector found', [422], async (t) => [imagePart(await oneFace(), 'photo.jpg', 'image/jpeg'), label(t.classes[0] as string), face('7')], '?detect=always'),
+  auditParts('face index of four digits', [400], async (t) => [imagePart(await png()), label(t.classes[0] as string), face('1000')]),
+  auditParts('negative face index', [400], async (t) => [imagePart(await png()), label(t.classes[0] as string), face('-1')]),
+  auditParts('face index that is not a number', [400], async (t) => [imagePart(await png()), label(t.classes[0] as string), face('first')]),
+  auditParts('two face indices for one image', [400], async (t) => [imagePart(await png()), label(t.classes[0] as string), face('0'), face('0')]),
+  auditParts('faceless photo with detect=always', [422], async (t) => [imagePart(await png(320, 240)), label(t.classes[0] as string)], '?detect=always'),
+  auditParts('detect=bogus', [400], async (t) => [imagePart(await png()), label(t.classes[0] as string)], '?detect=bogus'),
+  predictParts('detect=bogus', [400], async () => [imagePart(await png())], '?detect=bogus'),
+  predictParts('detect in upper case', [400], async () => [imagePart(await png())], '?detect=NEVER'),
+  predictParts('detect given twice', [400], async () => [imagePart(await png())], '?detect=never&detect=always'),
+  predictParts('face part on predict', [400], async () => [imagePart(await png()), face('0')]),
+  // Reads of the audit trail.
+  auditRead('cursor that is not base64url', [400], LIST_AUDITS, '/v1/audits?cursor=%25%25%25'),
+  auditRead('forged cursor', [400], LIST_AUDITS, `/v1/audits?cursor=${forgedCursor}`),
+  auditRead('cursor over 64 characters', [400], LIST_AUDITS, `/v1/audits?cursor=${'A'.repeat(65)}`),
+  auditRead('empty cursor', [400], LIST_AUDITS, '/v1/audits?cursor='),
+  auditRead('format=xml', [400], LIST_AUDITS, '/v1/audits?format=xml'),
+  auditRead('limit=0', [400], LIST_AUDITS, '/v1/audits?limit=0'),
+  auditRead('limit beyond the maximum', [400], LIST_AUDITS, '/v1/audits?limit=10001'),
+  auditRead('limit that is not a number', [400], LIST_AUDITS, '/v1/audits?limit=ten'),
+  auditRead('unknown verdict', [400], LIST_AUDITS, '/v1/audits?verdict=suspicious'),
+  auditRead('from that is not a date-time', [400], LIST_AUDITS, `/v1/audits${query({ from: 'yesterday' })}`),
+  auditRead('date-only from', [400], LIST_AUDITS, `/v1/audits${query({ from: '2026-01-01' })}`),
+  auditRead('from on a day the calendar lacks', [400], LIST_AUDITS, `/v1/audits${query({ from: '2026-02-30T00:00:00Z' })}`),
+  auditRead('from after to', [400], LIST_AUDITS, `/v1/audits${query({ from: '2026-06-01T00:00:00Z', to: '2026-01-01T00:00:00Z' })}`),
+  auditRead('from equal to to (to is exclusive)', [400], LIST_AUDITS, `/v1/audits${query({ from: '2026-01-01T00:00:00Z', to: '2026-01-01T00:00:00Z' })}`),
+  auditRead('a window with a UTC offset', [200], LIST_AUDITS, `/v1/audits${query({ from: '2026-01-01T00:00:00Z', to: '2026-06-01T00:00:00+02:00', format: 'csv' })}`),
+  auditRead('summary with from after to', [400], AUDIT_SUMMARY, `/v1/audits/summary${query({ from: '2026-06-01T00:00:00Z', to: '2026-01-01T00:00:00Z' })}`),
+  auditRead('summary with an unknown filter', [400], AUDIT_SUMMARY, '/v1/audits/summary?debug=1'),
+  auditRead('record id that is not a UUID', [400], GET_AUDIT, '/v1/audits/..%2F..%2Fetc%2Fpasswd'),
+  auditRead('unknown record id', [404], GET_AUDIT, `/v1/audits/${UNKNOWN_ID}`),
+  auditRead('image of an unknown record', [404], GET_AUDIT_IMAGE, `/v1/audits/${UNKNOWN_ID}/image`),
   // Open Inference Protocol bodies.
   inferJson('malformed JSON', [400], () => '{"inputs": [{"name": "input", '),
   inferJson('empty JSON body', [400], () => ''),
