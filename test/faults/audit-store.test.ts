@@ -15,7 +15,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { DB_FILE } from '../../src/audit/store.js';
 import { png } from '../fixtures/make-images.js';
 import { FIXTURE_BUNDLE_DIR } from '../fixtures/paths.js';
-import { listeningPort, startServer, stopServers, type StartOptions } from '../fixtures/server-process.js';
+import { listeningPort, startServer, stopServers, until, type StartOptions } from '../fixtures/server-process.js';
 import { expectContract } from '../http/contract.js';
 import { imagePart, postMultipart, send, type Reply } from '../hostile/http-client.js';
 
@@ -99,7 +99,8 @@ describe('audit store faults in the real process', () => {
     await pastBackOff();
     const after = await audit(port, image);
     expect(after.status, after.text).toBe(200);
-    expect(p.out()).toContain('audit trail usable again');
+    // The log line may reach the pipe after the response does.
+    await until(() => p.out().includes('audit trail usable again'), 5000);
     const list = await send(port, 'GET', '/v1/audits');
     expect((list.body as { items: { id: string }[] }).items.map((r) => r.id).sort()).toEqual([...idsOf(before), ...idsOf(after)].sort());
   }, 60_000);
@@ -122,7 +123,7 @@ describe('audit store faults in the real process', () => {
     expect(refused, 'no audit was refused before the limit').toBeDefined();
     expectStoreUnavailable(refused as Reply);
     expect((refused?.body as { detail: string }).detail).toMatch(/SQLITE_(IOERR|FULL)/);
-    expect(p.out()).toContain('audit trail unusable');
+    await until(() => p.out().includes('audit trail unusable'), 5000);
     expect((await predict(port, await noisePng(1000))).status).toBe(200);
     expect(p.child.exitCode).toBeNull();
 
