@@ -221,6 +221,7 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
             probs = predict_probs(nets, data.valid.pixels, spec, batch_size=cfg.eval_batch_size, engine=cfg.eval_engine)
             row |= {
                 "valid_accuracy": accuracy(probs, valid_labels),
+                "mining_seconds": round(t1 - t0, 1),
                 "lr": lr,
                 "seconds": round(time.time() - t0, 1),
                 "images_per_second": round(len(data.train) / seconds, 1),
