@@ -109,6 +109,20 @@ class TrainConfig:
     )
     eval_batch_size: int = field(default=512, metadata={"help": "batch size for evaluation passes"})
     run_dir: str = field(default="training/runs/ferplus-ce", metadata={"help": "run folder: config, metrics, checkpoints"})
+    keep_epochs: tuple[int, ...] = field(
+        default=(), metadata={"help": "also keep the checkpoint of these epochs as epoch-NN.pt (points to --warm-start from)"}
+    )
+    warm_start: str = field(
+        default="",
+        metadata={
+            "help": "begin from another run's checkpoint taken during its CE warm-up (e.g. RUN/epoch-02.pt of a ce2 run): "
+            "same data, labels, seed, network and schedule; only the method and its ASM options may differ"
+        },
+    )
+
+    def without(self, names: frozenset[str]) -> dict[str, Any]:
+        """The config as a dict minus `names`: what two runs must share to be comparable."""
+        return {k: v for k, v in self.to_dict().items() if k not in names}
 
     @property
     def networks(self) -> int:
@@ -133,6 +147,16 @@ class TrainConfig:
             raise ValueError(f"unknown config keys {unknown}; known: {sorted(names)}")
         fixed: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
         return cls(**fixed)
+
+
+# where and how fast a run goes, and what it keeps on disk, is not part of its result
+RUNTIME_FIELDS = frozenset({"device", "threads", "eval_engine", "eval_batch_size", "keep_epochs", "run_dir"})
+# what may differ between a run and the warm-up it started from
+METHOD_FIELDS = (
+    frozenset({"method", "warmup_epochs", "warm_start", "forward"})
+    | frozenset({"t_noisy", "t_clean", "threshold_mode", "statistic", "normalisation", "source", "momentum"})
+    | frozenset({"mining_rule", "mining_view", "omega", "gamma", "beta", "detach_mutual", "detach_consistency"})
+)
 
 
 def _parse_bool(text: str) -> bool:

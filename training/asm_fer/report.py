@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from .config import METHOD_FIELDS, TrainConfig
 from .train import FINAL
 
 METHOD_ORDER = ("ce", "ce2", "asm", "asm-fixed", "codivision")
@@ -27,6 +28,8 @@ class RunRow:
     run_dir: Path
     noise: str
     method: str
+    warmup_epochs: int
+    options: str  # ASM options that differ from the defaults, e.g. "normalisation=none"
     epochs_done: int
     epochs: int
     final_accuracy: float | None
@@ -59,6 +62,9 @@ def _noise_rate(labels_csv: Path) -> float | None:
 def read_run(run_dir: Path) -> RunRow:
     """One row from a run folder (finished or not)."""
     cfg = json.loads((run_dir / "config.json").read_text())
+    defaults = TrainConfig().to_dict()
+    shown = METHOD_FIELDS - {"method", "warmup_epochs", "warm_start"}
+    options = ", ".join(f"{k}={cfg[k]}" for k in sorted(shown) if k in cfg and cfg[k] != defaults[k])
     epochs = [m for m in _read_metrics(run_dir / "metrics.jsonl") if "valid_accuracy" in m]
     mined = [m["mining"] for m in epochs if m.get("mining")]
     best = max(epochs, key=lambda m: m["valid_accuracy"]) if epochs else None
@@ -69,6 +75,8 @@ def read_run(run_dir: Path) -> RunRow:
         run_dir=run_dir,
         noise=cfg["noise"],
         method=cfg["method"],
+        warmup_epochs=cfg["warmup_epochs"],
+        options=options,
         epochs_done=len(epochs),
         epochs=cfg["epochs"],
         final_accuracy=final["accuracy"] if final else None,
@@ -86,10 +94,10 @@ def find_runs(roots: Iterable[Path]) -> list[RunRow]:
     dirs = sorted({p.parent for root in roots for p in Path(root).rglob("config.json")})
     rows = [read_run(d) for d in dirs]
 
-    def key(r: RunRow) -> tuple[int, float, int]:
+    def key(r: RunRow) -> tuple[int, float, int, int, str]:
         rate = float(r.noise.split("-")[1]) if r.noise.startswith("sym-") else (0.0 if r.noise == "none" else 1.0)
         order = METHOD_ORDER.index(r.method) if r.method in METHOD_ORDER else len(METHOD_ORDER)
-        return (0 if r.noise == "none" else 1, rate, order)
+        return (0 if r.noise == "none" else 1, rate, order, r.warmup_epochs, r.options)
 
     return sorted(rows, key=key)
 
@@ -105,17 +113,20 @@ def _f3(x: float | None) -> str:
 def markdown_table(rows: Sequence[RunRow]) -> str:
     """The E2 table: accuracy, best epoch, actual label noise, last-epoch mining quality."""
     lines = [
-        "| labels | method | epochs | Valid acc. final (%) | best (%) @ epoch | single nets (%) "
+        "| labels | method | warm-up, options | epochs | Valid acc. final (%) | best (%) @ epoch | single nets (%) "
         "| label noise | mining P | mining R | mining F1 | noisy kept clean |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         m = r.mining or {}
         singles = " / ".join(_pct(a) for a in r.single_network) if r.single_network else "—"
         status = f"{r.epochs_done}/{r.epochs}" + ("" if r.finished else " (unfinished)")
         best = f"{_pct(r.best_accuracy)} @ {r.best_epoch}" if r.best_epoch else "—"
+        variant = ", ".join(
+            ([f"{r.warmup_epochs}"] if r.method != "ce" and r.method != "ce2" else []) + ([r.options] if r.options else [])
+        )
         lines.append(
-            f"| {r.noise} | {r.method} | {status} | {_pct(r.final_accuracy)} | {best} | {singles} "
+            f"| {r.noise} | {r.method} | {variant or '—'} | {status} | {_pct(r.final_accuracy)} | {best} | {singles} "
             f"| {_pct(r.noise_rate)} | {_f3(m.get('precision'))} | {_f3(m.get('recall'))} | {_f3(m.get('f1'))} "
             f"| {_f3(m.get('noisy_kept_clean'))} |"
         )
@@ -131,7 +142,8 @@ def recall_table(rows: Sequence[RunRow]) -> str:
     lines = ["| method | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]
     for r in done:
         recall = r.per_class_recall or {}
-        lines.append(f"| {r.method} | " + " | ".join(_f3(recall[c]) for c in classes) + " |")
+        name = r.method + (f" ({r.options})" if r.options else "")
+        lines.append(f"| {name} | " + " | ".join(_f3(recall[c]) for c in classes) + " |")
     return "\n".join(lines)
 
 

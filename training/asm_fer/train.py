@@ -11,9 +11,9 @@ Adaptive Threshold Learning applied once to the final model on the un-augmented 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .asm import MiningState, mine_epoch, tri_loss
-from .config import TrainConfig
+from .config import METHOD_FIELDS, RUNTIME_FIELDS, TrainConfig
 from .data import read_label_file, scan
 from .data.dataset import ImageSet, load_images, stratified_limit
 from .device import autocast, device_of, place, resolve_device, to_device
@@ -182,23 +182,25 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
     state = MiningState()
     start_epoch = 1
     ckpt_path = run / CHECKPOINT
+    ckpt = None
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, weights_only=False, map_location=device)
-        # where and how fast it runs is not part of a run's identity: a run may resume on another machine
-        if (
-            dataclasses.replace(
-                TrainConfig.from_dict(ckpt["config"]), device=cfg.device, threads=cfg.threads, eval_engine=cfg.eval_engine
-            )
-            != cfg
-        ):
+        # a run may resume on another machine, with other threads, keeping other epochs
+        if TrainConfig.from_dict(ckpt["config"]).without(RUNTIME_FIELDS) != cfg.without(RUNTIME_FIELDS):
             raise SystemExit(f"{ckpt_path} was written with a different config; use a new --run-dir")
+        print(f"resuming {run} at epoch {ckpt['epoch'] + 1}")
+    elif cfg.warm_start:
+        ckpt = warm_start_checkpoint(cfg, device)
+        if world.is_main:
+            copy_warm_up_metrics(Path(cfg.warm_start).parent, run, ckpt["epoch"])
+        print(f"starting {run} at epoch {ckpt['epoch'] + 1} from the warm-up in {cfg.warm_start}")
+    if ckpt is not None:
         for net, net_state in zip(nets, ckpt["nets"], strict=True):
             net.load_state_dict(net_state)
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         state = ckpt.get("mining", state)
         start_epoch = ckpt["epoch"] + 1
-        print(f"resuming {run} at epoch {start_epoch}")
     train_labels, valid_labels = data.train.labels.numpy(), data.valid.labels.numpy()
     with (run / "metrics.jsonl").open("a") if world.is_main else contextlib.nullcontext() as log:
         for epoch in range(start_epoch, cfg.epochs + 1):
@@ -219,6 +221,7 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
             probs = predict_probs(nets, data.valid.pixels, spec, batch_size=cfg.eval_batch_size, engine=cfg.eval_engine)
             row |= {
                 "valid_accuracy": accuracy(probs, valid_labels),
+                "mining_seconds": round(t1 - t0, 1),
                 "lr": lr,
                 "seconds": round(time.time() - t0, 1),
                 "images_per_second": round(len(data.train) / seconds, 1),
@@ -239,11 +242,44 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
                 },
                 ckpt_path,
             )
+            if epoch in cfg.keep_epochs:
+                shutil.copyfile(ckpt_path, run / f"epoch-{epoch:02d}.pt")
     final = run / FINAL
     if world.is_main:
         finalise(cfg, nets, data, spec, state)
     leave(world)
     return final
+
+
+def warm_start_checkpoint(cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
+    """The checkpoint named by `cfg.warm_start`, after checking that everything this run has done by
+    then is what its own warm-up would have done: the same recipe, two networks trained with CE only."""
+    path = Path(cfg.warm_start)
+    if not path.is_file():
+        raise SystemExit(f"--warm-start {path}: no such checkpoint")
+    ckpt = torch.load(path, weights_only=False, map_location=device)
+    parent = TrainConfig.from_dict(ckpt["config"])
+    ignore = RUNTIME_FIELDS | METHOD_FIELDS
+    differ = sorted(k for k, v in parent.without(ignore).items() if cfg.without(ignore)[k] != v)
+    if differ:
+        raise SystemExit(f"--warm-start {path}: that run differs in {', '.join(differ)}")
+    epoch = int(ckpt["epoch"])
+    if parent.networks != 2 or cfg.networks != 2:
+        raise SystemExit(f"--warm-start {path}: both runs must train two networks (ce2, asm, asm-fixed, codivision)")
+    if parent.mines and epoch > parent.warmup_epochs:
+        raise SystemExit(f"--warm-start {path}: epoch {epoch} of that run is past its warm-up ({parent.warmup_epochs})")
+    if epoch > cfg.warmup_epochs:
+        raise SystemExit(f"--warm-start {path}: epoch {epoch} is past this run's warm-up ({cfg.warmup_epochs} epochs)")
+    return dict(ckpt)
+
+
+def copy_warm_up_metrics(parent: Path, run: Path, epochs: int) -> None:
+    """Start this run's metrics with the parent's rows of the shared epochs, marked with their origin."""
+    rows = [json.loads(line) for line in (parent / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    shared = [r | {"from": str(parent)} for r in rows if r["epoch"] <= epochs]
+    if len(shared) != epochs:
+        raise SystemExit(f"--warm-start: {parent / 'metrics.jsonl'} lacks rows for epochs 1..{epochs}")
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in shared))
 
 
 def finalise(cfg: TrainConfig, nets: list[nn.Module], data: Data, spec: InputSpec, state: MiningState) -> Path:

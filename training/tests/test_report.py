@@ -19,6 +19,8 @@ def test_report_tabulates_finished_and_running_runs(
     base = dataclasses.replace(tiny_config(ferplus_root, runs / "none-ce"), epochs=2)
     train(base)
     train(dataclasses.replace(base, run_dir=str(runs / "sym-asm"), method="asm", noise="sym-0.3", warmup_epochs=1, epochs=3))
+    sym_none = dataclasses.replace(base, method="asm", noise="sym-0.3", warmup_epochs=1, epochs=2, normalisation="none")
+    train(dataclasses.replace(sym_none, run_dir=str(runs / "sym-asm-none")))
     shutil.copytree(runs / "none-ce", runs / "none-ce2")
     (runs / "none-ce2" / FINAL).unlink()  # an interrupted run: metrics but no final checkpoint
 
@@ -27,14 +29,16 @@ def test_report_tabulates_finished_and_running_runs(
         ("none", "ce", True),
         ("none", "ce", False),
         ("sym-0.3", "asm", True),
+        ("sym-0.3", "asm", True),
     ]
     asm = rows[2]
     assert asm.epochs_done == 3 and asm.mining is not None and 0.25 < (asm.noise_rate or 0) < 0.35
 
     assert main(["report", str(runs)]) == 0
     out = capsys.readouterr().out
-    assert "| sym-0.3 | asm | 3/3 |" in out
-    assert "| none | ce | 2/2 (unfinished) | — |" in out
+    assert "| sym-0.3 | asm | 1 | 3/3 |" in out
+    assert "| sym-0.3 | asm | 1, normalisation=none | 2/2 |" in out
+    assert "| none | ce | — | 2/2 (unfinished) | — |" in out
     assert "Per-class Valid recall" in out and "| ce | " in out
 
 

@@ -83,3 +83,39 @@ def test_per_network_source_exports_the_mean_of_the_networks_thresholds(ferplus_
     assert state.net_means.shape == (2, 8)
     assert final["threshold_learning"]["source"] == "per-network"
     assert final["class_means"] == pytest.approx(state.net_means.mean(0).tolist())
+
+
+def test_a_run_warm_started_from_a_ce2_warm_up_equals_the_run_done_straight(ferplus_root: Path, tmp_path: Path) -> None:
+    asm = dataclasses.replace(
+        tiny_config(ferplus_root, tmp_path / "straight"), method="asm", noise="sym-0.3", warmup_epochs=2, epochs=3
+    )
+    _, straight, _ = load_trained(train(asm))
+    ce2 = dataclasses.replace(asm, method="ce2", run_dir=str(tmp_path / "ce2"), keep_epochs=(2,))
+    train(ce2)
+    forked = dataclasses.replace(asm, run_dir=str(tmp_path / "forked"), warm_start=str(tmp_path / "ce2" / "epoch-02.pt"))
+    _, nets, final = load_trained(train(forked))
+
+    for a, b in zip(straight, nets, strict=True):
+        for pa, pb in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+            assert torch.equal(pa, pb)
+    rows = [json.loads(line) for line in (tmp_path / "forked" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r.get("from")) for r in rows] == [(1, str(tmp_path / "ce2")), (2, str(tmp_path / "ce2")), (3, None)]
+    assert "thresholds" in rows[2]
+    assert final["threshold_learning"]["epoch"] == 3
+    assert sorted(p.name for p in (tmp_path / "ce2").glob("epoch-*.pt")) == ["epoch-02.pt"]
+
+
+def test_warm_start_refuses_a_checkpoint_that_is_not_this_runs_warm_up(ferplus_root: Path, tmp_path: Path) -> None:
+    ce2 = dataclasses.replace(
+        tiny_config(ferplus_root, tmp_path / "ce2"), method="ce2", noise="sym-0.3", epochs=2, keep_epochs=(1, 2)
+    )
+    train(ce2)
+    asm = dataclasses.replace(ce2, method="asm", warmup_epochs=1, keep_epochs=(), run_dir=str(tmp_path / "asm"))
+    with pytest.raises(SystemExit, match="differs in noise"):
+        train(dataclasses.replace(asm, noise="sym-0.2", warm_start=str(tmp_path / "ce2" / "epoch-01.pt")))
+    with pytest.raises(SystemExit, match="past this run's warm-up"):
+        train(dataclasses.replace(asm, warm_start=str(tmp_path / "ce2" / "epoch-02.pt")))
+    with pytest.raises(SystemExit, match="no such checkpoint"):
+        train(dataclasses.replace(asm, warm_start=str(tmp_path / "ce2" / "epoch-07.pt")))
+    with pytest.raises(SystemExit, match="two networks"):
+        train(dataclasses.replace(asm, method="ce", warm_start=str(tmp_path / "ce2" / "epoch-01.pt")))
