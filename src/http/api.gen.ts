@@ -782,9 +782,15 @@ export interface components {
         DatasetFilter: components["schemas"]["ClientId"];
         /** @description Version of the model that audited the record. */
         ModelVersionFilter: string;
-        /** @description Records audited at or after this time. */
+        /**
+         * @description Records audited at or after this time (RFC 3339, e.g. 2026-01-01T00:00:00Z or 2026-01-01T09:30:00+02:00). It
+         *     may be sent as typed, `:` and `+` unencoded: a `+` right before the offset is its sign, not a space.
+         */
         FromFilter: string;
-        /** @description Records audited before this time; must be later than `from` when both are given (400 otherwise). */
+        /**
+         * @description Records audited before this time; must be later than `from` when both are given (400 otherwise). Sent like
+         *     `from`.
+         */
         ToFilter: string;
         /**
          * @description Whether to look for faces: `always`, `never` (the image, or its box, is the face), or `auto` (default):
@@ -884,9 +890,15 @@ export interface operations {
                 datasetId?: components["parameters"]["DatasetFilter"];
                 /** @description Version of the model that audited the record. */
                 modelVersion?: components["parameters"]["ModelVersionFilter"];
-                /** @description Records audited at or after this time. */
+                /**
+                 * @description Records audited at or after this time (RFC 3339, e.g. 2026-01-01T00:00:00Z or 2026-01-01T09:30:00+02:00). It
+                 *     may be sent as typed, `:` and `+` unencoded: a `+` right before the offset is its sign, not a space.
+                 */
                 from?: components["parameters"]["FromFilter"];
-                /** @description Records audited before this time; must be later than `from` when both are given (400 otherwise). */
+                /**
+                 * @description Records audited before this time; must be later than `from` when both are given (400 otherwise). Sent like
+                 *     `from`.
+                 */
                 to?: components["parameters"]["ToFilter"];
                 /** @description Records per page. */
                 limit?: number;
@@ -933,9 +945,15 @@ export interface operations {
                 datasetId?: components["parameters"]["DatasetFilter"];
                 /** @description Version of the model that audited the record. */
                 modelVersion?: components["parameters"]["ModelVersionFilter"];
-                /** @description Records audited at or after this time. */
+                /**
+                 * @description Records audited at or after this time (RFC 3339, e.g. 2026-01-01T00:00:00Z or 2026-01-01T09:30:00+02:00). It
+                 *     may be sent as typed, `:` and `+` unencoded: a `+` right before the offset is its sign, not a space.
+                 */
                 from?: components["parameters"]["FromFilter"];
-                /** @description Records audited before this time; must be later than `from` when both are given (400 otherwise). */
+                /**
+                 * @description Records audited before this time; must be later than `from` when both are given (400 otherwise). Sent like
+                 *     `from`.
+                 */
                 to?: components["parameters"]["ToFilter"];
             };
             header?: never;
