@@ -1,17 +1,14 @@
 // Dynamic batching on vs off under concurrent HTTP load (a benchmark, not a test; numbers go to docs/results.md).
 // Starts src/main.ts as a child process per setting on the fixture model (or --model-dir), drives POST /v1/predict
-// with autocannon using generated 48x48 PNGs (one image per request), and prints images/s, p50/p99 latency and the
-// mean batch size read back from /metrics.
+// (whole images, detect=never, as E5) with autocannon using generated 48x48 PNGs (one image per request), and prints
+// images/s, p50/p99 latency and the mean batch size read back from /metrics.
 //
 // Usage: npm run bench:batching -- [--model-dir test/fixtures/generated/bundle] [--duration 10] [--connections 32]
 //        [--max-batch 32] [--delay-ms 2] [--workers 1] [--threads 2]
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import sharp from 'sharp';
+import { PREDICT_PATH, startService } from './e5-load.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -45,32 +42,6 @@ function multipart(png: Buffer): Buffer {
   ]);
 }
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as { port: number };
-  await new Promise((r) => srv.close(r));
-  return port;
-}
-
-async function startServer(env: Record<string, string>): Promise<{ child: ChildProcess; base: string }> {
-  const port = await freePort();
-  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm')).href;
-  const child = spawn(process.execPath, ['--import', tsx, 'src/main.ts'], {
-    env: { PATH: process.env.PATH ?? '', PORT: String(port), ASM_FER_HOST: '127.0.0.1', ASM_FER_LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  const base = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`server exited with code ${child.exitCode}`);
-    if (Date.now() > deadline) throw new Error('server not ready after 60 s');
-    const ok = await fetch(`${base}/v2/health/ready`).then((r) => r.ok, () => false);
-    if (ok) return { child, base };
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 function metric(text: string, series: string): number {
   const line = text.split('\n').find((l) => l.startsWith(series + ' '));
   return line ? Number(line.slice(series.length + 1)) : Number.NaN;
@@ -87,15 +58,15 @@ interface Row {
 }
 
 async function run(setting: string, env: Record<string, string>, bodies: Buffer[]): Promise<Row> {
-  const { child, base } = await startServer(env);
+  const svc = await startService(env);
   try {
     const result = await autocannon({
-      url: `${base}/v1/predict`,
+      url: `${svc.base}${PREDICT_PATH}`,
       connections: Number(args.connections),
       duration: Number(args.duration),
-      requests: bodies.map((body) => ({ method: 'POST', path: '/v1/predict', headers: { 'content-type': `multipart/form-data; boundary=${BOUNDARY}` }, body })),
+      requests: bodies.map((body) => ({ method: 'POST', path: PREDICT_PATH, headers: { 'content-type': `multipart/form-data; boundary=${BOUNDARY}` }, body })),
     });
-    const text = await (await fetch(`${base}/metrics`)).text();
+    const text = await (await fetch(`${svc.base}/metrics`)).text();
     const ok = result['2xx'];
     return {
       setting,
@@ -107,8 +78,7 @@ async function run(setting: string, env: Record<string, string>, bodies: Buffer[
       meanBatch: metric(text, 'asm_fer_batch_size_sum') / metric(text, 'asm_fer_batch_size_count'),
     };
   } finally {
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
+    await svc.stop();
   }
 }
 

@@ -117,7 +117,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
   liveGauge('audit_window_label_probability_mean', "Live window: mean probability of the submitted label (mu_k), by class; absent before the class's first audit.", ['class'], (g, s) => {
     for (const c of s.live.classes) if (c.window.meanLabelProbability !== null) g.set({ class: c.label }, c.window.meanLabelProbability);
   });
-  liveGauge('audit_since_start_label_probability_mean', 'Since start (or the last model change): mean probability of the submitted label, by class.', ['class'], (g, s) => {
+  liveGauge('audit_since_start_label_probability_mean', 'Since this process started (or the last model change; in memory, a restart empties it): mean probability of the submitted label, by class.', ['class'], (g, s) => {
     for (const c of s.live.classes) if (c.sinceStart.meanLabelProbability !== null) g.set({ class: c.label }, c.sinceStart.meanLabelProbability);
   });
   liveGauge('audit_window_verdict_ratio', 'Live window: share of each verdict, by class.', ['class', 'verdict'], (g, s) => {

@@ -1,6 +1,7 @@
-// Online statistics of audited traffic per submitted class, updated in O(1) per item: since the model started being
-// audited, and over a sliding window of each class's last N items. The mean probability of the submitted label is
-// mu_k, the quantity Adaptive Threshold Learning uses.
+// Online statistics of audited traffic per submitted class, updated in O(1) per item: since this process started (or
+// since it first audited a different model), and over a sliding window of each class's last N items. They live in
+// memory only, so a restart starts them empty; the stored records are the durable view. The mean probability of the
+// submitted label is mu_k, the quantity Adaptive Threshold Learning uses.
 import type { Verdict } from './verdict.js';
 
 export const VERDICTS: readonly Verdict[] = ['clean', 'ambiguous', 'noisy'];
@@ -20,7 +21,7 @@ export interface ClassLive {
 }
 
 export interface LiveSnapshot {
-  /** When these statistics started: process start, or the last change of the audited model. */
+  /** When these statistics started: this process's start, or the first audit by a model other than the previous one. */
   since: string;
   model: { name: string; version: string } | null;
   windowSize: number;
@@ -77,9 +78,14 @@ export class LiveStats {
 
   constructor(readonly windowSize: number) {}
 
-  /** Counts one audited item; statistics restart when the model differs from the previous item's. */
+  /**
+   * Counts one audited item; statistics restart when the model differs from the previous item's. The first item only
+   * names the model: nothing was counted before it, so `since` stays at the process start.
+   */
   observe(model: { name: string; version: string }, label: string, labelProbability: number, verdict: Verdict): void {
-    if (this.current?.name !== model.name || this.current.version !== model.version) {
+    if (this.current === null) {
+      this.current = { ...model };
+    } else if (this.current.name !== model.name || this.current.version !== model.version) {
       this.current = { ...model };
       this.since = new Date();
       this.classes.clear();

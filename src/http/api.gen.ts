@@ -89,9 +89,10 @@ export interface paths {
         };
         /**
          * Per class and per annotator verdict counts and noise rates, the submitted x predicted confusion, live statistics and drift.
-         * @description `classes`, `annotators` and `confusion` aggregate the stored records that match the filters (the same as
-         *     GET /v1/audits). `live`, `drift` and `thresholds` describe the traffic this process has audited with the
-         *     served model (maintained per item, not recomputed, and not filtered). Needs
+         * @description `total`, `classes`, `annotators` and `confusion` aggregate the stored records that match the filters (the same
+         *     as GET /v1/audits): the durable view, which survives restarts. `live`, `drift` and `thresholds` describe only
+         *     the traffic this process has audited since it started (maintained per item in memory, not recomputed, and not
+         *     filtered): a restart starts them empty, while the stored records stay. Needs
          *     `Authorization: Bearer <ASM_FER_API_KEY>` when a key is configured.
          */
         get: operations["auditSummary"];
@@ -532,7 +533,10 @@ export interface components {
         AuditSummary: {
             /** @description Stored records matching the filters. */
             total: number;
-            /** @description Per submitted label, in the served model's class order. */
+            /**
+             * @description Per submitted label, over the stored records matching the filters (every record the database holds when
+             *     unfiltered, across restarts), in the served model's class order.
+             */
             classes: (components["schemas"]["GroupStats"] & {
                 label: string;
             })[];
@@ -545,22 +549,32 @@ export interface components {
                 labels: string[];
                 counts: number[][];
             };
-            /** @description Per class, since `since` (process start or the last model change) and over the last `windowSize` items of each class. */
+            /**
+             * @description Per class, the items this process has audited since `since` (`sinceStart`) and the last `windowSize` items
+             *     of each class among them (`window`). Kept in memory: a restart starts both empty. For counts over every
+             *     stored record use `classes`.
+             */
             live: {
-                /** Format: date-time */
+                /**
+                 * Format: date-time
+                 * @description When this process started, or, if it has since audited with a different model, when it first did.
+                 */
                 since: string;
                 model: components["schemas"]["ModelRef"] | null;
                 windowSize: number;
                 classes: {
                     label: string;
+                    /** @description Every item of this class audited since `since` by this process (not the stored records). */
                     sinceStart: components["schemas"]["LiveAggregate"];
+                    /** @description The last `windowSize` items of this class among those. */
                     window: components["schemas"]["LiveAggregate"];
                 }[];
             };
             /**
              * @description The window mean of each class against the training-time class mean in the bundle
              *     (thresholdLearning.classMeans). A class drifts when |liveMean - trainingMean| > threshold with at least
-             *     minSamples items in its window. Only a bundle whose statistic is given-label is comparable.
+             *     minSamples items in its window. Only a bundle whose statistic is given-label is comparable. The window is
+             *     `live`'s, so after a restart no class drifts until it has minSamples new items.
              */
             drift: {
                 threshold: number;
@@ -580,7 +594,10 @@ export interface components {
                 /** @description The drifted classes. */
                 drifted: string[];
             };
-            /** @description The thresholds the next audit will use. */
+            /**
+             * @description The thresholds the next audit will use. Online thresholds come from `live`'s window, so after a restart each
+             *     class uses its training mean until it has minSamples new items.
+             */
             thresholds: {
                 source: components["schemas"]["ThresholdSource"];
                 byClass: {
@@ -782,9 +799,15 @@ export interface components {
         DatasetFilter: components["schemas"]["ClientId"];
         /** @description Version of the model that audited the record. */
         ModelVersionFilter: string;
-        /** @description Records audited at or after this time. */
+        /**
+         * @description Records audited at or after this time (RFC 3339, e.g. 2026-01-01T00:00:00Z or 2026-01-01T09:30:00+02:00). It
+         *     may be sent as typed, `:` and `+` unencoded: a `+` right before the offset is its sign, not a space.
+         */
         FromFilter: string;
-        /** @description Records audited before this time; must be later than `from` when both are given (400 otherwise). */
+        /**
+         * @description Records audited before this time; must be later than `from` when both are given (400 otherwise). Sent like
+         *     `from`.
+         */
         ToFilter: string;
         /**
          * @description Whether to look for faces: `always`, `never` (the image, or its box, is the face), or `auto` (default):
@@ -884,9 +907,15 @@ export interface operations {
                 datasetId?: components["parameters"]["DatasetFilter"];
                 /** @description Version of the model that audited the record. */
                 modelVersion?: components["parameters"]["ModelVersionFilter"];
-                /** @description Records audited at or after this time. */
+                /**
+                 * @description Records audited at or after this time (RFC 3339, e.g. 2026-01-01T00:00:00Z or 2026-01-01T09:30:00+02:00). It
+                 *     may be sent as typed, `:` and `+` unencoded: a `+` right before the offset is its sign, not a space.
+                 */
                 from?: components["parameters"]["FromFilter"];
-                /** @description Records audited before this time; must be later than `from` when both are given (400 otherwise). */
+                /**
+                 * @description Records audited before this time; must be later than `from` when both are given (400 otherwise). Sent like
+                 *     `from`.
+                 */
                 to?: components["parameters"]["ToFilter"];
                 /** @description Records per page. */
                 limit?: number;
@@ -933,9 +962,15 @@ export interface operations {
                 datasetId?: components["parameters"]["DatasetFilter"];
                 /** @description Version of the model that audited the record. */
                 modelVersion?: components["parameters"]["ModelVersionFilter"];
-                /** @description Records audited at or after this time. */
+                /**
+                 * @description Records audited at or after this time (RFC 3339, e.g. 2026-01-01T00:00:00Z or 2026-01-01T09:30:00+02:00). It
+                 *     may be sent as typed, `:` and `+` unencoded: a `+` right before the offset is its sign, not a space.
+                 */
                 from?: components["parameters"]["FromFilter"];
-                /** @description Records audited before this time; must be later than `from` when both are given (400 otherwise). */
+                /**
+                 * @description Records audited before this time; must be later than `from` when both are given (400 otherwise). Sent like
+                 *     `from`.
+                 */
                 to?: components["parameters"]["ToFilter"];
             };
             header?: never;

@@ -19,6 +19,7 @@ import { cors } from './cors.js';
 import { healthRouter } from './health.js';
 import { modelsRouter } from './models.js';
 import { predictRouter } from './predict.js';
+import { parseQuery } from './query.js';
 import { clientErrorProblem, notFound, problemHandler, sendProblem } from './problem.js';
 import { v2Router } from './v2.js';
 import { contractValidator } from './upload.js';
@@ -90,6 +91,7 @@ export function createHttpApp(deps: HttpDeps): Express {
   app.disable('x-powered-by');
   // Every response is fresh (POST results, live health and metrics): hashing each body for an ETag is wasted work.
   app.set('etag', false);
+  app.set('query parser', parseQuery);
   app.use(requestContext(deps.logger, deps.metrics));
   app.use(cors(deps.config.ASM_FER_CORS_ORIGINS));
   app.get('/openapi.yaml', (_req, res) => {

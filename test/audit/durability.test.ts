@@ -1,5 +1,5 @@
 // The audit trail of the real process: nothing acknowledged is lost when the process is killed with SIGKILL right
-// after its 200s, and everything survives a normal restart.
+// after its 200s, and everything survives a normal restart, while the live statistics start again from nothing.
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -34,6 +34,20 @@ async function storedIds(base: string): Promise<Set<string>> {
   const res = await fetch(`${base}/v1/audits?limit=10000`);
   expect(res.status).toBe(200);
   return new Set(((await res.json()) as { items: { id: string }[] }).items.map((r) => r.id));
+}
+
+interface Summary {
+  total: number;
+  classes: { label: string; count: number }[];
+  annotators: { annotatorId: string; count: number }[];
+  live: { since: string; classes: { sinceStart: { count: number }; window: { count: number } }[] };
+}
+
+/** Items in the live statistics, which must agree between `sinceStart` and a window that has not filled. */
+function liveCount(s: Summary): number {
+  const since = s.live.classes.reduce((n, c) => n + c.sinceStart.count, 0);
+  expect(s.live.classes.reduce((n, c) => n + c.window.count, 0)).toBe(since);
+  return since;
 }
 
 describe('audit trail durability', () => {
@@ -71,20 +85,34 @@ describe('audit trail durability', () => {
     expect(((await one.json()) as { annotatorId: string }).annotatorId).toBe('durability');
   });
 
-  it('keeps everything across a normal restart (SIGTERM, start again)', async () => {
+  it('keeps everything across a normal restart (SIGTERM, start again); the live statistics start empty', async () => {
     const dataDir = mkdtempSync(path.join(tmpdir(), 'asm-fer-restart-'));
     dirs.push(dataDir);
     const first = await serve(dataDir);
     const posted = await fetch(`${first.base}/v1/audit`, { method: 'POST', body: await auditForm() });
     expect(posted.status).toBe(200);
     const ids = ((await posted.json()) as { results: { id: string }[] }).results.map((r) => r.id);
+    const before = (await (await fetch(`${first.base}/v1/audits/summary`)).json()) as Summary;
+    expect(liveCount(before)).toBe(2);
     first.p.child.kill('SIGTERM');
     expect(await first.p.exited).toBe(0);
 
+    const restarted = Date.now();
     const second = await serve(dataDir);
     expect([...(await storedIds(second.base))].sort()).toEqual([...ids].sort());
-    const summary = (await (await fetch(`${second.base}/v1/audits/summary`)).json()) as { total: number; annotators: { annotatorId: string; count: number }[] };
+    const summary = (await (await fetch(`${second.base}/v1/audits/summary`)).json()) as Summary;
     expect(summary.total).toBe(2);
     expect(summary.annotators).toEqual([expect.objectContaining({ annotatorId: 'durability', count: 2 })]);
+    expect(summary.classes.filter((c) => c.count > 0).map((c) => c.label).sort()).toEqual(['fear', 'happiness']);
+    // What this process has audited: nothing yet, counted from its own start.
+    expect(liveCount(summary)).toBe(0);
+    expect(Date.parse(summary.live.since)).toBeGreaterThanOrEqual(restarted);
+
+    const again = await fetch(`${second.base}/v1/audit`, { method: 'POST', body: await auditForm() });
+    expect(again.status).toBe(200);
+    const after = (await (await fetch(`${second.base}/v1/audits/summary`)).json()) as Summary;
+    expect(after.total).toBe(4);
+    expect(liveCount(after)).toBe(2);
+    expect(after.live.since).toBe(summary.live.since);
   });
 });

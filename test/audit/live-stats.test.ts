@@ -43,12 +43,27 @@ describe('LiveStats', () => {
     });
   });
 
-  it('starts over when the audited model changes', () => {
+  it('starts over when the audited model changes', async () => {
     const live = new LiveStats(10);
     live.observe(model, 'a', 0.9, 'clean');
+    const before = live.snapshot([]).since;
+    await new Promise((r) => setTimeout(r, 5));
     live.observe({ name: 'm', version: '2' }, 'a', 0.1, 'noisy');
     expect(live.model).toEqual({ name: 'm', version: '2' });
     expect(live.windowMean('a')).toEqual({ mean: 0.1, count: 1 });
     expect(live.snapshot([]).classes[0]?.sinceStart.count).toBe(1);
+    expect(Date.parse(live.snapshot([]).since)).toBeGreaterThan(Date.parse(before));
+  });
+
+  it('counts since it was created: the first item names the model without moving `since`', async () => {
+    const created = Date.now();
+    const live = new LiveStats(10);
+    const since = live.snapshot([]).since;
+    expect(Date.parse(since)).toBeGreaterThanOrEqual(created);
+    await new Promise((r) => setTimeout(r, 5));
+    live.observe(model, 'a', 0.9, 'clean');
+    live.observe(model, 'a', 0.7, 'ambiguous');
+    expect(live.snapshot([]).since).toBe(since);
+    expect(live.snapshot([]).classes[0]?.sinceStart.count).toBe(2);
   });
 });

@@ -244,6 +244,11 @@ export const corpus: HostileCase[] = [
   auditRead('from after to', [400], LIST_AUDITS, `/v1/audits${query({ from: '2026-06-01T00:00:00Z', to: '2026-01-01T00:00:00Z' })}`),
   auditRead('from equal to to (to is exclusive)', [400], LIST_AUDITS, `/v1/audits${query({ from: '2026-01-01T00:00:00Z', to: '2026-01-01T00:00:00Z' })}`),
   auditRead('a window with a UTC offset', [200], LIST_AUDITS, `/v1/audits${query({ from: '2026-01-01T00:00:00Z', to: '2026-06-01T00:00:00+02:00', format: 'csv' })}`),
+  // The same times typed into curl, nothing percent-encoded: ":" and the "+" of an offset as they are.
+  auditRead('unencoded window with offsets', [200], LIST_AUDITS, '/v1/audits?from=2026-01-01T00:00:00+02:00&to=2026-06-01T00:00:00.5-03:30&format=csv'),
+  auditRead('unencoded from on a day the calendar lacks', [400], LIST_AUDITS, '/v1/audits?from=2026-02-30T00:00:00Z'),
+  auditRead('unencoded from after to', [400], LIST_AUDITS, '/v1/audits?from=2026-06-01T00:00:00+02:00&to=2026-01-01T00:00:00Z'),
+  auditRead('unencoded from with trailing reserved characters', [400], LIST_AUDITS, "/v1/audits?from=2026-01-01T00:00:00Z;@!$'()*+,"),
   auditRead('summary with from after to', [400], AUDIT_SUMMARY, `/v1/audits/summary${query({ from: '2026-06-01T00:00:00Z', to: '2026-01-01T00:00:00Z' })}`),
   auditRead('summary with an unknown filter', [400], AUDIT_SUMMARY, '/v1/audits/summary?debug=1'),
   auditRead('record id that is not a UUID', [400], GET_AUDIT, '/v1/audits/..%2F..%2Fetc%2Fpasswd'),

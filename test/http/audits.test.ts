@@ -166,6 +166,42 @@ describe('GET /v1/audits', () => {
     expect(res.headers['x-next-cursor']).toBeUndefined();
   });
 
+  // As typed into curl or a browser bar: nothing percent-encoded, a "+" offset sign included.
+  it('takes times as typed, without percent-encoding, and form-encoded ones too', async () => {
+    const local = (iso: string, offset: string) => {
+      const sign = offset.startsWith('-') ? -1 : 1;
+      const [h, m] = offset.slice(1).split(':').map(Number) as [number, number];
+      return `${new Date(Date.parse(iso) + sign * (h * 60 + m) * 60_000).toISOString().slice(0, 23)}${offset}`;
+    };
+    // As Python's urlencode sends str(datetime): a space separator (form-encoded as "+") and an encoded "+" offset.
+    const spaced = (iso: string) => iso.replace('T', ' ').replace('Z', '+00:00');
+    const within = (_s: (typeof sent)[number], i: number) => i < 8;
+    for (const range of [
+      `from=${before}&to=${between}`,
+      `from=${local(before, '+05:30')}&to=${local(between, '+05:30')}`,
+      `from=${local(before, '-03:00')}&to=${local(between, '+14:00')}`,
+      new URLSearchParams({ from: spaced(before), to: spaced(between) }).toString(),
+    ]) {
+      const list = await request(t.app).get(`/v1/audits?limit=1000&${range}`);
+      expect(list.status, range).toBe(200);
+      expect(idsNewestFirst(list.body.items)).toEqual(expected(within));
+      const summary = await request(t.app).get(`/v1/audits/summary?${range}`);
+      expect(summary.status, range).toBe(200);
+      expect(summary.body.total).toBe(8);
+    }
+  });
+
+  it.each([
+    ['from=2026-02-30T00:00:00Z'],
+    ['from=2026-01-01T00:00:00+25:00'],
+    ['from=2026-06-01T00:00:00Z&to=2026-01-01T00:00:00Z'],
+    ['from=2026-01-01T00:00:00+01:00&to=2026-01-01T00:00:00+01:00'],
+  ])('answers 400 for unencoded %s', async (q) => {
+    const res = await request(t.app).get(`/v1/audits?${q}`);
+    expect(res.status).toBe(400);
+    expectContract('GET', '/v1/audits', res);
+  });
+
   it.each([['cursor=bm90LWEtY3Vyc29y'], ['verdict=dubious'], ['limit=0'], ['from=yesterday'], ['format=xml']])('answers 400 for %s', async (q) => {
     const res = await request(t.app).get(`/v1/audits?${q}`);
     expect(res.status).toBe(400);
