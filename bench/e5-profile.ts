@@ -13,7 +13,7 @@ import { ferplusPngs, largeJpegs, load, loadNote, predictBody, PREDICT_PATH, sta
 const { values: args } = parseArgs({
   options: {
     'model-dir': { type: 'string', default: 'models/default' },
-    data: { type: 'string', default: '/work/shared/data/ferplus/FER2013Valid' },
+    data: { type: 'string', default: '../shared/data/ferplus/FER2013Valid' },
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '32' },
     'jpeg-side': { type: 'string', default: '0' },

@@ -20,7 +20,7 @@ import { cpuSecondsOf, ferplusPngs, largeJpegs, load, loadNote, memoryOf, multip
 const { values: args } = parseArgs({
   options: {
     'model-dir': { type: 'string', default: 'models/default' },
-    data: { type: 'string', default: '/work/shared/data/ferplus/FER2013Valid' },
+    data: { type: 'string', default: '../shared/data/ferplus/FER2013Valid' },
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '32' },
     workers: { type: 'string' },

@@ -10,7 +10,7 @@ import { cpuSecondsOf, ferplusPngs, load, loadNote, memoryOf, predictBody, PREDI
 const { values: args } = parseArgs({
   options: {
     'model-dir': { type: 'string', default: 'models/default' },
-    data: { type: 'string', default: '/work/shared/data/ferplus/FER2013Valid' },
+    data: { type: 'string', default: '../shared/data/ferplus/FER2013Valid' },
     rounds: { type: 'string', default: '3' },
     duration: { type: 'string', default: '5' },
     connections: { type: 'string', default: '32' },

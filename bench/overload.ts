@@ -12,7 +12,7 @@ import { ferplusPngs, load, loadByStatus, loadNote, memoryOf, predictBody, PREDI
 const { values: args } = parseArgs({
   options: {
     'model-dir': { type: 'string', default: 'models/default' },
-    data: { type: 'string', default: '/work/shared/data/ferplus/FER2013Valid' },
+    data: { type: 'string', default: '../shared/data/ferplus/FER2013Valid' },
     duration: { type: 'string', default: '10' },
     'overload-connections': { type: 'string', default: '512' },
     'max-queue': { type: 'string', default: '256' },

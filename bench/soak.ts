@@ -17,7 +17,7 @@ const { values: args } = parseArgs({
     csv: { type: 'string', default: 'docs/soak.csv' },
     svg: { type: 'string', default: 'docs/img/soak-rss.svg' },
     'model-dir': { type: 'string', default: 'models/default' },
-    data: { type: 'string', default: '/work/shared/data/ferplus/FER2013Valid' },
+    data: { type: 'string', default: '../shared/data/ferplus/FER2013Valid' },
   },
 });
 const duration = Number(args.duration);
