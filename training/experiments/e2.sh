@@ -32,10 +32,15 @@ for row in "${ROWS[@]}"; do
   dir="$RUNS/$noise-$method${variant:+-$variant}"
   if [[ -f $dir/final.pt ]]; then echo "done: $dir"; continue; fi
   args=(--data "$DATA" --noise "$noise" --method "$method" "${BUDGET[@]}" --run-dir "$dir")
-  read -r -a extra <<< "${VARIANTS[${variant:-}]:-}"
+  extra=()
+  if [[ -n $variant ]]; then read -r -a extra <<< "${VARIANTS[$variant]}"; fi
   warm=$RUNS/$noise-ce2/epoch-$(printf %02d "$WARMUP").pt
   if [[ $method == ce2 ]]; then
     args+=(--keep-epochs "$WARMUP")
+  elif [[ -f $dir/last.pt ]]; then
+    # an interrupted row resumes as it began, forked or not
+    warm=$(training/.venv/bin/python -c 'import json, sys; print(json.load(open(sys.argv[1])).get("warm_start", ""))' "$dir/config.json")
+    args+=(${warm:+--warm-start "$warm"})
   elif [[ $method != ce && -f $warm ]]; then
     args+=(--warm-start "$warm")
   fi
