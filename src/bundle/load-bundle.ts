@@ -49,7 +49,16 @@ export interface BundleManifest {
   schemaVersion: 1;
   name: string;
   version: string;
-  model: { file: string; sha256: string; opset: number; networks: number; architecture?: string; parameters?: number };
+  model: {
+    file: string;
+    sha256: string;
+    opset: number;
+    networks: number;
+    architecture?: string;
+    parameters?: number;
+    /** How the file stores its weights; the graph's inputs, outputs and arithmetic are float32 either way. */
+    weightDtype?: 'float32' | 'float16';
+  };
   classes: string[];
   input: InputSpec;
   output: { name: string; kind: 'probabilities' };

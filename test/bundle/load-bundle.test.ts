@@ -43,6 +43,7 @@ describe('loadBundle', () => {
     ['a missing model.json', () => rmSync(manifestPath()), /cannot read .*model\.json: ENOENT/],
     ['model.json that is not JSON', () => writeFileSync(manifestPath(), '{'), /is not JSON/],
     ['a manifest the schema rejects', () => edit((m) => delete m.classes), /does not match bundle\.schema\.json: \/ must have required property 'classes'/],
+    ['a weight dtype the schema does not know', () => edit((m) => (m.model.weightDtype = 'int8')), /does not match bundle\.schema\.json: \/model\/weightDtype must be equal to one of the allowed values/],
     ['a thresholds map missing a class', () => edit((m) => delete m.thresholds.contempt), /thresholds lack class\(es\) contempt/],
     ['a thresholds map with an unknown class', () => edit((m) => (m.thresholds.joy = { clean: 0.5, noisy: 0.1 })), /thresholds name unknown class\(es\) joy/],
     ['mean/std of the wrong length', () => edit((m) => (m.input.mean = [0.5, 0.5, 0.5])), /input\.mean has 3 values for 1 channel/],

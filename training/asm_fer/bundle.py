@@ -15,6 +15,8 @@ from .transforms import InputSpec
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "models" / "bundle.schema.json"
 MANIFEST = "model.json"
+# How the ONNX file stores its weights (model.weightDtype); the graph computes in float32 either way.
+WEIGHT_DTYPES = ("float32", "float16")
 
 
 class BundleError(ValueError):

@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .bundle import BundleError
+from .bundle import WEIGHT_DTYPES, BundleError
 from .config import add_config_arguments, config_from_args
 from .data import FORMATS
 from .data.ferplus import DatasetLayoutError
@@ -21,7 +21,8 @@ def _train(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 alone exports
         from .export import export_bundle
 
-        export_bundle(final, Path(args.export or Path(cfg.run_dir) / "bundle"), name=args.name, data_root=cfg.data)
+        bundle = Path(args.export or Path(cfg.run_dir) / "bundle")
+        export_bundle(final, bundle, name=args.name, data_root=cfg.data, weights=args.weights)
     return 0
 
 
@@ -29,7 +30,7 @@ def _export(args: argparse.Namespace) -> int:
     from .export import export_bundle
     from .train import FINAL
 
-    export_bundle(Path(args.run) / FINAL, Path(args.out), name=args.name, data_root=args.data)
+    export_bundle(Path(args.run) / FINAL, Path(args.out), name=args.name, data_root=args.data, weights=args.weights)
     return 0
 
 
@@ -73,6 +74,16 @@ def _fixtures(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_weights_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--weights",
+        default="float32",
+        choices=WEIGHT_DTYPES,
+        help="dtype the ONNX file stores its weights in; float16 halves the file, the graph still computes "
+        "in float32 and the bundle's accuracy is measured on it (default: float32)",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="asm-fer", description="Train FER models and export model bundles.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--export", "--out", metavar="DIR", help="bundle folder to export to after training (default: <run-dir>/bundle)"
     )
     p.add_argument("--name", default="ferplus", help="bundle name (used in URLs) (default: ferplus)")
+    _add_weights_argument(p)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("export", help="export a finished run (its final.pt) as a model bundle")
@@ -90,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="bundle folder to write (model.onnx + model.json)")
     p.add_argument("--name", default="ferplus", help="bundle name (used in URLs) (default: ferplus)")
     p.add_argument("--data", help="dataset root for the Valid accuracy (default: the run's --data)")
+    _add_weights_argument(p)
     p.set_defaults(func=_export)
 
     p = sub.add_parser("bench", help="E6: training cost on this machine (matmul peak, FLOPs, images/s)")

@@ -5,11 +5,26 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
+import torch
 
-from asm_fer.bundle import BundleError, input_spec_from, read_bundle, validate
-from asm_fer.transforms import preprocess_file
+from asm_fer.bundle import SCHEMA_PATH, WEIGHT_DTYPES, BundleError, input_spec_from, read_bundle, validate
+from asm_fer.cli import main
+from asm_fer.data import scan
+from asm_fer.data.dataset import load_images
+from asm_fer.export import (
+    FLOAT16_MIN_ELEMENTS,
+    PARITY_ATOL,
+    export_onnx,
+    onnx_probs,
+    round_weights_to_float16,
+    store_float16,
+)
+from asm_fer.resnet import Ensemble
+from asm_fer.train import load_trained
+from asm_fer.transforms import normalise, preprocess_file
 
 
 @pytest.mark.smoke
@@ -25,8 +40,6 @@ def test_exported_bundle_is_valid_and_batch_dynamic(fixtures: Path) -> None:
 
 
 def test_thresholds_come_from_the_run(fixtures: Path) -> None:
-    import torch
-
     doc = read_bundle(fixtures / "bundle")
     final = torch.load(fixtures / "run" / "final.pt", weights_only=False)
     got = [[doc["thresholds"][c]["noisy"], doc["thresholds"][c]["clean"]] for c in doc["classes"]]
@@ -50,6 +63,7 @@ def test_tampered_onnx_is_refused(fixtures: Path, tmp_path: Path) -> None:
         (lambda d: d["thresholds"]["fear"].update(noisy=0.9), "noisy 0.9 > clean"),
         (lambda d: d["input"].update(channels=2), "input/channels"),
         (lambda d: d.pop("provenance"), "'provenance' is a required property"),
+        (lambda d: d["model"].update(weightDtype="int8"), "model/weightDtype"),
     ],
 )
 def test_schema_and_cross_field_rules(fixtures: Path, mutate: object, message: str) -> None:
@@ -68,3 +82,86 @@ def test_parity_vectors_match_preprocessing(fixtures: Path) -> None:
         tensor = preprocess_file(fixtures / "parity" / case["file"], spec)
         assert list(tensor.shape) == case["shape"][1:]
         np.testing.assert_allclose(tensor.ravel(), case["tensor"], atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def float16_bundle(fixtures: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture run exported again through the CLI, storing float16 weights."""
+    out = tmp_path_factory.mktemp("float16") / "bundle"
+    run, data = fixtures / "run", fixtures / "ferplus"
+    assert main(["export", "--run", str(run), "--out", str(out), "--data", str(data), "--weights", "float16"]) == 0
+    return out
+
+
+def valid_inputs(fixtures: Path) -> torch.Tensor:
+    """The fixture's Valid images as the network input, as the export measures them."""
+    spec = input_spec_from(read_bundle(fixtures / "bundle")["input"])
+    _, samples = scan("ferplus", fixtures / "ferplus", "valid")
+    return normalise(load_images(samples, spec).pixels, spec)
+
+
+def test_float16_bundle_is_smaller_and_float32_at_its_edges(fixtures: Path, float16_bundle: Path) -> None:
+    doc = read_bundle(float16_bundle)
+    assert doc["model"]["weightDtype"] == "float16"
+    assert read_bundle(fixtures / "bundle")["model"]["weightDtype"] == "float32"
+    size16 = (float16_bundle / "model.onnx").stat().st_size
+    size32 = (fixtures / "bundle" / "model.onnx").stat().st_size
+    assert size16 < 0.6 * size32
+
+    graph = onnx.load(str(float16_bundle / "model.onnx"))
+    onnx.checker.check_model(graph, full_check=True)
+    float_inits = [i for i in graph.graph.initializer if i.data_type == onnx.TensorProto.FLOAT]
+    half_inits = [i for i in graph.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
+    assert half_inits, "no initializer is stored as float16"
+    assert all(np.prod(i.dims) < FLOAT16_MIN_ELEMENTS for i in float_inits)
+    casts = {n.input[0] for n in graph.graph.node if n.op_type == "Cast"}
+    assert casts == {i.name for i in half_inits}
+
+    sess = ort.InferenceSession(str(float16_bundle / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [(t.name, t.type) for t in sess.get_inputs()] == [("input", "tensor(float)")]
+    assert [(t.name, t.type) for t in sess.get_outputs()] == [("probabilities", "tensor(float)")]
+    (probs,) = sess.run(["probabilities"], {"input": np.zeros((3, 1, 48, 48), np.float32)})
+    assert probs.dtype == np.float32 and probs.shape == (3, 8)
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_float16_graph_computes_the_rounded_torch_model(fixtures: Path, float16_bundle: Path) -> None:
+    _, nets, _ = load_trained(fixtures / "run" / "final.pt")
+    reference = round_weights_to_float16(Ensemble(nets))
+    for t in [*reference.parameters(), *reference.buffers()]:
+        if t.is_floating_point():
+            assert torch.equal(t, t.half().float())
+    x = valid_inputs(fixtures)
+    with torch.no_grad():
+        expected = reference(x).numpy()
+    got = onnx_probs(float16_bundle / "model.onnx", x.numpy())
+    assert np.abs(expected - got).max() <= PARITY_ATOL
+
+
+# Rounding each weight to float16 moves it by at most 2^-11 of itself; on the fixture model that moves a
+# probability by 3.7e-4 at most (measured); 1e-3 leaves room and is still far below what could move a verdict.
+FLOAT16_VS_FLOAT32_ATOL = 1e-3
+
+
+def test_float16_graph_agrees_with_the_float32_graph(fixtures: Path, float16_bundle: Path) -> None:
+    x = valid_inputs(fixtures).numpy()
+    p16 = onnx_probs(float16_bundle / "model.onnx", x)
+    p32 = onnx_probs(fixtures / "bundle" / "model.onnx", x)
+    diff = np.abs(p16 - p32).max()
+    assert 0 < diff <= FLOAT16_VS_FLOAT32_ATOL  # 0 would mean the weights were not rounded at all
+    np.testing.assert_array_equal(p16.argmax(1), p32.argmax(1))
+    metrics16 = read_bundle(float16_bundle)["provenance"]["metrics"]
+    assert metrics16["accuracy"] == read_bundle(fixtures / "bundle")["provenance"]["metrics"]["accuracy"]
+
+
+def test_float16_storage_refuses_weights_that_were_not_rounded(fixtures: Path, tmp_path: Path) -> None:
+    _, nets, _ = load_trained(fixtures / "run" / "final.pt")
+    path = tmp_path / "model.onnx"
+    export_onnx(Ensemble(nets), input_spec_from(read_bundle(fixtures / "bundle")["input"]), path)
+    with pytest.raises(ValueError, match="not exact in float16"):
+        store_float16(onnx.load(str(path)))
+
+
+def test_weight_dtypes_are_the_schemas(fixtures: Path) -> None:
+    schema = json.loads(SCHEMA_PATH.read_text())
+    assert tuple(schema["properties"]["model"]["properties"]["weightDtype"]["enum"]) == WEIGHT_DTYPES
