@@ -61,7 +61,7 @@ test-node: node_modules/.installed $(FIXTURES)/bundle/model.json
 
 train: $(VENV)/.installed ## train the default recipe on FER+ (DATA=..., RUN_DIR=...) and export to BUNDLE (models/default)
 	@test -n "$(DATA)" || { echo "set DATA=<folder with FER2013Train/ and FER2013Valid/>"; exit 2; }
-	$(VENV)/bin/asm-fer train --data $(DATA) --run-dir $(RUN_DIR) --export $(BUNDLE) --name ferplus
+	$(VENV)/bin/asm-fer train --data $(DATA) --run-dir $(RUN_DIR) --export $(BUNDLE) --name ferplus --weights float16
 
 clean: ## remove installed packages, builds and generated fixtures (not training runs)
 	rm -rf node_modules dist $(VENV) $(FIXTURES)
