@@ -211,7 +211,7 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
                 subsets, mined = mine_epoch(
                     cfg, nets, data.train.pixels, train_labels, spec, data.classes, epoch, state, data.truly_noisy, world
                 )
-                row |= mined
+                row |= mined | {"mining_seconds": round(time.time() - t0, 1)}
             t1 = time.time()
             row |= _run_epoch(models, opt, data.train, spec, cfg, epoch, subsets, world)
             seconds = time.time() - t1
@@ -221,7 +221,6 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
             probs = predict_probs(nets, data.valid.pixels, spec, batch_size=cfg.eval_batch_size, engine=cfg.eval_engine)
             row |= {
                 "valid_accuracy": accuracy(probs, valid_labels),
-                "mining_seconds": round(t1 - t0, 1),
                 "lr": lr,
                 "seconds": round(time.time() - t0, 1),
                 "images_per_second": round(len(data.train) / seconds, 1),

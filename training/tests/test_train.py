@@ -48,6 +48,7 @@ def test_asm_mines_planted_noise_better_than_chance(ferplus_root: Path, tmp_path
     assert sum(mined[-1]["subsets"].values()) == 80
     assert mined[-1]["mining"]["precision"] > 0.3  # the planted noise rate
     assert {"loss_sup", "loss_mut", "loss_usc"} <= set(mined[-1])
+    assert all(r["mining_seconds"] > 0 for r in mined) and "mining_seconds" not in rows[0]
     assert len(nets) == 2
     assert (Path(cfg.run_dir) / "mining.png").stat().st_size > 1000
     assert final["threshold_learning"]["epoch"] == 12
