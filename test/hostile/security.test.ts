@@ -3,7 +3,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import { png } from '../fixtures/make-images.js';
-import { startTestApp, type TestApp } from '../fixtures/tiny-model.js';
+import { replaceRun, startTestApp, type TestApp } from '../fixtures/tiny-model.js';
 import { LEAK } from './leak.js';
 
 describe('responses never show internals', () => {
@@ -11,18 +11,10 @@ describe('responses never show internals', () => {
   beforeAll(async () => {
     // Every inference fails the way a native error would, with a path and a stack in its message.
     t = await startTestApp({}, {
-      wrap: ({ bundle, pool }) => ({
-        bundle,
-        pool: {
-          executionProvider: pool.executionProvider,
-          size: pool.size,
-          close: () => pool.close(),
-          run: () => {
-            const err = new Error(`ENOENT: open '${process.cwd()}/models/x/model.onnx'`);
-            err.stack = `${err.message}\n    at Worker.run (${process.cwd()}/src/inference/session-worker.ts:42:7)`;
-            return Promise.reject(err);
-          },
-        },
+      wrap: replaceRun(() => () => {
+        const err = new Error(`ENOENT: open '${process.cwd()}/models/x/model.onnx'`);
+        err.stack = `${err.message}\n    at Worker.run (${process.cwd()}/src/inference/session-worker.ts:42:7)`;
+        return Promise.reject(err);
       }),
     });
   });

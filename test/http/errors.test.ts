@@ -2,7 +2,7 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jpeg, png, solidPng, textFile, truncated } from '../fixtures/make-images.js';
-import { startTestApp, type TestApp } from '../fixtures/tiny-model.js';
+import { replaceRun, startTestApp, type TestApp } from '../fixtures/tiny-model.js';
 import { expectContract } from './contract.js';
 
 let t: TestApp;
@@ -99,16 +99,9 @@ describe('unexpected failures', () => {
   it('500 problem without internals, and the next request is served', async () => {
     let fail = true;
     const u = await startTestApp({}, {
-      wrap: ({ bundle, pool }) => ({
-        bundle,
-        pool: {
-          executionProvider: pool.executionProvider,
-          size: pool.size,
-          close: () => pool.close(),
-          run: (data: Float32Array, dims: number[]) =>
-            fail ? Promise.reject(new Error('ENOENT /secret/models/model.onnx at Worker.run')) : pool.run(data, dims),
-        },
-      }),
+      wrap: replaceRun((pool) => (data, dims) =>
+        fail ? Promise.reject(new Error('ENOENT /secret/models/model.onnx at Worker.run')) : pool.run(data, dims),
+      ),
     });
     try {
       const res = await request(u.app).post('/v1/predict').attach('image', await png(), 'a.png');

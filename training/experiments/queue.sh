@@ -1,4 +1,4 @@
-# The resumable training queue shared by the E2 scripts (sourced, not run). The caller sets
+# The resumable training queue of the E2 script (sourced, not run). The caller sets
 #   DATA, RUNS, WARMUP, BUDGET (array of flags), ROWS (array of <labels>:<method>[:<variant>]) and
 #   VARIANTS (associative array: variant -> extra flags), then calls run_queue.
 # A finished row (final.pt) is skipped, an interrupted one resumes from last.pt. The two-network rows
