@@ -45,6 +45,14 @@ class TrainConfig:
     blocks: tuple[int, ...] = field(default=(2, 2, 2, 2), metadata={"help": "BasicBlocks per stage (ResNet-18: 2 2 2 2)"})
     stem_stride: int = field(default=2, metadata={"help": "stride of the 3x3 stem (2 keeps 48x48 training CPU-sized)"})
     dropout: float = field(default=0.0, metadata={"help": "dropout before the classifier"})
+    pretrained: str = field(
+        default="",
+        metadata={
+            "help": "torchvision-named ResNet weights (.pth state dict, e.g. a face-recognition ResNet-18 with "
+            "--widths 64 128 256 512) to start both networks from; tensors of another shape (stem, classifier) "
+            "keep their initialisation and are listed"
+        },
+    )
     input_size: int = field(default=48, metadata={"help": "model input height = width (FER+ crops are 48x48)"})
     channels: int = field(default=1, metadata={"help": "1 = BT.601 luma (FER+ is grayscale), 3 = RGB"})
     # optimisation (MAN recipe)

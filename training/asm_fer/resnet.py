@@ -6,6 +6,8 @@ FER crops are 48x48 and the ImageNet stem (7x7 stride 2 + max-pool) would leave 
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -68,6 +70,24 @@ class ResNet(nn.Module):
         x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)  # (B, C)
         logits: torch.Tensor = self.fc(self.dropout(x))  # (B, K)
         return logits
+
+
+def load_torchvision_weights(net: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Copy a torchvision-named ResNet state dict (`layerN.*`, e.g. a face-recognition ResNet-18) into
+    `net`; returns the names left at their initialisation because their shapes differ (typically the
+    7x7 RGB stem and the classifier). A name `net` does not have is an error: it means another layout."""
+    own = net.state_dict()
+    skipped: list[str] = []
+    for name, value in state.items():
+        ours = re.sub(r"^layer(\d+)\.", lambda m: f"stages.{int(m.group(1)) - 1}.", name)
+        if ours not in own:
+            raise ValueError(f"{name!r} has no counterpart in this ResNet (widths/blocks or layout differ)")
+        if own[ours].shape != value.shape:
+            skipped.append(name)
+            continue
+        own[ours] = value.to(own[ours].dtype)
+    net.load_state_dict(own)
+    return skipped
 
 
 class Ensemble(nn.Module):

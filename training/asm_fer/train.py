@@ -35,7 +35,7 @@ from .losses import supervised
 from .mining import Subsets
 from .noise import apply_noise, from_file, save_noise
 from .plots import plot_curves, plot_mining
-from .resnet import ResNet
+from .resnet import ResNet, load_torchvision_weights
 from .thresholds import adaptive_thresholds, class_means
 from .transforms import InputSpec, normalise, weak_view
 
@@ -194,6 +194,11 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
         if world.is_main:
             copy_warm_up_metrics(Path(cfg.warm_start).parent, run, ckpt["epoch"])
         print(f"starting {run} at epoch {ckpt['epoch'] + 1} from the warm-up in {cfg.warm_start}")
+    elif cfg.pretrained:
+        weights = torch.load(cfg.pretrained, weights_only=True, map_location="cpu")
+        for net in nets:
+            skipped = load_torchvision_weights(net, weights)
+        print(f"initialised from {cfg.pretrained}; kept their own initialisation: {', '.join(skipped) or 'none'}")
     if ckpt is not None:
         for net, net_state in zip(nets, ckpt["nets"], strict=True):
             net.load_state_dict(net_state)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 
 from asm_fer.device import resolve_device
 from asm_fer.fixtures import tiny_config
+from asm_fer.resnet import ResNet, load_torchvision_weights
 from asm_fer.train import CHECKPOINT, load_trained, train
 
 
@@ -120,3 +122,19 @@ def test_warm_start_refuses_a_checkpoint_that_is_not_this_runs_warm_up(ferplus_r
         train(dataclasses.replace(asm, warm_start=str(tmp_path / "ce2" / "epoch-07.pt")))
     with pytest.raises(SystemExit, match="two networks"):
         train(dataclasses.replace(asm, method="ce", warm_start=str(tmp_path / "ce2" / "epoch-01.pt")))
+
+
+def test_pretrained_torchvision_weights_start_both_networks(ferplus_root: Path, tmp_path: Path) -> None:
+    cfg = dataclasses.replace(tiny_config(ferplus_root, tmp_path / "run"), method="ce2", epochs=1, lr=0.0, weight_decay=0.0)
+    donor = ResNet(5, in_channels=3, widths=cfg.widths, blocks=cfg.blocks)  # another stem and classifier
+    named = {re.sub(r"^stages\.(\d+)\.", lambda m: f"layer{int(m.group(1)) + 1}.", k): v for k, v in donor.state_dict().items()}
+    torch.save(named, tmp_path / "resnet.pth")
+    _, nets, _ = load_trained(train(dataclasses.replace(cfg, pretrained=str(tmp_path / "resnet.pth"))))
+
+    block = "stages.2.0.conv1.weight"
+    for net in nets:  # lr 0: what the networks end with is what they started from
+        assert torch.equal(net.state_dict()[block], donor.state_dict()[block])
+        assert net.state_dict()["conv1.weight"].shape == (cfg.widths[0], 1, 3, 3)
+    with pytest.raises(ValueError, match="no counterpart"):
+        load_torchvision_weights(nets[0], {"features.0.weight": torch.zeros(1)})
+    assert sorted(load_torchvision_weights(nets[0], named)) == ["conv1.weight", "fc.bias", "fc.weight"]
