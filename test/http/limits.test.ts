@@ -42,14 +42,15 @@ describe('request timeout', () => {
   let t: TestApp;
   // A queue delay far beyond the timeout: a lone image waits for company and the request runs out of time.
   beforeAll(async () => {
-    t = await startTestApp({ ASM_FER_REQUEST_TIMEOUT_MS: '150', ASM_FER_MAX_QUEUE_DELAY_MS: '2000' });
+    t = await startTestApp({ ASM_FER_REQUEST_TIMEOUT_MS: '150', ASM_FER_MAX_QUEUE_DELAY_MS: '6000' });
   });
   afterAll(() => t.close());
 
   it('answers 503 request-timeout with Retry-After once ASM_FER_REQUEST_TIMEOUT_MS has passed', async () => {
     const started = performance.now();
     const res = await request(t.app).post('/v1/predict').attach('image', await png(), 'a.png');
-    expect(performance.now() - started).toBeLessThan(1500);
+    // long before the batch would have run: the timeout answered, not the batch (slack for loaded CI cores)
+    expect(performance.now() - started).toBeLessThan(4500);
     expect(res.status).toBe(503);
     expectContract('POST', '/v1/predict', res);
     expect(res.body.type).toBe('https://asm-fer.dev/problems/request-timeout');
