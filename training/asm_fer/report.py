@@ -28,7 +28,7 @@ class RunRow:
     run_dir: Path
     noise: str
     method: str
-    warmup_epochs: int
+    warmup_epochs: int | None  # None for the methods that never mine
     options: str  # ASM options that differ from the defaults, e.g. "normalisation=none"
     epochs_done: int
     epochs: int
@@ -61,10 +61,10 @@ def _noise_rate(labels_csv: Path) -> float | None:
 
 def read_run(run_dir: Path) -> RunRow:
     """One row from a run folder (finished or not)."""
-    cfg = json.loads((run_dir / "config.json").read_text())
-    defaults = TrainConfig().to_dict()
+    run_cfg = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    cfg, defaults = run_cfg.to_dict(), TrainConfig().to_dict()
     shown = METHOD_FIELDS - {"method", "warmup_epochs", "warm_start"}
-    options = ", ".join(f"{k}={cfg[k]}" for k in sorted(shown) if k in cfg and cfg[k] != defaults[k])
+    options = ", ".join(f"{k}={cfg[k]}" for k in sorted(shown) if cfg[k] != defaults[k])
     epochs = [m for m in _read_metrics(run_dir / "metrics.jsonl") if "valid_accuracy" in m]
     mined = [m["mining"] for m in epochs if m.get("mining")]
     best = max(epochs, key=lambda m: m["valid_accuracy"]) if epochs else None
@@ -75,7 +75,7 @@ def read_run(run_dir: Path) -> RunRow:
         run_dir=run_dir,
         noise=cfg["noise"],
         method=cfg["method"],
-        warmup_epochs=cfg["warmup_epochs"],
+        warmup_epochs=run_cfg.warmup_epochs if run_cfg.mines else None,
         options=options,
         epochs_done=len(epochs),
         epochs=cfg["epochs"],
@@ -97,7 +97,7 @@ def find_runs(roots: Iterable[Path]) -> list[RunRow]:
     def key(r: RunRow) -> tuple[int, float, int, int, str]:
         rate = float(r.noise.split("-")[1]) if r.noise.startswith("sym-") else (0.0 if r.noise == "none" else 1.0)
         order = METHOD_ORDER.index(r.method) if r.method in METHOD_ORDER else len(METHOD_ORDER)
-        return (0 if r.noise == "none" else 1, rate, order, r.warmup_epochs, r.options)
+        return (0 if r.noise == "none" else 1, rate, order, r.warmup_epochs or 0, r.options)
 
     return sorted(rows, key=key)
 
@@ -122,9 +122,7 @@ def markdown_table(rows: Sequence[RunRow]) -> str:
         singles = " / ".join(_pct(a) for a in r.single_network) if r.single_network else "—"
         status = f"{r.epochs_done}/{r.epochs}" + ("" if r.finished else " (unfinished)")
         best = f"{_pct(r.best_accuracy)} @ {r.best_epoch}" if r.best_epoch else "—"
-        variant = ", ".join(
-            ([f"{r.warmup_epochs}"] if r.method != "ce" and r.method != "ce2" else []) + ([r.options] if r.options else [])
-        )
+        variant = ", ".join(([str(r.warmup_epochs)] if r.warmup_epochs is not None else []) + ([r.options] if r.options else []))
         lines.append(
             f"| {r.noise} | {r.method} | {variant or '—'} | {status} | {_pct(r.final_accuracy)} | {best} | {singles} "
             f"| {_pct(r.noise_rate)} | {_f3(m.get('precision'))} | {_f3(m.get('recall'))} | {_f3(m.get('f1'))} "

@@ -264,7 +264,8 @@ def warm_start_checkpoint(cfg: TrainConfig, device: torch.device) -> dict[str, A
     ckpt = torch.load(path, weights_only=False, map_location=device)
     parent = TrainConfig.from_dict(ckpt["config"])
     ignore = RUNTIME_FIELDS | METHOD_FIELDS
-    differ = sorted(k for k, v in parent.without(ignore).items() if cfg.without(ignore)[k] != v)
+    ours = cfg.without(ignore)
+    differ = sorted(k for k, v in parent.without(ignore).items() if ours[k] != v)
     if differ:
         raise SystemExit(f"--warm-start {path}: that run differs in {', '.join(differ)}")
     epoch = int(ckpt["epoch"])
