@@ -41,14 +41,15 @@ def net_probabilities(
     *,
     gen: torch.Generator | None,
     batch_size: int,
+    view: str = "recipe",
     engine: str = "auto",
 ) -> np.ndarray:
-    """(M, N, K) probabilities of each network, eval mode; on the weak view when `gen` is given."""
+    """(M, N, K) probabilities of each network, eval mode; on the weak view of kind `view` when `gen` is given."""
     run = freeze(nets, normalise(pixels[:2], spec), engine=engine)
     out = []
     for start in range(0, pixels.shape[0], batch_size):
         x01 = pixels[start : start + batch_size] / 255
-        x = normalise((weak_view(x01, gen) if gen is not None else x01) * 255, spec)  # (B, C, H, W)
+        x = normalise((weak_view(x01, gen, view) if gen is not None else x01) * 255, spec)  # (B, C, H, W)
         out.append(torch.softmax(run(x), 2))  # (M, B, K)
     return torch.cat(out, 1).numpy().astype(np.float64)
 
@@ -69,7 +70,9 @@ def mine_epoch(
     the subsets and a log row."""
     gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch + 50_000) if cfg.mining_view == "weak" else None
     mine_here = world.shard(torch.arange(len(labels)), even=False)
-    local = net_probabilities(nets, pixels[mine_here], spec, gen=gen, batch_size=cfg.eval_batch_size, engine=cfg.eval_engine)
+    local = net_probabilities(
+        nets, pixels[mine_here], spec, gen=gen, view=cfg.weak_view, batch_size=cfg.eval_batch_size, engine=cfg.eval_engine
+    )
     probs = gather_rows(local, world, len(labels))  # (M, N, K)
     sources = probs.mean(0, keepdims=True) if cfg.source == "ensemble" else probs  # (S, N, K), S = 1 or M
     previous = state.net_means if state.net_means is not None else [None] * len(sources)
@@ -134,7 +137,7 @@ def tri_loss(
     2 noisy. Two networks.
     """
     device = device_of(nets)
-    weak = to_device(normalise(weak_view(x01, gen) * 255, spec), device)  # (B, C, H, W)
+    weak = to_device(normalise(weak_view(x01, gen, cfg.weak_view) * 255, spec), device)  # (B, C, H, W)
     strong = to_device(normalise(strong_view(x01[subset == 2], gen) * 255, spec), device)  # (Bn, C, H, W)
     y, subset = y.to(device), subset.to(device)
     clean, amb, noisy = subset == 0, subset == 1, subset == 2

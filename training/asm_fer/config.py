@@ -48,9 +48,18 @@ class TrainConfig:
     pretrained: str = field(
         default="",
         metadata={
-            "help": "torchvision-named ResNet weights (.pth state dict, e.g. a face-recognition ResNet-18 with "
-            "--widths 64 128 256 512) to start both networks from; tensors of another shape (stem, classifier) "
-            "keep their initialisation and are listed"
+            "help": "weights to start from: another run's checkpoint (RUN/final.pt, same network: fine-tuning) or "
+            "torchvision-named ResNet weights (.pth state dict, e.g. a face-recognition ResNet-18 with "
+            "--widths 64 128 256 512), whose tensors of another shape (stem, classifier) keep their "
+            "initialisation and are listed"
+        },
+    )
+    weak_view: str = field(
+        default="recipe",
+        metadata={
+            "help": "training view: recipe (MAN's weak view) | reframe (adds zoom out/in, roll and resampling blur, "
+            "so that crops of a face detector read like FER2013's own; issue 8)",
+            "choices": ["recipe", "reframe"],
         },
     )
     input_size: int = field(default=48, metadata={"help": "model input height = width (FER+ crops are 48x48)"})

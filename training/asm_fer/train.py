@@ -137,7 +137,7 @@ def _run_epoch(
             continue
         x01, y = data.pixels[idx] / 255, data.labels[idx]  # (B, C, H, W), (B,)
         if codes is None:
-            x, y = to_device(normalise(weak_view(x01, gen) * 255, spec), device), y.to(device)
+            x, y = to_device(normalise(weak_view(x01, gen, cfg.weak_view) * 255, spec), device), y.to(device)
             with autocast(device):
                 logits = [net(x).float() for net in nets]  # each (B, K)
             loss = supervised(logits, y, label_smoothing=cfg.label_smoothing)
@@ -158,6 +158,20 @@ def _run_epoch(
     n_all, hits_all, loss_all, *sums = all_sum([total, correct, loss_sum, *(parts_sum[k] for k in names)], world)
     stats = {"loss": loss_all / max(n_all, 1), "train_accuracy": hits_all / max(n_all, 1)}
     return stats | {f"loss_{k}": v / max(n_all, 1) for k, v in zip(names, sums, strict=True)}
+
+
+def _load_pretrained(nets: list[nn.Module], path: str) -> None:
+    """Start from `path`: another run's checkpoint (fine-tuning; network i takes its network i mod its
+    count, so a one-network run seeds both) or a torchvision-named ResNet state dict."""
+    weights = torch.load(path, weights_only=True, map_location="cpu")
+    if "nets" in weights:
+        for i, net in enumerate(nets):
+            net.load_state_dict(weights["nets"][i % len(weights["nets"])])
+        print(f"fine-tuning from the {len(weights['nets'])} network(s) of {path}")
+        return
+    for net in nets:
+        skipped = load_torchvision_weights(net, weights)
+    print(f"initialised from {path}; kept their own initialisation: {', '.join(skipped) or 'none'}")
 
 
 def train(cfg: TrainConfig, data: Data | None = None) -> Path:
@@ -195,10 +209,7 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
             copy_warm_up_metrics(Path(cfg.warm_start).parent, run, ckpt["epoch"])
         print(f"starting {run} at epoch {ckpt['epoch'] + 1} from the warm-up in {cfg.warm_start}")
     elif cfg.pretrained:
-        weights = torch.load(cfg.pretrained, weights_only=True, map_location="cpu")
-        for net in nets:
-            skipped = load_torchvision_weights(net, weights)
-        print(f"initialised from {cfg.pretrained}; kept their own initialisation: {', '.join(skipped) or 'none'}")
+        _load_pretrained(nets, cfg.pretrained)
     if ckpt is not None:
         for net, net_state in zip(nets, ckpt["nets"], strict=True):
             net.load_state_dict(net_state)

@@ -138,3 +138,18 @@ def test_pretrained_torchvision_weights_start_both_networks(ferplus_root: Path, 
     with pytest.raises(ValueError, match="no counterpart"):
         load_torchvision_weights(nets[0], {"features.0.weight": torch.zeros(1)})
     assert sorted(load_torchvision_weights(nets[0], named)) == ["conv1.weight", "fc.bias", "fc.weight"]
+
+
+def test_pretrained_run_checkpoint_fine_tunes_with_the_reframe_view(ferplus_root: Path, tmp_path: Path) -> None:
+    parent = dataclasses.replace(tiny_config(ferplus_root, tmp_path / "ce"), epochs=1)
+    _, (donor,), _ = load_trained(train(parent))
+    child = dataclasses.replace(
+        parent, method="ce2", lr=0.0, weight_decay=0.0, weak_view="reframe", pretrained=str(tmp_path / "ce" / "final.pt")
+    )
+    _, nets, _ = load_trained(train(dataclasses.replace(child, run_dir=str(tmp_path / "child"))))
+    for net in nets:  # lr 0: both networks keep the one network they were seeded with
+        for name, value in donor.state_dict().items():
+            if name.endswith((".weight", ".bias")):  # parameters; batch-norm statistics still move
+                assert torch.equal(net.state_dict()[name], value), name
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        train(dataclasses.replace(child, widths=(8, 8, 8, 8), run_dir=str(tmp_path / "narrow")))

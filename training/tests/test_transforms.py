@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -50,6 +51,22 @@ def test_weak_view_is_seeded_and_stays_in_range() -> None:
     assert a.shape == x.shape
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert a.min() >= 0 and a.max() <= 1
+
+
+def test_reframe_view_zooms_out_without_black_bands_and_softens() -> None:
+    from asm_fer.transforms import random_affine, resampling_blur
+
+    bright = torch.full((8, 1, 48, 48), 0.8)
+    out = random_affine(bright, torch.Generator().manual_seed(0), translate=0.1, scale=(0.8, 0.85), padding="border")
+    assert torch.allclose(out, bright)  # what comes into view repeats the edge, never zero
+    checker = (torch.arange(48).view(1, 48) + torch.arange(48).view(48, 1)) % 2
+    sharp = checker.float().expand(32, 1, 48, 48)
+    soft = resampling_blur(sharp, torch.Generator().manual_seed(3), p=1.0, smallest=0.5)
+    assert (soft - 0.5).abs().mean() < 0.5 * (sharp - 0.5).abs().mean()
+    view = weak_view(torch.rand(16, 1, 48, 48), torch.Generator().manual_seed(1), "reframe")
+    assert view.min() >= 0 and view.max() <= 1
+    with pytest.raises(ValueError, match="recipe or reframe"):
+        weak_view(bright, torch.Generator(), "zoom")
 
 
 def test_strong_view_is_seeded_in_range_and_far_from_the_input() -> None:
