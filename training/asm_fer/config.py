@@ -62,6 +62,14 @@ class TrainConfig:
             "choices": ["recipe", "reframe"],
         },
     )
+    stability: float = field(
+        default=0.0,
+        metadata={
+            "help": "ce/ce2: weight of a symmetric KL between each network's outputs on the plain image and on its "
+            "weak view (stability training), so predictions hold when a crop is framed or resampled "
+            "differently; 0 = off"
+        },
+    )
     input_size: int = field(default=48, metadata={"help": "model input height = width (FER+ crops are 48x48)"})
     channels: int = field(default=1, metadata={"help": "1 = BT.601 luma (FER+ is grayscale), 3 = RGB"})
     # optimisation (MAN recipe)

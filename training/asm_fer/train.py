@@ -31,7 +31,7 @@ from .data.dataset import ImageSet, load_images, stratified_limit
 from .device import autocast, device_of, place, resolve_device, to_device
 from .distributed import World, all_sum, init_world, leave, wrap
 from .evaluate import accuracy, per_class_recall, predict_probs
-from .losses import supervised
+from .losses import supervised, symmetric_kl
 from .mining import Subsets
 from .noise import apply_noise, from_file, save_noise
 from .plots import plot_curves, plot_mining
@@ -137,10 +137,17 @@ def _run_epoch(
             continue
         x01, y = data.pixels[idx] / 255, data.labels[idx]  # (B, C, H, W), (B,)
         if codes is None:
-            x, y = to_device(normalise(weak_view(x01, gen, cfg.weak_view) * 255, spec), device), y.to(device)
+            x, y = normalise(weak_view(x01, gen, cfg.weak_view) * 255, spec), y.to(device)
+            if cfg.stability:  # the plain images ride along in the same forward pass
+                x = torch.cat([x, normalise(x01 * 255, spec)])
             with autocast(device):
-                logits = [net(x).float() for net in nets]  # each (B, K)
+                outputs = [net(to_device(x, device)).float() for net in nets]  # each (B or 2B, K)
+            logits = [out[: len(idx)] for out in outputs]
             loss = supervised(logits, y, label_smoothing=cfg.label_smoothing)
+            if cfg.stability:
+                steady = torch.stack([symmetric_kl(out[: len(idx)], out[len(idx) :]) for out in outputs]).mean()
+                loss = loss + cfg.stability * steady
+                parts_sum["stability"] = parts_sum.get("stability", 0.0) + steady.item() * len(idx)
             hits = int((torch.stack(logits).mean(0).argmax(1) == y).sum())
         else:
             loss, parts = tri_loss(cfg, nets, x01, y, codes[idx], spec, gen, epoch)
@@ -188,6 +195,8 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
     nets = build_nets(cfg, len(data.classes))
     if world.size > 1 and cfg.forward != "concat":
         raise SystemExit("distributed training needs --forward concat (one forward per network and step)")
+    if cfg.stability and cfg.mines:
+        raise SystemExit("--stability is for ce and ce2; ASM's own consistency term covers its noisy samples")
     place(nets, device)
     models = wrap(nets, world, device)
     print(f"device: {device}, rank {world.rank} of {world.size}")

@@ -12,6 +12,7 @@ from asm_fer.device import resolve_device
 from asm_fer.fixtures import tiny_config
 from asm_fer.resnet import ResNet, load_torchvision_weights
 from asm_fer.train import CHECKPOINT, load_trained, train
+from asm_fer.transforms import weak_view
 
 
 def test_interrupted_run_resumes_to_the_same_weights(ferplus_root: Path, tmp_path: Path) -> None:
@@ -153,3 +154,21 @@ def test_pretrained_run_checkpoint_fine_tunes_with_the_reframe_view(ferplus_root
                 assert torch.equal(net.state_dict()[name], value), name
     with pytest.raises(RuntimeError, match="size mismatch"):
         train(dataclasses.replace(child, widths=(8, 8, 8, 8), run_dir=str(tmp_path / "narrow")))
+
+
+def test_stability_term_is_logged_and_keeps_plain_and_reframed_predictions_closer(ferplus_root: Path, tmp_path: Path) -> None:
+    base = dataclasses.replace(tiny_config(ferplus_root, tmp_path / "off"), weak_view="reframe", epochs=2)
+    gaps = []
+    for weight in (0.0, 5.0):
+        run = dataclasses.replace(base, stability=weight, run_dir=str(tmp_path / f"w{weight}"))
+        _, (net,), _ = load_trained(train(run))
+        x = torch.rand(64, 1, 48, 48)
+        with torch.no_grad():
+            plain = torch.softmax(net(x * 2 - 1), 1)
+            moved = torch.softmax(net(weak_view(x, torch.Generator().manual_seed(0), "reframe") * 2 - 1), 1)
+        gaps.append(float((plain - moved).abs().sum(1).mean()))
+        rows = [json.loads(line) for line in (Path(run.run_dir) / "metrics.jsonl").read_text().splitlines()]
+        assert ("loss_stability" in rows[-1]) == (weight > 0)
+    assert gaps[1] < gaps[0]
+    with pytest.raises(SystemExit, match="ce and ce2"):
+        train(dataclasses.replace(base, method="asm", stability=1.0, run_dir=str(tmp_path / "asm")))
