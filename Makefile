@@ -8,6 +8,7 @@ VENV := training/.venv
 DATA ?= $(if $(wildcard ../shared/data/ferplus),../shared/data/ferplus,)
 BUNDLE ?= models/default
 RUN_DIR ?= training/runs/ferplus-ce
+FINETUNE_DIR ?= training/runs/ferplus-ce-reframe
 FIXTURES := test/fixtures/generated
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -15,7 +16,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # see README "GPU"). npm 11 also honours "allowScripts" in package.json; npm 10 only this variable.
 export ONNXRUNTIME_NODE_INSTALL := skip
 
-.PHONY: help setup serve test test-python test-node browser train export-fixtures clean
+.PHONY: help setup serve test test-python test-node browser train finetune export-fixtures clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -59,9 +60,14 @@ test-node: node_modules/.installed $(FIXTURES)/bundle/model.json
 	npm run typecheck
 	npm test
 
-train: $(VENV)/.installed ## train the default recipe on FER+ (DATA=..., RUN_DIR=...) and export to BUNDLE (models/default)
+train: $(VENV)/.installed ## train the base recipe on FER+ (DATA=..., RUN_DIR=...) and export to BUNDLE; `make finetune` then gives the shipped model
 	@test -n "$(DATA)" || { echo "set DATA=<folder with FER2013Train/ and FER2013Valid/>"; exit 2; }
 	$(VENV)/bin/asm-fer train --data $(DATA) --run-dir $(RUN_DIR) --export $(BUNDLE) --name ferplus --weights float16
+
+finetune: $(VENV)/.installed ## fine-tune RUN_DIR's model on detector-like crops (issue 8) into FINETUNE_DIR, export to BUNDLE
+	@test -n "$(DATA)" || { echo "set DATA=<folder with FER2013Train/ and FER2013Valid/>"; exit 2; }
+	$(VENV)/bin/asm-fer train --data $(DATA) --method ce --pretrained $(RUN_DIR)/final.pt --weak-view reframe \
+		--epochs 6 --lr 3e-4 --lr-decay 0.75 --run-dir $(FINETUNE_DIR) --export $(BUNDLE) --name ferplus --weights float16
 
 clean: ## remove installed packages, builds and generated fixtures (not training runs)
 	rm -rf node_modules dist $(VENV) $(FIXTURES)
