@@ -1,8 +1,8 @@
 // Issue 8's measurements: FER+ Valid faces pasted at several sizes and places into 640x480 scenes (synthetic
 // backgrounds, and real photos from @vladmandic/face-api's samples) should get the same expression from the
 // detected, FER-framed crop as from the bare 48x48 crop. Prints (1) that consistency per scene kind and size, beside
-// variants that measure the framing's choices (eye-level rotation, a 3-scale average) and the exact pasted square
-// (the resampling's own cost), (2) detection recall, (3) the latency detection adds to a 640x480 photo, and the
+// variants that measure the framing's choices (eye-level rotation, a 3-scale average), test-time mirroring, and the
+// exact pasted square (the resampling's own cost), (2) detection recall, (3) the latency detection adds to a 640x480 photo, and the
 // accuracy of bare and framed crops against the FER+ majority label.
 //
 // Usage: npx tsx bench/detect-consistency.ts --data ../shared/data/ferplus [--count 500] [--seed 7] [--model models/default]
@@ -60,19 +60,35 @@ async function probabilities(crops: RgbImage[]): Promise<number[][]> {
   return crops.map((_, i) => Array.from(out.data.subarray(i * k, (i + 1) * k)));
 }
 const argmax = (row: number[]) => row.indexOf(Math.max(...row));
+const sum = (...rows: number[][]) => (rows[0] as number[]).map((_, k) => rows.reduce((s, r) => s + (r[k] as number), 0));
 
-/** Crop variants compared with the bare crop: the service's, eye-levelled, a 3-scale probability average, and the
- *  exact pasted square (what resampling alone costs, with perfect framing). */
-const VARIANTS = ['framed', 'rotated', 'scales3', 'exact'] as const;
+/** The image flipped left to right. */
+function mirror(img: RgbImage): RgbImage {
+  const data = new Uint8Array(img.data.length);
+  for (let y = 0; y < img.height; y++) {
+    for (let x = 0; x < img.width; x++) {
+      const from = (y * img.width + x) * 3;
+      const to = (y * img.width + img.width - 1 - x) * 3;
+      data.set(img.data.subarray(from, from + 3), to);
+    }
+  }
+  return { ...img, data };
+}
+
+/** Crop variants compared with the bare crop: the service's, eye-levelled, a 3-scale probability average, the
+ *  service's averaged with its mirror image (against the bare crop averaged with its own: test-time flipping on both
+ *  sides), and the exact pasted square (what resampling alone costs, with perfect framing). */
+const VARIANTS = ['framed', 'rotated', 'scales3', 'mirrored', 'exact'] as const;
 type Variant = (typeof VARIANTS)[number];
 interface Tally {
   scenes: number;
   found: number;
   same: Record<Variant, number>;
 }
+const noneSame = () => Object.fromEntries(VARIANTS.map((v) => [v, 0])) as Record<Variant, number>;
 const tally = new Map<string, Tally>();
 const entry = (key: string): Tally => {
-  const t = tally.get(key) ?? { scenes: 0, found: 0, same: { framed: 0, rotated: 0, scales3: 0, exact: 0 } };
+  const t = tally.get(key) ?? { scenes: 0, found: 0, same: noneSame() };
   tally.set(key, t);
   return t;
 };
@@ -85,7 +101,10 @@ const crop = (img: RgbImage, region: CropRegion) => cropRegion(img, region, spec
 
 const faces = sample(readFerSplit(args.data, 'FER2013Valid'), Number(args.count), rand);
 for (const [i, face] of faces.entries()) {
-  const bare = argmax((await probabilities([await decodeImage(readFileSync(face.file), { width: spec.width, height: spec.height, maxPixels: MAX_PIXELS })]))[0] as number[]);
+  const bareImage = await decodeImage(readFileSync(face.file), { width: spec.width, height: spec.height, maxPixels: MAX_PIXELS });
+  const [bareRow, bareMirror] = (await probabilities([bareImage, mirror(bareImage)])) as [number[], number[]];
+  const bare = argmax(bareRow);
+  const bareMirrored = argmax(sum(bareRow, bareMirror));
   bareCorrect += Number(bare === face.label);
   const side = SIDES[i % SIDES.length] as number;
   const real = i % REAL_EVERY === 0;
@@ -107,32 +126,35 @@ for (const [i, face] of faces.entries()) {
   foundScenes++;
   const image = await decodeUpright(scene, MAX_PIXELS);
   const region = faceRegion(hit);
+  const framedCrop = crop(image, region);
   const rows = await probabilities([
-    crop(image, region),
+    framedCrop,
+    mirror(framedCrop),
     crop(image, faceRegion(hit, { ...FER_FRAMING, rotate: true })),
     crop(image, { cx: at.x + at.side / 2, cy: at.y + at.side / 2, side: at.side, angle: 0 }),
     ...[0.9, 1.1].map((m) => crop(image, { ...region, side: region.side * m })),
   ]);
-  const [framed, rotated, exact, smaller, larger] = rows as [number[], number[], number[], number[], number[]];
+  const [framed, framedMirror, rotated, exact, smaller, larger] = rows as [number[], number[], number[], number[], number[], number[]];
   const labels: Record<Variant, number> = {
     framed: argmax(framed),
     rotated: argmax(rotated),
-    scales3: argmax(framed.map((p, k) => p + (smaller[k] as number) + (larger[k] as number))),
+    scales3: argmax(sum(framed, smaller, larger)),
+    mirrored: argmax(sum(framed, framedMirror)),
     exact: argmax(exact),
   };
-  for (const v of VARIANTS) t.same[v] += Number(labels[v] === bare);
+  for (const v of VARIANTS) t.same[v] += Number(labels[v] === (v === 'mirrored' ? bareMirrored : bare));
   framedCorrect += Number(labels.framed === face.label);
 }
 await detector.close();
 await pool.close();
 
 const pct = (a: number, b: number) => (b === 0 ? '-' : `${((100 * a) / b).toFixed(1)}%`);
-const all: Tally = { scenes: 0, found: 0, same: { framed: 0, rotated: 0, scales3: 0, exact: 0 } };
+const all: Tally = { scenes: 0, found: 0, same: noneSame() };
 console.log(`FER2013Valid faces: ${faces.length} (seed ${args.seed}), one ${WIDTH}x${HEIGHT} scene each; model ${bundle.manifest.name} ${bundle.manifest.version}; detector ${detector.info.name}, min score ${detector.info.minScore}`);
 console.log(`same label as the bare crop, % of found faces:`);
-console.log(`${'scene'.padEnd(16)} scenes  recall  ${VARIANTS.map((v) => v.padStart(8)).join('')}  framed, % of all scenes`);
+console.log(`${'scene'.padEnd(16)} scenes  recall  ${VARIANTS.map((v) => v.padStart(9)).join('')}  framed, % of all scenes`);
 const row = (key: string, t: Tally) =>
-  console.log(`${key.padEnd(16)} ${String(t.scenes).padStart(6)}  ${pct(t.found, t.scenes).padStart(6)}  ${VARIANTS.map((v) => pct(t.same[v], t.found).padStart(8)).join('')}  ${pct(t.same.framed, t.scenes).padStart(8)}`);
+  console.log(`${key.padEnd(16)} ${String(t.scenes).padStart(6)}  ${pct(t.found, t.scenes).padStart(6)}  ${VARIANTS.map((v) => pct(t.same[v], t.found).padStart(9)).join('')}  ${pct(t.same.framed, t.scenes).padStart(8)}`);
 for (const [key, t] of [...tally.entries()].sort()) {
   all.scenes += t.scenes;
   all.found += t.found;
