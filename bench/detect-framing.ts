@@ -51,8 +51,8 @@ async function labels(crops: RgbImage[]): Promise<number[]> {
     return row.indexOf(Math.max(...row));
   });
 }
-const SIDE_STEPS = [0.9, 0.95, 1, 1.05, 1.1];
-const EYE_STEPS = [-0.03, 0, 0.03];
+const SIDE_STEPS = [0.85, 0.9, 0.95, 1, 1.05, 1.1];
+const EYE_STEPS = [-0.06, -0.03, 0, 0.03];
 const sweep: Framing[] = SIDE_STEPS.flatMap((m) => EYE_STEPS.map((d) => ({ ...FER_FRAMING, sidePerBox: FER_FRAMING.sidePerBox * m, eyeLevel: FER_FRAMING.eyeLevel + d })));
 const agree = sweep.map(() => 0);
 const bySide = new Map<number, number[]>();
