@@ -145,7 +145,7 @@ def _run_epoch(
             logits = [out[: len(idx)] for out in outputs]
             loss = supervised(logits, y, label_smoothing=cfg.label_smoothing)
             if cfg.stability:
-                steady = torch.stack([symmetric_kl(out[: len(idx)], out[len(idx) :]) for out in outputs]).mean()
+                steady = torch.stack([symmetric_kl(lg, out[len(idx) :]) for lg, out in zip(logits, outputs, strict=True)]).mean()
                 loss = loss + cfg.stability * steady
                 parts_sum["stability"] = parts_sum.get("stability", 0.0) + steady.item() * len(idx)
             hits = int((torch.stack(logits).mean(0).argmax(1) == y).sum())

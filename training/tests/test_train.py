@@ -11,8 +11,8 @@ import torch
 from asm_fer.device import resolve_device
 from asm_fer.fixtures import tiny_config
 from asm_fer.resnet import ResNet, load_torchvision_weights
-from asm_fer.train import CHECKPOINT, load_trained, train
-from asm_fer.transforms import weak_view
+from asm_fer.train import CHECKPOINT, input_spec, load_trained, train
+from asm_fer.transforms import normalise, weak_view
 
 
 def test_interrupted_run_resumes_to_the_same_weights(ferplus_root: Path, tmp_path: Path) -> None:
@@ -158,14 +158,16 @@ def test_pretrained_run_checkpoint_fine_tunes_with_the_reframe_view(ferplus_root
 
 def test_stability_term_is_logged_and_keeps_plain_and_reframed_predictions_closer(ferplus_root: Path, tmp_path: Path) -> None:
     base = dataclasses.replace(tiny_config(ferplus_root, tmp_path / "off"), weak_view="reframe", epochs=2)
+    spec = input_spec(base)
+    x = torch.rand(64, 1, 48, 48, generator=torch.Generator().manual_seed(0))
+    moved_x = weak_view(x, torch.Generator().manual_seed(0), "reframe")
     gaps = []
-    for weight in (0.0, 5.0):
+    for weight in (0.0, 5.0):  # the same images and views for both networks
         run = dataclasses.replace(base, stability=weight, run_dir=str(tmp_path / f"w{weight}"))
         _, (net,), _ = load_trained(train(run))
-        x = torch.rand(64, 1, 48, 48)
         with torch.no_grad():
-            plain = torch.softmax(net(x * 2 - 1), 1)
-            moved = torch.softmax(net(weak_view(x, torch.Generator().manual_seed(0), "reframe") * 2 - 1), 1)
+            plain = torch.softmax(net(normalise(x * 255, spec)), 1)
+            moved = torch.softmax(net(normalise(moved_x * 255, spec)), 1)
         gaps.append(float((plain - moved).abs().sum(1).mean()))
         rows = [json.loads(line) for line in (Path(run.run_dir) / "metrics.jsonl").read_text().splitlines()]
         assert ("loss_stability" in rows[-1]) == (weight > 0)
