@@ -58,6 +58,8 @@ export interface BundleManifest {
     parameters?: number;
     /** How the file stores its weights; the graph's inputs, outputs and arithmetic are float32 either way. */
     weightDtype?: 'float32' | 'float16';
+    /** flip: the graph averages each network's logits over the image and its mirror image. */
+    testTimeAugmentation?: 'none' | 'flip';
   };
   classes: string[];
   input: InputSpec;

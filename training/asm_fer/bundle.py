@@ -17,6 +17,8 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "models" / "bundle.schema.js
 MANIFEST = "model.json"
 # How the ONNX file stores its weights (model.weightDtype); the graph computes in float32 either way.
 WEIGHT_DTYPES = ("float32", "float16")
+# Test-time augmentation inside the graph (model.testTimeAugmentation): none, or flip averaging.
+TTA_MODES = ("none", "flip")
 
 
 class BundleError(ValueError):

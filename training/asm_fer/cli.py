@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .bundle import WEIGHT_DTYPES, BundleError
+from .bundle import TTA_MODES, WEIGHT_DTYPES, BundleError
 from .config import add_config_arguments, config_from_args
 from .data import FORMATS
 from .data.ferplus import DatasetLayoutError
@@ -22,7 +22,7 @@ def _train(args: argparse.Namespace) -> int:
         from .export import export_bundle
 
         bundle = Path(args.export or Path(cfg.run_dir) / "bundle")
-        export_bundle(final, bundle, name=args.name, data_root=cfg.data, weights=args.weights)
+        export_bundle(final, bundle, name=args.name, data_root=cfg.data, weights=args.weights, tta=args.tta)
     return 0
 
 
@@ -30,7 +30,7 @@ def _export(args: argparse.Namespace) -> int:
     from .export import export_bundle
     from .train import FINAL
 
-    export_bundle(Path(args.run) / FINAL, Path(args.out), name=args.name, data_root=args.data, weights=args.weights)
+    export_bundle(Path(args.run) / FINAL, Path(args.out), name=args.name, data_root=args.data, weights=args.weights, tta=args.tta)
     return 0
 
 
@@ -74,13 +74,21 @@ def _fixtures(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_weights_argument(p: argparse.ArgumentParser) -> None:
+def _add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--weights",
         default="float32",
         choices=WEIGHT_DTYPES,
         help="dtype the ONNX file stores its weights in; float16 halves the file, the graph still computes "
         "in float32 and the bundle's accuracy is measured on it (default: float32)",
+    )
+    p.add_argument(
+        "--tta",
+        default="none",
+        choices=TTA_MODES,
+        help="test-time augmentation inside the graph: flip averages each network's logits on the image and its "
+        "mirror image (twice the inference; the thresholds are recomputed through the graph, so runs that mine "
+        "refuse it) (default: none)",
     )
 
 
@@ -94,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--export", "--out", metavar="DIR", help="bundle folder to export to after training (default: <run-dir>/bundle)"
     )
     p.add_argument("--name", default="ferplus", help="bundle name (used in URLs) (default: ferplus)")
-    _add_weights_argument(p)
+    _add_export_arguments(p)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("export", help="export a finished run (its final.pt) as a model bundle")
@@ -102,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="bundle folder to write (model.onnx + model.json)")
     p.add_argument("--name", default="ferplus", help="bundle name (used in URLs) (default: ferplus)")
     p.add_argument("--data", help="dataset root for the Valid accuracy (default: the run's --data)")
-    _add_weights_argument(p)
+    _add_export_arguments(p)
     p.set_defaults(func=_export)
 
     p = sub.add_parser("bench", help="E6: training cost on this machine (matmul peak, FLOPs, images/s)")

@@ -9,6 +9,7 @@ the file is half the size, while inputs, outputs and all arithmetic stay float32
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,13 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 from torch.fx.experimental.optimization import fuse
 
-from .bundle import WEIGHT_DTYPES, input_section, sha256_file, write_bundle
+from .bundle import TTA_MODES, WEIGHT_DTYPES, BundleError, input_section, sha256_file, write_bundle
 from .data import scan
 from .data.dataset import load_images
 from .data.ferplus import SPLITS
 from .evaluate import accuracy, per_class_recall
 from .resnet import Ensemble, count_parameters
-from .train import input_spec, load_trained
+from .train import final_model_thresholds, input_spec, load_data, load_trained
 from .transforms import InputSpec, normalise
 
 OPSET = 17
@@ -147,17 +148,26 @@ def export_bundle(
     data_root: str | None = None,
     eval_split: str = "valid",
     weights: str = "float32",
+    tta: str = "none",
 ) -> dict[str, Any]:
     """Write `out/model.onnx` + `out/model.json` from a `final.pt`; returns the model.json document.
-    `weights` is the dtype the ONNX file stores its weights in (WEIGHT_DTYPES)."""
+    `weights` is the dtype the ONNX file stores its weights in (WEIGHT_DTYPES); `tta` the test-time
+    augmentation built into the graph (TTA_MODES)."""
     if weights not in WEIGHT_DTYPES:
         raise ValueError(f"weights must be one of {WEIGHT_DTYPES}, got {weights!r}")
+    if tta not in TTA_MODES:
+        raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
     cfg, nets, final = load_trained(final_path)
+    if tta != "none" and cfg.mines:
+        raise BundleError(
+            f"--tta {tta} would serve other probabilities than the ones the {cfg.method} run mined its thresholds on; "
+            "export it with --tta none"
+        )
     spec = input_spec(cfg)
     classes: list[str] = final["classes"]
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = out / ONNX_FILE
-    ensemble = Ensemble(nets).eval()
+    ensemble = Ensemble(nets, flip=tta == "flip").eval()
     reference = round_weights_to_float16(ensemble) if weights == "float16" else ensemble
     export_onnx(reference, spec, onnx_path, weights=weights)
 
@@ -175,6 +185,13 @@ def export_bundle(
     }
 
     means, thresholds, learning = final["class_means"], final["thresholds"], final["threshold_learning"]
+    if tta != "none":
+        # the thresholds of a run that did not mine come from its final model's training-set probabilities;
+        # the graph now computes other ones, so they are recomputed through the graph itself
+        train = load_data(replace(cfg, data=data_root or cfg.data), save_labels=False).train
+        train_probs = onnx_probs(onnx_path, normalise(train.pixels, spec).numpy())
+        means, thresholds = (a.tolist() for a in final_model_thresholds(cfg, train_probs, train.labels.numpy()))
+        learning = {**learning, "split": f"training set, exported graph ({tta} averaged), un-augmented"}
     created = datetime.now(UTC).replace(microsecond=0)
     doc: dict[str, Any] = {
         "schemaVersion": 1,
@@ -188,6 +205,7 @@ def export_bundle(
             "architecture": f"ResNet widths={list(cfg.widths)} blocks={list(cfg.blocks)} stem_stride={cfg.stem_stride}",
             "parameters": count_parameters(ensemble),
             "weightDtype": weights,
+            "testTimeAugmentation": tta,
         },
         "classes": classes,
         "input": input_section(spec),
@@ -222,7 +240,7 @@ def export_bundle(
     doc["model"]["sha256"] = sha256_file(onnx_path)
     write_bundle(doc, out)
     print(
-        f"ok: {out} ({onnx_path.stat().st_size / 1e6:.1f} MB, {weights} weights), "
+        f"ok: {out} ({onnx_path.stat().st_size / 1e6:.1f} MB, {weights} weights, test-time augmentation {tta}), "
         f"{eval_split} accuracy {metrics['accuracy']:.4f} on {len(labels)} images, onnxruntime-vs-torch max |diff| {err:.1e}"
     )
     return doc

@@ -91,14 +91,18 @@ def load_torchvision_weights(net: nn.Module, state: dict[str, torch.Tensor]) -> 
 
 
 class Ensemble(nn.Module):
-    """What the service runs: softmax of the mean of the networks' logits, shape (B, K)."""
+    """What the service runs: softmax of the mean of the networks' logits, shape (B, K). With
+    `flip`, each network also sees the image mirrored left to right and its logits on both views join
+    the mean (test-time flip averaging: FER faces are left-right symmetric, the recipe trains on flips)."""
 
-    def __init__(self, nets: list[nn.Module]) -> None:
+    def __init__(self, nets: list[nn.Module], *, flip: bool = False) -> None:
         super().__init__()
         self.nets = nn.ModuleList(nets)
+        self.flip = flip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = torch.stack([net(x) for net in self.nets]).mean(0)  # (B, K)
+        views = [x, x.flip(3)] if self.flip else [x]
+        logits = torch.stack([net(v) for net in self.nets for v in views]).mean(0)  # (B, K)
         return torch.softmax(logits, dim=1)
 
 

@@ -307,6 +307,14 @@ def copy_warm_up_metrics(parent: Path, run: Path, epochs: int) -> None:
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in shared))
 
 
+def final_model_thresholds(cfg: TrainConfig, train_probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class means (K,) and thresholds (K, 2) of a run that did not mine, from the final model's
+    probabilities on its training images: the spec's default statistic and normalisation."""
+    means = class_means(train_probs, labels)
+    mode: Literal["adaptive", "fixed"] = "fixed" if cfg.fixed_thresholds else "adaptive"
+    return means, adaptive_thresholds(means, base=(cfg.t_noisy, cfg.t_clean), mode=mode)
+
+
 def finalise(cfg: TrainConfig, nets: list[nn.Module], data: Data, spec: InputSpec, state: MiningState) -> Path:
     """Valid metrics and the exported thresholds of the final model, written to `final.pt`."""
     if state.thresholds is not None and state.means is not None:
@@ -314,9 +322,7 @@ def finalise(cfg: TrainConfig, nets: list[nn.Module], data: Data, spec: InputSpe
         split = "training set, weak view" if cfg.mining_view == "weak" else "training set, un-augmented"
     else:
         train_probs = predict_probs(nets, data.train.pixels, spec, batch_size=cfg.eval_batch_size, engine=cfg.eval_engine)
-        means = class_means(train_probs, data.train.labels.numpy())
-        mode: Literal["adaptive", "fixed"] = "fixed" if cfg.fixed_thresholds else "adaptive"
-        thresholds = adaptive_thresholds(means, base=(cfg.t_noisy, cfg.t_clean), mode=mode)  # (K, 2)
+        means, thresholds = final_model_thresholds(cfg, train_probs, data.train.labels.numpy())
         source_epoch, split = cfg.epochs, "training set, final model, un-augmented"
     valid_probs = predict_probs(nets, data.valid.pixels, spec, batch_size=cfg.eval_batch_size, engine=cfg.eval_engine)
     valid_labels = data.valid.labels.numpy()

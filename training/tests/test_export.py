@@ -10,13 +10,14 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from asm_fer.bundle import SCHEMA_PATH, WEIGHT_DTYPES, BundleError, input_spec_from, read_bundle, validate
+from asm_fer.bundle import SCHEMA_PATH, TTA_MODES, WEIGHT_DTYPES, BundleError, input_spec_from, read_bundle, validate
 from asm_fer.cli import main
 from asm_fer.data import scan
 from asm_fer.data.dataset import load_images
 from asm_fer.export import (
     FLOAT16_MIN_ELEMENTS,
     PARITY_ATOL,
+    export_bundle,
     export_onnx,
     onnx_probs,
     round_weights_to_float16,
@@ -165,3 +166,57 @@ def test_float16_storage_refuses_weights_that_were_not_rounded(fixtures: Path, t
 def test_weight_dtypes_are_the_schemas(fixtures: Path) -> None:
     schema = json.loads(SCHEMA_PATH.read_text())
     assert tuple(schema["properties"]["model"]["properties"]["weightDtype"]["enum"]) == WEIGHT_DTYPES
+
+
+def test_tta_modes_are_the_schemas() -> None:
+    schema = json.loads(SCHEMA_PATH.read_text())
+    assert tuple(schema["properties"]["model"]["properties"]["testTimeAugmentation"]["enum"]) == TTA_MODES
+
+
+@pytest.fixture(scope="module")
+def flip_bundle(fixtures: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture run exported again through the CLI with test-time flip averaging."""
+    out = tmp_path_factory.mktemp("flip") / "bundle"
+    run, data = fixtures / "run", fixtures / "ferplus"
+    assert main(["export", "--run", str(run), "--out", str(out), "--data", str(data), "--tta", "flip"]) == 0
+    return out
+
+
+def test_flip_averaged_graph_cannot_tell_an_image_from_its_mirror(fixtures: Path, flip_bundle: Path) -> None:
+    assert read_bundle(flip_bundle)["model"]["testTimeAugmentation"] == "flip"
+    assert read_bundle(fixtures / "bundle")["model"]["testTimeAugmentation"] == "none"
+    x = valid_inputs(fixtures).numpy()
+    flipped = onnx_probs(flip_bundle / "model.onnx", x)
+    np.testing.assert_allclose(flipped, onnx_probs(flip_bundle / "model.onnx", x[..., ::-1].copy()), atol=1e-6)
+    plain = onnx_probs(fixtures / "bundle" / "model.onnx", x)
+    assert np.abs(plain - onnx_probs(fixtures / "bundle" / "model.onnx", x[..., ::-1].copy())).max() > 1e-3
+    _, nets, _ = load_trained(fixtures / "run" / "final.pt")
+    with torch.no_grad():
+        logits = (nets[0](torch.from_numpy(x)) + nets[0](torch.from_numpy(x).flip(3))) / 2
+    np.testing.assert_allclose(flipped, torch.softmax(logits, 1).numpy(), atol=PARITY_ATOL)
+
+
+def test_flip_averaged_bundle_carries_thresholds_of_its_own_probabilities(fixtures: Path, flip_bundle: Path) -> None:
+    doc = read_bundle(flip_bundle)
+    spec = input_spec_from(doc["input"])
+    _, samples = scan("ferplus", fixtures / "ferplus", "train")
+    train = load_images(samples, spec)
+    probs = onnx_probs(flip_bundle / "model.onnx", normalise(train.pixels, spec).numpy())
+    labels = train.labels.numpy()
+    means = np.array([probs[labels == k, k].mean() for k in range(len(doc["classes"]))])
+    np.testing.assert_allclose([doc["thresholdLearning"]["classMeans"][c] for c in doc["classes"]], means)
+    got = np.array([[doc["thresholds"][c]["noisy"], doc["thresholds"][c]["clean"]] for c in doc["classes"]])
+    np.testing.assert_allclose(got, np.outer(means / means.max(), [0.2, 0.8]))
+    plain = read_bundle(fixtures / "bundle")["thresholds"]
+    assert any(abs(doc["thresholds"][c]["noisy"] - plain[c]["noisy"]) > 1e-4 for c in doc["classes"])
+    assert "flip averaged" in doc["thresholdLearning"]["split"]
+
+
+def test_flip_averaging_is_refused_for_a_run_that_mined(fixtures: Path, tmp_path: Path) -> None:
+    final = torch.load(fixtures / "run" / "final.pt", weights_only=False)
+    final["config"]["method"] = "asm"
+    final["nets"] = final["nets"] * 2
+    (tmp_path / "run").mkdir()
+    torch.save(final, tmp_path / "run" / "final.pt")
+    with pytest.raises(BundleError, match="--tta flip would serve other probabilities"):
+        export_bundle(tmp_path / "run" / "final.pt", tmp_path / "bundle", name="x", tta="flip")
