@@ -101,8 +101,10 @@ class Ensemble(nn.Module):
         self.flip = flip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        views = [x, x.flip(3)] if self.flip else [x]
-        logits = torch.stack([net(v) for net in self.nets for v in views]).mean(0)  # (B, K)
+        # both views in one batch: one call per network (batch-norm folding at export fuses each call site)
+        views = torch.cat([x, x.flip(3)]) if self.flip else x  # (V*B, C, H, W)
+        logits = torch.stack([net(views) for net in self.nets])  # (M, V*B, K)
+        logits = logits.reshape(-1, x.shape[0], logits.shape[-1]).mean(0)  # (B, K)
         return torch.softmax(logits, dim=1)
 
 
