@@ -1,6 +1,7 @@
 // The bundle the repository ships (models/default), served the way `make serve` serves it.
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
+import sharp from 'sharp';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { png } from '../fixtures/make-images.js';
@@ -30,5 +31,15 @@ describe('the shipped bundle', () => {
     expect(Object.keys(r.probabilities)).toEqual(t.bundle.manifest.classes);
     const sum = Object.values<number>(r.probabilities).reduce((s, p) => s + p, 0);
     expect(sum).toBeCloseTo(1, 5);
+  });
+
+  it('gives an image and its mirror image the same probabilities: the graph averages both views (issue 8)', async () => {
+    expect(t.bundle.manifest.model.testTimeAugmentation).toBe('flip');
+    const image = await png();
+    const mirrored = await sharp(image).flop().png().toBuffer();
+    const res = await request(t.app).post('/v1/predict').attach('image', image, 'a.png').attach('image', mirrored, 'b.png');
+    expect(res.status).toBe(200);
+    const [a, b] = res.body.results as { probabilities: Record<string, number> }[];
+    for (const c of t.bundle.manifest.classes) expect(b?.probabilities[c]).toBeCloseTo(a?.probabilities[c] as number, 5);
   });
 });
