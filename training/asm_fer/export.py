@@ -157,6 +157,7 @@ def export_bundle(
         raise ValueError(f"weights must be one of {WEIGHT_DTYPES}, got {weights!r}")
     if tta not in TTA_MODES:
         raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
+    revision = code_revision()  # before this export writes into the tree (models/default is tracked)
     cfg, nets, final = load_trained(final_path)
     if tta != "none" and cfg.mines:
         raise BundleError(
@@ -232,7 +233,7 @@ def export_bundle(
             "epochs": final["epochs"],
             "metrics": metrics,
             "createdAt": created.isoformat().replace("+00:00", "Z"),
-            "codeRevision": code_revision(),
+            "codeRevision": revision,
             "config": cfg.to_dict(),
         },
     }
