@@ -49,6 +49,12 @@ async function main(): Promise<void> {
     onRecovery: () => logger.info('audit trail usable again'),
   });
   logger.info({ file: trail.store.file, available: trail.store.available }, 'audit trail');
+  try {
+    const restored = trail.restoreLive(host.current.manifest);
+    logger.info({ restored, windowSize: config.ASM_FER_STATS_WINDOW }, 'live audit windows refilled from the stored records of the served model');
+  } catch (err) {
+    logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'live audit windows start empty: the audit trail cannot be read now');
+  }
 
   let ready = true;
   const app = createApp({ config, host, detector, metrics, logger, readiness: { isReady: () => ready }, trail });

@@ -1,10 +1,18 @@
 // Online statistics of audited traffic per submitted class, updated in O(1) per item: since this process started (or
 // since it first audited a different model), and over a sliding window of each class's last N items. They live in
-// memory only, so a restart starts them empty; the stored records are the durable view. The mean probability of the
-// submitted label is mu_k, the quantity Adaptive Threshold Learning uses.
+// memory; at start the windows are refilled from the stored records of the served model (restoreWindows), so online
+// thresholds and drift carry on across a restart, while the since-start figures begin at zero. The mean probability
+// of the submitted label is mu_k, the quantity Adaptive Threshold Learning uses.
 import type { Verdict } from './verdict.js';
 
 export const VERDICTS: readonly Verdict[] = ['clean', 'ambiguous', 'noisy'];
+
+/** What the live statistics keep of one audited item. */
+export interface AuditedOutcome {
+  label: string;
+  labelProbability: number;
+  verdict: Verdict;
+}
 
 export interface Aggregate {
   count: number;
@@ -90,14 +98,30 @@ export class LiveStats {
       this.since = new Date();
       this.classes.clear();
     }
+    const c = this.entry(label);
+    const v = VERDICTS.indexOf(verdict);
+    c.total.add(labelProbability, v, 1);
+    c.window.push(labelProbability, v);
+  }
+
+  /**
+   * Refills the windows with items `model` audited before this process started (oldest first within each class), so
+   * the window means continue across a restart; nothing is counted since start. Only before the first observed item:
+   * afterwards the windows already hold this process's own items.
+   */
+  restoreWindows(model: { name: string; version: string }, items: readonly AuditedOutcome[]): void {
+    if (this.current !== null) throw new Error('restoreWindows must run before the first observed item');
+    this.current = { ...model };
+    for (const it of items) this.entry(it.label).window.push(it.labelProbability, VERDICTS.indexOf(it.verdict));
+  }
+
+  private entry(label: string): { total: Running; window: Window } {
     let c = this.classes.get(label);
     if (!c) {
       c = { total: new Running(), window: new Window(this.windowSize) };
       this.classes.set(label, c);
     }
-    const v = VERDICTS.indexOf(verdict);
-    c.total.add(labelProbability, v, 1);
-    c.window.push(labelProbability, v);
+    return c;
   }
 
   /** The model the statistics describe (null before the first item). */

@@ -5,6 +5,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { AuditStoreUnavailable } from '../errors.js';
+import type { AuditedOutcome } from './live-stats.js';
 import { listAudits, type AuditFilters, type AuditPage, type PageRequest } from './query.js';
 import { fromRow, INSERT_SQL, MIGRATIONS, RECORD_COLUMNS, SCHEMA_SQL, SCHEMA_VERSION, toRow, type AuditRecord, type NewAuditRecord } from './record.js';
 import { summarise, type AuditSummary } from './summary.js';
@@ -88,6 +89,23 @@ export class AuditStore {
 
   list(filters: AuditFilters, page: PageRequest): AuditPage {
     return this.run((db) => listAudits(db, filters, page));
+  }
+
+  /**
+   * The last `perLabel` items of each of `labels` that `model` audited, oldest first within each label: what the live
+   * windows held. Walks the (label, seq) index backwards, so it reads about `perLabel` rows per label.
+   */
+  recentOutcomes(model: { name: string; version: string }, labels: readonly string[], perLabel: number): AuditedOutcome[] {
+    return this.run((db) => {
+      const stmt = db.prepare(
+        'SELECT label, label_probability, verdict FROM audits WHERE label = ? AND model_name = ? AND model_version = ? ORDER BY seq DESC LIMIT ?',
+      );
+      return labels.flatMap((label) =>
+        (stmt.all(label, model.name, model.version, perLabel) as { label: string; label_probability: number; verdict: AuditedOutcome['verdict'] }[])
+          .reverse()
+          .map((r) => ({ label: r.label, labelProbability: r.label_probability, verdict: r.verdict })),
+      );
+    });
   }
 
   /** `classOrder`: the served model's classes, which order the summary's labels. */

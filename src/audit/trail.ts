@@ -64,6 +64,16 @@ export class AuditTrail {
     return { source: 'online', byClass: Object.fromEntries(model.classes.map((c, i) => [c, t[i] as Thresholds])) };
   }
 
+  /**
+   * Refills the live windows with `model`'s latest stored items, so online thresholds and drift carry on across a
+   * restart; returns how many items it restored. Throws AuditStoreUnavailable when the store cannot be read.
+   */
+  restoreLive(model: Pick<Model, 'name' | 'version' | 'classes'>): number {
+    const items = this.store.recentOutcomes(model, model.classes, this.live.windowSize);
+    this.live.restoreWindows(model, items);
+    return items.length;
+  }
+
   /** Commits `records` (throws AuditStoreUnavailable when it cannot), then counts them in the live statistics. */
   record(records: readonly NewAuditRecord[]): void {
     this.store.insert(records);

@@ -90,9 +90,9 @@ export interface paths {
         /**
          * Per class and per annotator verdict counts and noise rates, the submitted x predicted confusion, live statistics and drift.
          * @description `total`, `classes`, `annotators` and `confusion` aggregate the stored records that match the filters (the same
-         *     as GET /v1/audits): the durable view, which survives restarts. `live`, `drift` and `thresholds` describe only
-         *     the traffic this process has audited since it started (maintained per item in memory, not recomputed, and not
-         *     filtered): a restart starts them empty, while the stored records stay. Needs
+         *     as GET /v1/audits): the durable view, which survives restarts. `live`, `drift` and `thresholds` describe the
+         *     audited traffic of the served model as kept per item in memory (not recomputed, not filtered): `sinceStart`
+         *     counts what this process audited, the windows are refilled from the stored records at start. Needs
          *     `Authorization: Bearer <ASM_FER_API_KEY>` when a key is configured.
          */
         get: operations["auditSummary"];
@@ -550,9 +550,10 @@ export interface components {
                 counts: number[][];
             };
             /**
-             * @description Per class, the items this process has audited since `since` (`sinceStart`) and the last `windowSize` items
-             *     of each class among them (`window`). Kept in memory: a restart starts both empty. For counts over every
-             *     stored record use `classes`.
+             * @description Per class, the items this process has audited since `since` (`sinceStart`: a restart starts it at zero) and
+             *     the last `windowSize` items of each class audited with `model` (`window`: refilled from the stored records
+             *     when the process starts, so it carries on across restarts). For counts over every stored record use
+             *     `classes`.
              */
             live: {
                 /**
@@ -566,7 +567,7 @@ export interface components {
                     label: string;
                     /** @description Every item of this class audited since `since` by this process (not the stored records). */
                     sinceStart: components["schemas"]["LiveAggregate"];
-                    /** @description The last `windowSize` items of this class among those. */
+                    /** @description The last `windowSize` items of this class audited with `model`, including stored ones from before this process started. */
                     window: components["schemas"]["LiveAggregate"];
                 }[];
             };
@@ -574,7 +575,7 @@ export interface components {
              * @description The window mean of each class against the training-time class mean in the bundle
              *     (thresholdLearning.classMeans). A class drifts when |liveMean - trainingMean| > threshold with at least
              *     minSamples items in its window. Only a bundle whose statistic is given-label is comparable. The window is
-             *     `live`'s, so after a restart no class drifts until it has minSamples new items.
+             *     `live`'s, refilled from the stored records at start, so drift carries on across a restart.
              */
             drift: {
                 threshold: number;
@@ -595,8 +596,8 @@ export interface components {
                 drifted: string[];
             };
             /**
-             * @description The thresholds the next audit will use. Online thresholds come from `live`'s window, so after a restart each
-             *     class uses its training mean until it has minSamples new items.
+             * @description The thresholds the next audit will use. Online thresholds come from `live`'s window, refilled from the
+             *     stored records at start, so they carry on across a restart.
              */
             thresholds: {
                 source: components["schemas"]["ThresholdSource"];

@@ -66,4 +66,20 @@ describe('LiveStats', () => {
     expect(live.snapshot([]).since).toBe(since);
     expect(live.snapshot([]).classes[0]?.sinceStart.count).toBe(2);
   });
+
+  it('refills its windows from earlier items without counting them since start, then slides on as usual', () => {
+    const live = new LiveStats(3);
+    const earlier = [0.1, 0.2, 0.3, 0.4].map((p) => ({ label: 'a', labelProbability: p, verdict: 'ambiguous' as const }));
+    live.restoreWindows(model, [...earlier, { label: 'b', labelProbability: 0.9, verdict: 'clean' }]);
+    expect(live.model).toEqual(model);
+    expect(live.windowMean('a')).toEqual({ mean: expect.closeTo(0.3, 12), count: 3 });
+    expect(live.windowMean('b')).toEqual({ mean: 0.9, count: 1 });
+    expect(live.snapshot(['a', 'b']).classes.map((c) => c.sinceStart.count)).toEqual([0, 0]);
+    live.observe(model, 'a', 1.0, 'clean');
+    expect(live.windowMean('a')).toEqual({ mean: expect.closeTo((0.3 + 0.4 + 1.0) / 3, 12), count: 3 });
+    const a = live.snapshot(['a']).classes[0];
+    expect(a?.sinceStart.count).toBe(1);
+    expect(a?.window.verdictRates).toEqual({ clean: expect.closeTo(1 / 3, 12), ambiguous: expect.closeTo(2 / 3, 12), noisy: 0 });
+    expect(() => live.restoreWindows(model, earlier)).toThrow(/before the first observed item/);
+  });
 });

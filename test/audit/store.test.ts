@@ -157,6 +157,19 @@ describe('AuditStore', () => {
     expect(decodeCursor('not-a-cursor')).toBeUndefined();
   });
 
+  it('gives the last N outcomes of each label for one model, oldest first, to refill the live windows', () => {
+    const store = open(tempDir());
+    const v2 = { model: { name: 'm', version: '2' } };
+    store.insert([rec('a', 'a', 'clean', 0.1), rec('a', 'a', 'clean', 0.2, v2), rec('b', 'b', 'noisy', 0.3)]);
+    store.insert([rec('a', 'b', 'ambiguous', 0.4), rec('a', 'a', 'clean', 0.5), rec('a', 'a', 'noisy', 0.6, v2)]);
+    expect(store.recentOutcomes({ name: 'm', version: '1' }, ['a', 'b', 'c'], 2)).toEqual([
+      { label: 'a', labelProbability: 0.4, verdict: 'ambiguous' },
+      { label: 'a', labelProbability: 0.5, verdict: 'clean' },
+      { label: 'b', labelProbability: 0.3, verdict: 'noisy' },
+    ]);
+    expect(store.recentOutcomes({ name: 'm', version: '2' }, ['a'], 5).map((o) => o.labelProbability)).toEqual([0.2, 0.6]);
+  });
+
   it('sums a known set per class and annotator, with noise rates and the confusion matrix', () => {
     const store = open(tempDir());
     store.insert(knownSet());
