@@ -109,7 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--run", required=True, help="run folder holding final.pt")
     p.add_argument("--out", required=True, help="bundle folder to write (model.onnx + model.json)")
     p.add_argument("--name", default="ferplus", help="bundle name (used in URLs) (default: ferplus)")
-    p.add_argument("--data", help="dataset root for the Valid accuracy (default: the run's --data)")
+    p.add_argument(
+        "--data", help="dataset root for the Valid accuracy and, with --tta flip, the thresholds (default: the run's --data)"
+    )
     _add_export_arguments(p)
     p.set_defaults(func=_export)
 
