@@ -65,6 +65,22 @@ class Audit:
         k = len(self.classes)
         return np.bincount(self.labels * k + self.predicted, minlength=k * k).reshape(k, k)
 
+    def recognition(self) -> dict[str, Any]:
+        """How the predictions match the submitted labels: accuracy, recall per class (None for a class
+        without items) and its mean over the classes with items, and the share of items predicted as each class."""
+        hits = self.predicted == self.labels
+        recall = {
+            c: float(hits[self.labels == k].mean()) if (self.labels == k).any() else None for k, c in enumerate(self.classes)
+        }
+        present = [r for r in recall.values() if r is not None]
+        shares = np.bincount(self.predicted, minlength=len(self.classes)) / len(self.labels)
+        return {
+            "accuracy": float(hits.mean()),
+            "recall": recall,
+            "mean_recall": float(np.mean(present)),
+            "predicted_share": dict(zip(self.classes, shares.tolist(), strict=True)),
+        }
+
     def quality(self) -> dict[str, float] | None:
         """Precision / recall / F1 of the `noisy` verdict when the truth is known."""
         if self.truly_noisy is None:
@@ -157,6 +173,13 @@ def summary_lines(audit: Audit) -> Sequence[str]:
     counts = audit.counts().sum(0)
     n = int(counts.sum())
     lines = [f"{n} items: " + ", ".join(f"{v} {c} ({c / n:.1%})" for v, c in zip(VERDICTS, counts, strict=True))]
+    rec = audit.recognition()
+    lines.append(
+        f"prediction = submitted label for {rec['accuracy']:.2%}; mean class recall {rec['mean_recall']:.3f} ("
+        + ", ".join(f"{c} {r:.3f}" for c, r in rec["recall"].items() if r is not None)
+        + ")"
+    )
+    lines.append("predicted classes: " + ", ".join(f"{c} {share:.1%}" for c, share in rec["predicted_share"].items()))
     quality = audit.quality()
     if quality is not None:
         lines.append(

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from asm_fer.audit import VERDICTS, run_audit, write_flagged_csv
 from asm_fer.cli import main
@@ -22,6 +23,17 @@ def test_verdicts_follow_the_bundle_thresholds(fixtures: Path) -> None:
     assert audit.truly_noisy is not None and audit.truly_noisy.sum() == 16  # round(0.3 * 5) in each class
     quality = audit.quality()
     assert quality is not None and quality["precision"] > 0.3  # above the planted noise rate
+
+
+def test_recognition_figures_of_the_majority_labels_are_the_bundles_own(fixtures: Path) -> None:
+    audit = run_audit(fixtures / "bundle", fixtures / "ferplus")
+    rec = audit.recognition()
+    metrics = audit.bundle["provenance"]["metrics"]
+    assert rec["accuracy"] == metrics["accuracy"]
+    assert rec["recall"] == metrics["perClassRecall"]
+    assert rec["mean_recall"] == np.mean([r for r in metrics["perClassRecall"].values() if r is not None])
+    assert sum(rec["predicted_share"].values()) == pytest.approx(1.0)
+    assert rec["predicted_share"]["neutral"] == float((audit.predicted == 0).mean())
 
 
 def test_flagged_csv_lists_every_non_clean_item_noisy_first(fixtures: Path, tmp_path: Path) -> None:
