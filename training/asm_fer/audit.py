@@ -20,6 +20,7 @@ from .bundle import input_spec_from, read_bundle
 from .data import scan
 from .data.dataset import load_images
 from .data.ferplus import DatasetLayoutError, Sample
+from .evaluate import accuracy, confusion_matrix, per_class_recall
 from .export import onnx_probs
 from .mining import Subsets, mine, mining_quality
 from .noise import apply_noise
@@ -62,20 +63,16 @@ class Audit:
 
     def confusion(self) -> np.ndarray:
         """(K, K) rows = submitted label, columns = predicted label."""
-        k = len(self.classes)
-        return np.bincount(self.labels * k + self.predicted, minlength=k * k).reshape(k, k)
+        return confusion_matrix(self.probs, self.labels, len(self.classes))
 
     def recognition(self) -> dict[str, Any]:
         """How the predictions match the submitted labels: accuracy, recall per class (None for a class
         without items) and its mean over the classes with items, and the share of items predicted as each class."""
-        hits = self.predicted == self.labels
-        recall = {
-            c: float(hits[self.labels == k].mean()) if (self.labels == k).any() else None for k, c in enumerate(self.classes)
-        }
+        recall = per_class_recall(self.probs, self.labels, self.classes)
         present = [r for r in recall.values() if r is not None]
         shares = np.bincount(self.predicted, minlength=len(self.classes)) / len(self.labels)
         return {
-            "accuracy": float(hits.mean()),
+            "accuracy": accuracy(self.probs, self.labels),
             "recall": recall,
             "mean_recall": float(np.mean(present)),
             "predicted_share": dict(zip(self.classes, shares.tolist(), strict=True)),
