@@ -3,6 +3,8 @@
 # Resumable queue with shared warm-ups (queue.sh); rows run in priority order (the shipped model and
 # the issue's targets first). Usage:
 #   training/experiments/e2.sh [DATA] [RUNS]     # defaults: ../shared/data/ferplus training/runs/e2
+#   E2_ROWS="sym-0.2:ce2 sym-0.2:asm" training/experiments/e2.sh   # only these rows, in this order
+#   E2_SEED=1 training/experiments/e2.sh ../shared/data/ferplus training/runs/e2-seed1   # a replicate
 # Then: training/.venv/bin/asm-fer report training/runs/e2
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -10,9 +12,9 @@ source training/experiments/queue.sh
 DATA=${1:-../shared/data/ferplus}
 RUNS=${2:-training/runs/e2}
 # The fixed budget of every row: a half-width ResNet (two of them stay under 10 MB as ONNX),
-# 12 epochs with 2 of warm-up, seed 0, the default augmentation and schedule.
+# 12 epochs with 2 of warm-up, seed 0 (E2_SEED for replicates), the default augmentation and schedule.
 WARMUP=2
-BUDGET=(--widths 16 32 64 128 --epochs 12 --warmup-epochs "$WARMUP" --seed 0)
+BUDGET=(--widths 16 32 64 128 --epochs 12 --warmup-epochs "$WARMUP" --seed "${E2_SEED:-0}")
 # the four methods of every label set first (the issue's table), then the variants; a variant names
 # ASM options beyond the spec's defaults
 ROWS=(
@@ -24,5 +26,6 @@ ROWS=(
   sym-0.2:ce sym-0.2:ce2 sym-0.2:asm sym-0.2:asm-fixed
   none:asm:norm-none sym-0.1:asm:norm-none sym-0.2:asm:norm-none
 )
+if [[ -n ${E2_ROWS:-} ]]; then read -r -a ROWS <<< "$E2_ROWS"; fi
 declare -A VARIANTS=([norm-none]="--normalisation none")
 run_queue
