@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import json
+import statistics
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ class RunRow:
     method: str
     warmup_epochs: int | None  # None for the methods that never mine
     options: str  # ASM options that differ from the defaults, e.g. "normalisation=none"
+    seed: int
     epochs_done: int
     epochs: int
     final_accuracy: float | None
@@ -77,6 +80,7 @@ def read_run(run_dir: Path) -> RunRow:
         method=cfg["method"],
         warmup_epochs=run_cfg.warmup_epochs if run_cfg.mines else None,
         options=options,
+        seed=cfg["seed"],
         epochs_done=len(epochs),
         epochs=cfg["epochs"],
         final_accuracy=final["accuracy"] if final else None,
@@ -94,10 +98,10 @@ def find_runs(roots: Iterable[Path]) -> list[RunRow]:
     dirs = sorted({p.parent for root in roots for p in Path(root).rglob("config.json")})
     rows = [read_run(d) for d in dirs]
 
-    def key(r: RunRow) -> tuple[int, float, int, int, str]:
+    def key(r: RunRow) -> tuple[int, float, int, int, str, int]:
         rate = float(r.noise.split("-")[1]) if r.noise.startswith("sym-") else (0.0 if r.noise == "none" else 1.0)
         order = METHOD_ORDER.index(r.method) if r.method in METHOD_ORDER else len(METHOD_ORDER)
-        return (0 if r.noise == "none" else 1, rate, order, r.warmup_epochs or 0, r.options)
+        return (0 if r.noise == "none" else 1, rate, order, r.warmup_epochs or 0, r.options, r.seed)
 
     return sorted(rows, key=key)
 
@@ -108,6 +112,15 @@ def _pct(x: float | None) -> str:
 
 def _f3(x: float | None) -> str:
     return "—" if x is None else f"{x:.3f}"
+
+
+def _variant(r: RunRow) -> str:
+    """The "warm-up, options" cell: warm-up epochs of a mining run, options off their defaults, a seed
+    other than the default."""
+    parts = [str(r.warmup_epochs)] if r.warmup_epochs is not None else []
+    parts += [r.options] if r.options else []
+    parts += [f"seed {r.seed}"] if r.seed != TrainConfig().seed else []
+    return ", ".join(parts) or "—"
 
 
 def markdown_table(rows: Sequence[RunRow]) -> str:
@@ -122,9 +135,8 @@ def markdown_table(rows: Sequence[RunRow]) -> str:
         singles = " / ".join(_pct(a) for a in r.single_network) if r.single_network else "—"
         status = f"{r.epochs_done}/{r.epochs}" + ("" if r.finished else " (unfinished)")
         best = f"{_pct(r.best_accuracy)} @ {r.best_epoch}" if r.best_epoch else "—"
-        variant = ", ".join(([str(r.warmup_epochs)] if r.warmup_epochs is not None else []) + ([r.options] if r.options else []))
         lines.append(
-            f"| {r.noise} | {r.method} | {variant or '—'} | {status} | {_pct(r.final_accuracy)} | {best} | {singles} "
+            f"| {r.noise} | {r.method} | {_variant(r)} | {status} | {_pct(r.final_accuracy)} | {best} | {singles} "
             f"| {_pct(r.noise_rate)} | {_f3(m.get('precision'))} | {_f3(m.get('recall'))} | {_f3(m.get('f1'))} "
             f"| {_f3(m.get('noisy_kept_clean'))} |"
         )
@@ -145,9 +157,42 @@ def recall_table(rows: Sequence[RunRow]) -> str:
     return "\n".join(lines)
 
 
+def seed_table(rows: Sequence[RunRow]) -> str:
+    """Final Valid accuracy of the settings (labels, method, warm-up, options) finished at two seeds or
+    more: per seed, mean ± sample standard deviation, and the mean gap to `ce` on the same labels over
+    the seeds both have (the E2 targets are such gaps). Seeds also redraw synthetic and crowd noise."""
+    groups: dict[tuple[str, str, int | None, str], dict[int, float]] = defaultdict(dict)
+    for r in rows:
+        if r.final_accuracy is not None:
+            groups[(r.noise, r.method, r.warmup_epochs, r.options)][r.seed] = r.final_accuracy
+    lines = [
+        "| labels | method | warm-up, options | seeds | Valid acc. per seed (%) | mean ± sd (%) | vs ce, same seeds (points) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (noise, method, warmup, options), acc in groups.items():
+        if len(acc) < 2:
+            continue
+        seeds = sorted(acc)
+        values = [100 * acc[s] for s in seeds]
+        ce = groups.get((noise, "ce", None, ""), {})
+        shared = [s for s in seeds if s in ce]
+        gaps = [100 * (acc[s] - ce[s]) for s in shared]
+        gap = f"{statistics.mean(gaps):+.2f} (min {min(gaps):+.2f}, {len(gaps)} seeds)" if gaps and method != "ce" else "—"
+        variant = ", ".join(([str(warmup)] if warmup is not None else []) + ([options] if options else [])) or "—"
+        lines.append(
+            f"| {noise} | {method} | {variant} | {', '.join(map(str, seeds))} | {' / '.join(f'{v:.2f}' for v in values)} "
+            f"| {statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} | {gap} |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def report(roots: Sequence[Path]) -> str:
     rows = find_runs(roots)
     if not rows:
         raise FileNotFoundError(f"no run folders (with config.json) under {', '.join(map(str, roots))}")
-    recall = recall_table(rows)
-    return markdown_table(rows) + ("\n\nPer-class Valid recall, original labels:\n\n" + recall if recall else "")
+    recall, seeds = recall_table(rows), seed_table(rows)
+    return (
+        markdown_table(rows)
+        + ("\n\nPer-class Valid recall, original labels:\n\n" + recall if recall else "")
+        + ("\n\nAcross seeds, final Valid accuracy:\n\n" + seeds if seeds else "")
+    )

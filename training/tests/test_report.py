@@ -46,3 +46,27 @@ def test_report_without_runs_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["report", str(tmp_path)])
     assert exc.value.code == 2
+
+
+def test_report_summarises_settings_run_at_several_seeds(
+    ferplus_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = tmp_path / "runs"
+    ce = dataclasses.replace(tiny_config(ferplus_root, runs / "ce-s0"), noise="sym-0.3", epochs=1)
+    asm = dataclasses.replace(ce, method="asm", warmup_epochs=1, epochs=2, normalisation="none")
+    for seed in (0, 1):
+        train(dataclasses.replace(ce, seed=seed, run_dir=str(runs / f"ce-s{seed}")))
+        train(dataclasses.replace(asm, seed=seed, run_dir=str(runs / f"asm-s{seed}")))
+    train(dataclasses.replace(ce, method="ce2", run_dir=str(runs / "ce2-s0")))  # one seed: no summary row
+
+    acc = {(r.method, r.seed): 100 * (r.final_accuracy or 0.0) for r in find_runs([runs])}
+    assert main(["report", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert "| sym-0.3 | ce | seed 1 | 1/1 |" in out and "| sym-0.3 | asm | 1, normalisation=none, seed 1 | 2/2 |" in out
+    summary = out.split("Across seeds, final Valid accuracy:")[1]
+    rows = {line.split(" | ")[1]: line for line in summary.strip().splitlines()[2:]}
+    assert set(rows) == {"ce", "asm"}
+    ce_mean = (acc["ce", 0] + acc["ce", 1]) / 2
+    assert f"| 0, 1 | {acc['ce', 0]:.2f} / {acc['ce', 1]:.2f} | {ce_mean:.2f} ± " in rows["ce"]
+    gap = (acc["asm", 0] - acc["ce", 0] + acc["asm", 1] - acc["ce", 1]) / 2
+    assert rows["asm"].endswith(f"| {gap:+.2f} (min {min(acc['asm', s] - acc['ce', s] for s in (0, 1)):+.2f}, 2 seeds) |")
