@@ -114,12 +114,12 @@ def _f3(x: float | None) -> str:
     return "—" if x is None else f"{x:.3f}"
 
 
-def _variant(r: RunRow) -> str:
+def _variant(warmup_epochs: int | None, options: str, seed: int | None = None) -> str:
     """The "warm-up, options" cell: warm-up epochs of a mining run, options off their defaults, a seed
     other than the default."""
-    parts = [str(r.warmup_epochs)] if r.warmup_epochs is not None else []
-    parts += [r.options] if r.options else []
-    parts += [f"seed {r.seed}"] if r.seed != TrainConfig().seed else []
+    parts = [str(warmup_epochs)] if warmup_epochs is not None else []
+    parts += [options] if options else []
+    parts += [f"seed {seed}"] if seed is not None and seed != TrainConfig().seed else []
     return ", ".join(parts) or "—"
 
 
@@ -135,8 +135,9 @@ def markdown_table(rows: Sequence[RunRow]) -> str:
         singles = " / ".join(_pct(a) for a in r.single_network) if r.single_network else "—"
         status = f"{r.epochs_done}/{r.epochs}" + ("" if r.finished else " (unfinished)")
         best = f"{_pct(r.best_accuracy)} @ {r.best_epoch}" if r.best_epoch else "—"
+        variant = _variant(r.warmup_epochs, r.options, r.seed)
         lines.append(
-            f"| {r.noise} | {r.method} | {_variant(r)} | {status} | {_pct(r.final_accuracy)} | {best} | {singles} "
+            f"| {r.noise} | {r.method} | {variant} | {status} | {_pct(r.final_accuracy)} | {best} | {singles} "
             f"| {_pct(r.noise_rate)} | {_f3(m.get('precision'))} | {_f3(m.get('recall'))} | {_f3(m.get('f1'))} "
             f"| {_f3(m.get('noisy_kept_clean'))} |"
         )
@@ -178,7 +179,7 @@ def seed_table(rows: Sequence[RunRow]) -> str:
         shared = [s for s in seeds if s in ce]
         gaps = [100 * (acc[s] - ce[s]) for s in shared]
         gap = f"{statistics.mean(gaps):+.2f} (min {min(gaps):+.2f}, {len(gaps)} seeds)" if gaps and method != "ce" else "—"
-        variant = ", ".join(([str(warmup)] if warmup is not None else []) + ([options] if options else [])) or "—"
+        variant = _variant(warmup, options)
         lines.append(
             f"| {noise} | {method} | {variant} | {', '.join(map(str, seeds))} | {' / '.join(f'{v:.2f}' for v in values)} "
             f"| {statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} | {gap} |"
