@@ -153,7 +153,8 @@ def recall_table(rows: Sequence[RunRow]) -> str:
     lines = ["| method | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]
     for r in done:
         recall = r.per_class_recall or {}
-        name = r.method + (f" ({r.options})" if r.options else "")
+        variant = _variant(None, r.options, r.seed)
+        name = r.method + (f" ({variant})" if variant != "—" else "")
         lines.append(f"| {name} | " + " | ".join(_f3(recall[c]) for c in classes) + " |")
     return "\n".join(lines)
 
