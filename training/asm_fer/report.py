@@ -115,12 +115,12 @@ def _f3(x: float | None) -> str:
 
 
 def _variant(warmup_epochs: int | None, options: str, seed: int | None = None) -> str:
-    """The "warm-up, options" cell: warm-up epochs of a mining run, options off their defaults, a seed
-    other than the default."""
+    """What sets a run apart beyond its labels and method: warm-up epochs of a mining run, options off
+    their defaults, a seed other than the default ("" when none)."""
     parts = [str(warmup_epochs)] if warmup_epochs is not None else []
     parts += [options] if options else []
     parts += [f"seed {seed}"] if seed is not None and seed != TrainConfig().seed else []
-    return ", ".join(parts) or "—"
+    return ", ".join(parts)
 
 
 def markdown_table(rows: Sequence[RunRow]) -> str:
@@ -135,7 +135,7 @@ def markdown_table(rows: Sequence[RunRow]) -> str:
         singles = " / ".join(_pct(a) for a in r.single_network) if r.single_network else "—"
         status = f"{r.epochs_done}/{r.epochs}" + ("" if r.finished else " (unfinished)")
         best = f"{_pct(r.best_accuracy)} @ {r.best_epoch}" if r.best_epoch else "—"
-        variant = _variant(r.warmup_epochs, r.options, r.seed)
+        variant = _variant(r.warmup_epochs, r.options, r.seed) or "—"
         lines.append(
             f"| {r.noise} | {r.method} | {variant} | {status} | {_pct(r.final_accuracy)} | {best} | {singles} "
             f"| {_pct(r.noise_rate)} | {_f3(m.get('precision'))} | {_f3(m.get('recall'))} | {_f3(m.get('f1'))} "
@@ -154,7 +154,7 @@ def recall_table(rows: Sequence[RunRow]) -> str:
     for r in done:
         recall = r.per_class_recall or {}
         variant = _variant(None, r.options, r.seed)
-        name = r.method + (f" ({variant})" if variant != "—" else "")
+        name = r.method + (f" ({variant})" if variant else "")
         lines.append(f"| {name} | " + " | ".join(_f3(recall[c]) for c in classes) + " |")
     return "\n".join(lines)
 
@@ -180,7 +180,7 @@ def seed_table(rows: Sequence[RunRow]) -> str:
         shared = [s for s in seeds if s in ce]
         gaps = [100 * (acc[s] - ce[s]) for s in shared]
         gap = f"{statistics.mean(gaps):+.2f} (min {min(gaps):+.2f}, {len(gaps)} seeds)" if gaps and method != "ce" else "—"
-        variant = _variant(warmup, options)
+        variant = _variant(warmup, options) or "—"
         lines.append(
             f"| {noise} | {method} | {variant} | {', '.join(map(str, seeds))} | {' / '.join(f'{v:.2f}' for v in values)} "
             f"| {statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} | {gap} |"
