@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 
 from .transforms import InputSpec
 
@@ -63,6 +62,8 @@ def input_spec_from(section: dict[str, Any]) -> InputSpec:
 
 def validate(doc: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> None:
     """Schema check plus the cross-field rules JSON Schema cannot state."""
+    import jsonschema  # here, not at the top: training alone runs where jsonschema is not installed (gpu.sh)
+
     schema = json.loads(schema_path.read_text())
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(doc), key=lambda e: list(e.path))
     if errors:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The regime ASM exists for (issue 16, section 2): a class-stratified 4,000-image subset of FER+ Train,
-# the half-width ResNet for 30 epochs with a slow lr decay (x0.97 per epoch), so that plain
+# the half-width ResNet for 30 epochs in batches of 32 (3,750 steps; batches of 128 gave 960, too few to
+# fit even the right labels) with a slow lr decay (x0.97 per epoch), so that plain
 # cross-entropy has the time and capacity to memorise wrong labels (training/results/regime shows the
 # fit to wrong labels rising and Valid accuracy falling). Validated on the whole of FER+ Valid.
 # Same resumable queue as E2 (queue.sh: finished rows skipped, interrupted ones resumed, the two-network
@@ -18,7 +19,7 @@ SEED=${REGIME_SEED:-0}
 RUNS=${2:-training/runs/regime-seed$SEED}
 RESULTS=${RESULTS-training/results/regime/seed$SEED}  # finished rows are kept here (RESULTS= to skip)
 WARMUP=5
-BUDGET=(--limit 4000 --valid-limit 0 --widths 16 32 64 128 --epochs 30 --warmup-epochs "$WARMUP" --lr-decay 0.97 --seed "$SEED"
+BUDGET=(--limit 4000 --valid-limit 0 --widths 16 32 64 128 --epochs 30 --warmup-epochs "$WARMUP" --batch-size 32 --lr-decay 0.97 --seed "$SEED"
   --threads "${REGIME_THREADS:-2}")  # 1 beside other heavy work: two threads that wait on each other stall
 ROWS=(
   sym-0.3:ce2 sym-0.3:asm sym-0.3:ce sym-0.3:oracle sym-0.3:asm-fixed sym-0.3:codivision
