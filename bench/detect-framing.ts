@@ -1,4 +1,4 @@
-// Calibrates src/detect/framing.ts's FER_FRAMING: pastes FER2013Train faces into 640x480 synthetic scenes, runs the
+// Calibrates src/faces/framing.ts's FER_FRAMING: pastes FER2013Train faces into 640x480 synthetic scenes, runs the
 // detector, and prints the medians of crop side / box side, eye height in the crop and the horizontal offset of the
 // crop centre from the box centre, over the faces it found; and how much crop side / X varies from face to face for
 // each size cue X the detector gives (box, eye distance, eye-mouth distance, ear distance).
@@ -10,10 +10,10 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.js';
-import { FaceDetector } from '../src/detect/detector.js';
-import { eyeAngle, FER_FRAMING, faceRegion, type Framing } from '../src/detect/framing.js';
-import { cropRegion } from '../src/detect/warp.js';
-import { decodeImage, decodeUpright, type RgbImage } from '../src/inference/decode.js';
+import { FaceDetector } from '../src/faces/detector.js';
+import { eyeAngle, FER_FRAMING, faceRegion, type Framing } from '../src/faces/framing.js';
+import { cropRegion } from '../src/faces/crop.js';
+import { decodeImage, decodeUpright, type RgbImage } from '../src/image/decode.js';
 import { startModel } from '../src/inference/model-host.js';
 import { preprocess, tensorSize } from '../src/inference/preprocess.js';
 import { matchFace, median, pasteFace, placeAt, sample, syntheticBackground } from './detect-scenes.js';

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { AuditTrail } from './audit/trail.js';
 import type { Config } from './config.js';
-import type { FaceDetector } from './detect/detector.js';
+import type { FaceDetector } from './faces/detector.js';
 import type { ModelHost } from './inference/model-host.js';
 import type { Metrics } from './metrics.js';
 import { createHttpApp, type HttpApp, type Readiness } from './http/server.js';

@@ -5,10 +5,10 @@ import { pino } from 'pino';
 import { createApp } from './app.js';
 import { openAuditTrail } from './audit/trail.js';
 import { loadConfig } from './config.js';
-import { FaceDetector } from './detect/detector.js';
+import { FaceDetector } from './faces/detector.js';
 import { listen } from './http/server.js';
 import { ModelHost, startModel } from './inference/model-host.js';
-import type { PoolOptions } from './inference/session-pool.js';
+import type { PoolOptions } from './onnx/session-pool.js';
 import { createMetrics } from './metrics.js';
 
 /** In-flight requests get this long to finish after a signal before the process exits anyway. */

@@ -11,8 +11,9 @@ describe('import rules', () => {
     expect(importers(/from '(express|multer|express-openapi-validator)'/).filter((f) => !f.startsWith('src/http/'))).toEqual([]);
   });
 
-  it('only the session pool and its worker import onnxruntime-node', () => {
-    expect(importers(/from 'onnxruntime-node'/)).toEqual(['src/inference/session-pool.ts', 'src/inference/session-worker.ts']);
+  it('only src/onnx/ imports onnxruntime-node', () => {
+    expect(importers(/from 'onnxruntime-node'/).filter((f) => !f.startsWith('src/onnx/'))).toEqual([]);
+    expect(importers(/from 'onnxruntime-node'/)).toEqual(['src/onnx/providers.ts', 'src/onnx/worker.ts']);
   });
 
   it('only config.ts reads process.env', () => {
@@ -24,6 +25,6 @@ describe('import rules', () => {
   });
 
   it('only decode.ts imports sharp', () => {
-    expect(importers(/from 'sharp'/)).toEqual(['src/inference/decode.ts']);
+    expect(importers(/from 'sharp'/)).toEqual(['src/image/decode.ts']);
   });
 });

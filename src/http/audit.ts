@@ -4,7 +4,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { Router } from 'express';
 import type { NewAuditRecord } from '../audit/record.js';
 import { verdict } from '../audit/verdict.js';
-import type { FoundFace, ImageFaces } from '../detect/faces.js';
+import type { FoundFace, ImageFaces } from '../faces/find-faces.js';
 import { BadRequest, NoFace, NotReady, SeveralFaces, UnknownLabel } from '../errors.js';
 import { classify } from '../inference/classify.js';
 import { preprocess } from '../inference/preprocess.js';

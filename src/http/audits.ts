@@ -5,7 +5,7 @@ import { toCsv, toJsonl } from '../audit/export.js';
 import { decodeCursor, type AuditFilters } from '../audit/query.js';
 import type { Verdict } from '../audit/verdict.js';
 import { BadRequest, NotFound } from '../errors.js';
-import { sniffFormat } from '../inference/decode.js';
+import { sniffFormat } from '../image/decode.js';
 import type { components } from './api.gen.js';
 import type { HttpDeps } from './server.js';
 

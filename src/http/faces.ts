@@ -2,9 +2,9 @@
 // and the box/score/keypoints JSON of a face.
 import type { Request } from 'express';
 import type { InputSpec } from '../bundle/load-bundle.js';
-import { facesInImage, type DetectMode, type FoundFace, type ImageFaces } from '../detect/faces.js';
+import { facesInImage, type DetectMode, type FoundFace, type ImageFaces } from '../faces/find-faces.js';
 import { BadRequest } from '../errors.js';
-import type { Box } from '../inference/decode.js';
+import type { Box } from '../image/decode.js';
 import type { components } from './api.gen.js';
 import type { HttpDeps } from './server.js';
 import { textParts } from './upload.js';

@@ -7,7 +7,7 @@ import express, { type Express, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import type { AuditTrail } from '../audit/trail.js';
 import type { Config } from '../config.js';
-import type { FaceDetector } from '../detect/detector.js';
+import type { FaceDetector } from '../faces/detector.js';
 import { RequestTimeout, SlowRequest } from '../errors.js';
 import type { ModelHost } from '../inference/model-host.js';
 import type { Metrics } from '../metrics.js';

@@ -5,7 +5,7 @@ import * as OpenApiValidator from 'express-openapi-validator';
 import multer from 'multer';
 import type { Config } from '../config.js';
 import { BadRequest } from '../errors.js';
-import type { Box } from '../inference/decode.js';
+import type { Box } from '../image/decode.js';
 
 /** Longest accepted text part (a label); class names are at most 32 characters by the bundle schema. */
 const MAX_FIELD_BYTES = 1024;

@@ -6,7 +6,7 @@ import { Conflict, ReloadFailed } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { createInference, type Inference } from './infer.js';
 import { tensorSize } from './preprocess.js';
-import { SessionPool, type PoolOptions } from './session-pool.js';
+import { SessionPool, type PoolOptions } from '../onnx/session-pool.js';
 
 /** What the host needs from a session pool (tests substitute a stub around the real one). */
 export type PoolLike = Pick<SessionPool, 'run' | 'executionProvider' | 'size' | 'close'>;

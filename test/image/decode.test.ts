@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { PayloadTooLarge, UnreadableImage, UnsupportedMedia } from '../../src/errors.js';
-import { decodeImage, sniffFormat } from '../../src/inference/decode.js';
+import { decodeImage, sniffFormat } from '../../src/image/decode.js';
 import { jpeg, png, solidPng, textFile, truncated } from '../fixtures/make-images.js';
 
 const at48 = { width: 48, height: 48, maxPixels: 1_000_000 };

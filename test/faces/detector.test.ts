@@ -3,10 +3,10 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
-import type { Detection } from '../../src/detect/blazeface.js';
-import { FaceDetector, detectorInput, readingOrder, toImageFace } from '../../src/detect/detector.js';
-import type { Face } from '../../src/detect/framing.js';
-import { decodeUpright } from '../../src/inference/decode.js';
+import type { Detection } from '../../src/faces/blazeface.js';
+import { FaceDetector, detectorInput, readingOrder, toImageFace } from '../../src/faces/detector.js';
+import type { Face } from '../../src/faces/framing.js';
+import { decodeUpright } from '../../src/image/decode.js';
 import { createMetrics } from '../../src/metrics.js';
 import { fourFaces, landscape, oneFace, threeFaces } from '../fixtures/photos.js';
 

@@ -1,11 +1,11 @@
 // Per uploaded image: decide whether to detect, then hand back every face as model-sized pixels with its box and
 // score. Images that are already face crops (or come with a box) keep the crop-and-stretch path of decode.ts.
 import type { InputSpec } from '../bundle/load-bundle.js';
-import { decodeImage, decodeUpright, probeImage, type Box, type RgbImage } from '../inference/decode.js';
+import { decodeImage, decodeUpright, probeImage, type Box, type RgbImage } from '../image/decode.js';
 import type { KeypointName, Point } from './blazeface.js';
 import type { FaceDetector } from './detector.js';
 import { FER_FRAMING, faceRegion, type Framing } from './framing.js';
-import { cropRegion } from './warp.js';
+import { cropRegion } from './crop.js';
 
 export type DetectMode = 'auto' | 'always' | 'never';
 

