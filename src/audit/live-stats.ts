@@ -111,7 +111,8 @@ export class LiveStats {
    */
   restoreWindows(model: { name: string; version: string }, items: readonly AuditedOutcome[]): void {
     if (this.current !== null) throw new Error('restoreWindows must run before the first observed item');
-    this.current = { ...model };
+    // Name and version only: callers pass the whole manifest, whose other fields must not reach the snapshot.
+    this.current = { name: model.name, version: model.version };
     for (const it of items) this.entry(it.label).window.push(it.labelProbability, VERDICTS.indexOf(it.verdict));
   }
 

@@ -82,4 +82,11 @@ describe('LiveStats', () => {
     expect(a?.window.verdictRates).toEqual({ clean: expect.closeTo(1 / 3, 12), ambiguous: expect.closeTo(2 / 3, 12), noisy: 0 });
     expect(() => live.restoreWindows(model, earlier)).toThrow(/before the first observed item/);
   });
+
+  it('names the restored model by name and version only, whatever else the caller passes (a whole manifest)', () => {
+    const live = new LiveStats(3);
+    live.restoreWindows({ ...model, classes: ['a', 'b'], thresholds: {} } as typeof model, []);
+    expect(live.model).toEqual(model);
+    expect(live.snapshot(['a']).model).toEqual(model);
+  });
 });
