@@ -10,7 +10,7 @@ import { classify } from '../inference/classify.js';
 import { preprocess } from '../inference/preprocess.js';
 import type { components } from './api.gen.js';
 import { detectMode, faceBox, faceParts, findFaces } from './faces.js';
-import type { HttpDeps } from './server.js';
+import type { HttpDeps } from './deps.js';
 import { boxParts, clientIdParts, imageParts, labelParts } from './upload.js';
 
 type AuditResponse = components['schemas']['AuditResponse'];

@@ -7,7 +7,7 @@ import type { Verdict } from '../audit/verdict.js';
 import { BadRequest, NotFound } from '../errors.js';
 import { sniffFormat } from '../image/decode.js';
 import type { components } from './api.gen.js';
-import type { HttpDeps } from './server.js';
+import type { HttpDeps } from './deps.js';
 
 type AuditList = components['schemas']['AuditList'];
 type AuditRecord = components['schemas']['AuditRecord'];

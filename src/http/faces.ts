@@ -6,7 +6,7 @@ import { facesInImage, type DetectMode, type FoundFace, type ImageFaces } from '
 import { BadRequest } from '../errors.js';
 import type { Box } from '../image/decode.js';
 import type { components } from './api.gen.js';
-import type { HttpDeps } from './server.js';
+import type { HttpDeps } from './deps.js';
 import { textParts } from './upload.js';
 
 type FaceBox = components['schemas']['FaceBox'];

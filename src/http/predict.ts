@@ -6,7 +6,7 @@ import { classify } from '../inference/classify.js';
 import { preprocess } from '../inference/preprocess.js';
 import type { components } from './api.gen.js';
 import { detectMode, faceJson, findFaces } from './faces.js';
-import type { HttpDeps } from './server.js';
+import type { HttpDeps } from './deps.js';
 import { boxParts, imageParts } from './upload.js';
 
 type PredictResponse = components['schemas']['PredictResponse'];
