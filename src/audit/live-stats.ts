@@ -3,7 +3,7 @@
 // memory; at start the windows are refilled from the stored records of the served model (restoreWindows), so online
 // thresholds and drift carry on across a restart, while the since-start figures begin at zero. The mean probability
 // of the submitted label is mu_k, the quantity Adaptive Threshold Learning uses.
-import type { Verdict } from './verdict.js';
+import type { Verdict } from './judge.js';
 
 export const VERDICTS: readonly Verdict[] = ['clean', 'ambiguous', 'noisy'];
 

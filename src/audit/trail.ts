@@ -6,10 +6,10 @@ import type { Config } from '../config.js';
 import { detectDrift, type DriftReport } from './drift.js';
 import { LiveStats, type LiveSnapshot } from './live-stats.js';
 import type { AuditFilters } from './query.js';
-import type { NewAuditRecord, ThresholdSource } from './record.js';
+import type { NewAuditRecord, ThresholdSource } from './judge.js';
 import { AuditStore, type StoreOptions } from './store.js';
 import type { AuditSummary } from './summary.js';
-import { adaptiveThresholds } from './thresholds.js';
+import { adaptiveThresholds } from './online-thresholds.js';
 
 export interface TrailOptions {
   /** Re-estimate thresholds from the live window's class means (ASM_FER_ONLINE_THRESHOLDS). */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { LiveStats, VERDICTS } from '../../src/audit/live-stats.js';
-import type { Verdict } from '../../src/audit/verdict.js';
+import type { Verdict } from '../../src/audit/judge.js';
 
 const model = { name: 'm', version: '1' };
 
