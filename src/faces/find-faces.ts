@@ -57,12 +57,14 @@ export interface FaceOptions extends FindOptions {
 
 /** The faces of image `index` (errors name it): detected and FER-framed, or the image / its box as one face. */
 export async function facesInImage(buf: Uint8Array, index: number, opts: FaceOptions): Promise<ImageFaces> {
-  const { width, height } = await probeImage(buf, opts.maxPixels, index);
+  // Probed once here; both decoders take the header instead of reading it again.
+  const header = await probeImage(buf, opts.maxPixels, index);
+  const { width, height } = header;
   if (!shouldDetect(opts.mode, { width, height }, opts.box !== undefined, opts.autoMaxSide)) {
-    const pixels = await decodeImage(buf, { width: opts.spec.width, height: opts.spec.height, maxPixels: opts.maxPixels, box: opts.box }, index);
+    const pixels = await decodeImage(buf, { width: opts.spec.width, height: opts.spec.height, maxPixels: opts.maxPixels, box: opts.box }, index, header);
     return { width, height, detected: false, faces: [{ box: opts.box ?? { x: 0, y: 0, width, height }, score: null, pixels }] };
   }
-  const image = await decodeUpright(buf, opts.maxPixels, index);
+  const image = await decodeUpright(buf, opts.maxPixels, index, header);
   const faces = await opts.detector.detect(image);
   return {
     width,
