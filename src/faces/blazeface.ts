@@ -61,8 +61,6 @@ export const DETECTOR_VARIANTS = {
   },
 } as const satisfies Record<string, DetectorVariant>;
 
-export type DetectorName = keyof typeof DETECTOR_VARIANTS;
-
 /** The six BlazeFace keypoints in output order; right/left are the subject's. */
 export const KEYPOINTS = ['rightEye', 'leftEye', 'noseTip', 'mouth', 'rightEar', 'leftEar'] as const;
 export type KeypointName = (typeof KEYPOINTS)[number];
