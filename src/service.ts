@@ -4,12 +4,13 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
-import { openAuditTrail, type AuditTrail } from './audit/trail.js';
+import { openAuditTrail, type AuditTrail, type AuditTrailOptions } from './audit/trail.js';
 import type { Config } from './config.js';
-import { FaceDetector } from './faces/detector.js';
+import { DETECTOR_VARIANTS } from './faces/blazeface.js';
+import { FaceDetector, type DetectorOptions } from './faces/detector.js';
 import type { HttpApp } from './http/deps.js';
 import { createHttpApp } from './http/server.js';
-import { ModelHost, startModel, type LoadedModel } from './inference/model-host.js';
+import { ModelHost, startModel, type BatchSettings, type LoadedModel, type SessionSettings } from './inference/model-host.js';
 import type { PoolOptions, SessionPool } from './onnx/session-pool.js';
 import { createMetrics, type Metrics } from './metrics.js';
 
@@ -26,6 +27,38 @@ export interface ServiceHooks {
   pool?: Partial<PoolOptions>;
   /** Tests only: wraps the first loaded model, e.g. to put a stub in front of its pool. */
   wrap?: (model: LoadedModel & { pool: SessionPool }) => LoadedModel;
+}
+
+/**
+ * Config → each module's options, mapped here once, so the modules below src/http/ take plain settings and never
+ * read environment-variable-named fields.
+ */
+export function moduleOptions(config: Config): {
+  sessions: SessionSettings;
+  batching: BatchSettings;
+  detector: DetectorOptions;
+  trail: AuditTrailOptions;
+} {
+  const providers = { preferredProviders: config.ASM_FER_EXECUTION_PROVIDERS, intraOpThreads: config.ASM_FER_INTRA_OP_THREADS };
+  return {
+    sessions: { ...providers, workers: config.ASM_FER_WORKERS },
+    batching: { maxBatchSize: config.ASM_FER_MAX_BATCH_SIZE, maxQueueDelayMs: config.ASM_FER_MAX_QUEUE_DELAY_MS, maxQueue: config.ASM_FER_MAX_QUEUE },
+    detector: {
+      ...providers,
+      variant: DETECTOR_VARIANTS[config.ASM_FER_DETECTOR],
+      minScore: config.ASM_FER_DETECT_MIN_SCORE,
+      iouThreshold: config.ASM_FER_DETECT_IOU,
+      maxFaces: config.ASM_FER_DETECT_MAX_FACES,
+    },
+    trail: {
+      dir: config.ASM_FER_DATA_DIR,
+      maxBytes: config.ASM_FER_AUDIT_MAX_BYTES,
+      windowSize: config.ASM_FER_STATS_WINDOW,
+      onlineThresholds: config.ASM_FER_ONLINE_THRESHOLDS,
+      driftThreshold: config.ASM_FER_DRIFT_THRESHOLD,
+      minSamples: config.ASM_FER_DRIFT_MIN_SAMPLES,
+    },
+  };
 }
 
 /** The two ONNX models the request path runs: the expression model behind its host, and the face detector. */
@@ -51,12 +84,13 @@ export interface Service extends Models {
 export async function startModels(config: Config, hooks: ServiceHooks = {}): Promise<Models> {
   const logger = hooks.logger ?? pino({ level: config.ASM_FER_LOG_LEVEL, base: { service: 'asm-fer' } });
   const metrics = hooks.metrics ?? createMetrics();
+  const opts = moduleOptions(config);
   const onWorkerEvent: PoolOptions['onWorkerEvent'] = (e) => {
     if (e.kind === 'respawned') metrics.recordWorkerRestart();
     logger[e.kind === 'respawned' ? 'info' : 'error'](e, `session worker ${e.kind}`);
   };
   const load = async () => {
-    const model = await startModel(config.ASM_FER_MODEL_DIR, config, { ...hooks.pool, onWorkerEvent });
+    const model = await startModel(config.ASM_FER_MODEL_DIR, opts.sessions, { ...hooks.pool, onWorkerEvent });
     const { manifest } = model.bundle;
     const { pool } = model;
     logger.info(
@@ -66,10 +100,10 @@ export async function startModels(config: Config, hooks: ServiceHooks = {}): Pro
     return model;
   };
   const first = await load();
-  const host = new ModelHost(hooks.wrap ? hooks.wrap(first) : first, config, metrics, load);
+  const host = new ModelHost(hooks.wrap ? hooks.wrap(first) : first, opts.batching, metrics, load);
   let detector: FaceDetector;
   try {
-    detector = await FaceDetector.start(config, metrics, { onWorkerEvent });
+    detector = await FaceDetector.start(opts.detector, metrics, { onWorkerEvent });
   } catch (err) {
     await host.close();
     throw err;
@@ -85,7 +119,7 @@ export async function startModels(config: Config, hooks: ServiceHooks = {}): Pro
 export async function startService(config: Config, hooks: ServiceHooks = {}): Promise<Service> {
   const models = await startModels(config, hooks);
   const { host, logger, metrics } = models;
-  const trail = openAuditTrail(config, {
+  const trail = openAuditTrail(moduleOptions(config).trail, {
     onFailure: (err) => logger.error({ err: err instanceof Error ? err.message : String(err) }, 'audit trail unusable; audits answer 503 until it can be written again'),
     onRecovery: () => logger.info('audit trail usable again'),
   });
