@@ -20,6 +20,14 @@ describe('import rules', () => {
     expect(importers(/process\.env/)).toEqual(['src/config.ts']);
   });
 
+  it('only src/http/, config.ts and service.ts read ASM_FER_* config fields (service.ts maps them to module options)', () => {
+    expect(importers(/\.ASM_FER_[A-Z_]+/).filter((f) => !f.startsWith('src/http/'))).toEqual(['src/config.ts', 'src/service.ts']);
+  });
+
+  it('only main.ts and service.ts import from src/http/: the request path never goes back to it', () => {
+    expect(importers(/from '\.\.?\/http\//)).toEqual(['src/main.ts', 'src/service.ts']);
+  });
+
   it('only src/audit/ imports better-sqlite3', () => {
     expect(importers(/from 'better-sqlite3'/).filter((f) => !f.startsWith('src/audit/'))).toEqual([]);
   });
