@@ -29,12 +29,23 @@ export interface AuditedFace {
   score: number | null;
 }
 
-/** What the audit route hands the store; `image` is null unless ASM_FER_AUDIT_STORE_IMAGES is on. */
-export interface NewAuditRecord {
+/** One submitted item as judge() needs it: its label, client ids and the face the label is about. */
+export interface LabelledItem {
+  label: string;
+  itemId: string | null;
+  annotatorId: string | null;
+  datasetId: string | null;
+  imageSha256: string;
+  /** The uploaded bytes when they are to be kept (ASM_FER_AUDIT_STORE_IMAGES), else null. */
+  image: Buffer | null;
+  face: AuditedFace;
+}
+
+/** What the audit route hands the store: the item with the model's answer and the verdict on its label. */
+export interface NewAuditRecord extends LabelledItem {
   id: string;
   timeMs: number;
   model: { name: string; version: string };
-  label: string;
   verdict: Verdict;
   labelProbability: number;
   thresholds: Thresholds;
@@ -43,24 +54,6 @@ export interface NewAuditRecord {
   confidence: number;
   /** Every class's probability, keyed by class name. */
   probabilities: Record<string, number>;
-  itemId: string | null;
-  annotatorId: string | null;
-  datasetId: string | null;
-  imageSha256: string;
-  image: Buffer | null;
-  face: AuditedFace;
-}
-
-/** One submitted item as judge() needs it: its label, client ids and the face the label is about. */
-export interface LabelledItem {
-  label: string;
-  itemId: string | null;
-  annotatorId: string | null;
-  datasetId: string | null;
-  imageSha256: string;
-  /** The uploaded bytes when they are to be kept, else null. */
-  image: Buffer | null;
-  face: AuditedFace;
 }
 
 /**
@@ -76,10 +69,8 @@ export function judge(
   const t = thresholds.byClass[item.label] as Thresholds;
   const labelProbability = c.probabilities[item.label] as number;
   return {
-    id: at.id,
-    timeMs: at.timeMs,
-    model: at.model,
-    label: item.label,
+    ...item,
+    ...at,
     verdict: verdict(labelProbability, t),
     labelProbability,
     thresholds: { clean: t.clean, noisy: t.noisy },
@@ -87,11 +78,5 @@ export function judge(
     predicted: c.label,
     confidence: c.confidence,
     probabilities: c.probabilities,
-    itemId: item.itemId,
-    annotatorId: item.annotatorId,
-    datasetId: item.datasetId,
-    imageSha256: item.imageSha256,
-    image: item.image,
-    face: item.face,
   };
 }
