@@ -11,13 +11,12 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.js';
-import { FaceDetector } from '../src/detect/detector.js';
-import { facesInImage } from '../src/detect/faces.js';
-import { FER_FRAMING, faceRegion, type Face } from '../src/detect/framing.js';
-import { cropRegion, type CropRegion } from '../src/detect/warp.js';
-import { decodeImage, decodeUpright, type RgbImage } from '../src/inference/decode.js';
-import { startModel } from '../src/inference/model-host.js';
+import { facesInImage } from '../src/faces/find-faces.js';
+import { FER_FRAMING, faceRegion, type Face } from '../src/faces/framing.js';
+import { cropRegion, type CropRegion } from '../src/faces/crop.js';
+import { decodeImage, decodeUpright, type RgbImage } from '../src/image/decode.js';
 import { preprocess, tensorSize } from '../src/inference/preprocess.js';
+import { startModels } from '../src/service.js';
 import { matchFace, median, pasteFace, photoBackground, placeAt, sample, syntheticBackground } from './detect-scenes.js';
 import { readFerSplit, rng } from './ferplus-split.js';
 
@@ -40,10 +39,11 @@ const REAL_EVERY = 5;
 const SYNTHETIC_BACKGROUNDS = 24;
 const MAX_PIXELS = 40_000_000;
 
-const config = loadConfig({ ASM_FER_MODEL_DIR: args.model, ASM_FER_INTRA_OP_THREADS: '2' });
-const { bundle, pool } = await startModel(args.model, config);
+const config = loadConfig({ ASM_FER_MODEL_DIR: args.model, ASM_FER_INTRA_OP_THREADS: '2', ASM_FER_LOG_LEVEL: 'warn' });
+const models = await startModels(config);
+const { detector } = models;
+const { bundle, pool } = models.first;
 const { input: spec, classes } = bundle.manifest;
-const detector = await FaceDetector.start(config);
 const rand = rng(Number(args.seed));
 
 const demo = path.join(path.dirname(createRequire(import.meta.url).resolve('@vladmandic/face-api/package.json')), 'demo');
@@ -145,8 +145,7 @@ for (const [i, face] of faces.entries()) {
   for (const v of VARIANTS) t.same[v] += Number(labels[v] === (v === 'mirrored' ? bareMirrored : bare));
   framedCorrect += Number(labels.framed === face.label);
 }
-await detector.close();
-await pool.close();
+await models.close();
 
 const pct = (a: number, b: number) => (b === 0 ? '-' : `${((100 * a) / b).toFixed(1)}%`);
 const all: Tally = { scenes: 0, found: 0, same: noneSame() };

@@ -1,4 +1,4 @@
-// Calibrates src/detect/framing.ts's FER_FRAMING: pastes FER2013Train faces into 640x480 synthetic scenes, runs the
+// Calibrates src/faces/framing.ts's FER_FRAMING: pastes FER2013Train faces into 640x480 synthetic scenes, runs the
 // detector, and prints the medians of crop side / box side, eye height in the crop and the horizontal offset of the
 // crop centre from the box centre, over the faces it found; and how much crop side / X varies from face to face for
 // each size cue X the detector gives (box, eye distance, eye-mouth distance, ear distance).
@@ -10,12 +10,11 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.js';
-import { FaceDetector } from '../src/detect/detector.js';
-import { eyeAngle, FER_FRAMING, faceRegion, type Framing } from '../src/detect/framing.js';
-import { cropRegion } from '../src/detect/warp.js';
-import { decodeImage, decodeUpright, type RgbImage } from '../src/inference/decode.js';
-import { startModel } from '../src/inference/model-host.js';
+import { eyeAngle, FER_FRAMING, faceRegion, type Framing } from '../src/faces/framing.js';
+import { cropRegion } from '../src/faces/crop.js';
+import { decodeImage, decodeUpright, type RgbImage } from '../src/image/decode.js';
 import { preprocess, tensorSize } from '../src/inference/preprocess.js';
+import { startModels } from '../src/service.js';
 import { matchFace, median, pasteFace, placeAt, sample, syntheticBackground } from './detect-scenes.js';
 import { readFerSplit, rng } from './ferplus-split.js';
 
@@ -37,9 +36,10 @@ const dist = (a: { x: number; y: number }, b: { x: number; y: number }) => Math.
 
 const rand = rng(Number(args.seed));
 const faces = sample(readFerSplit(args.data, 'FER2013Train'), Number(args.count), rand);
-const config = loadConfig({ ASM_FER_INTRA_OP_THREADS: '2' });
-const detector = await FaceDetector.start(config);
-const { bundle, pool } = await startModel(args.model, config);
+const config = loadConfig({ ASM_FER_MODEL_DIR: args.model, ASM_FER_INTRA_OP_THREADS: '2', ASM_FER_LOG_LEVEL: 'warn' });
+const models = await startModels(config);
+const { detector } = models;
+const { bundle, pool } = models.first;
 const spec = bundle.manifest.input;
 const K = bundle.manifest.classes.length;
 async function labels(crops: RgbImage[]): Promise<number[]> {
@@ -88,8 +88,7 @@ for (const [i, face] of faces.entries()) {
   ]);
   framed.forEach((l, j) => (agree[j] = (agree[j] as number) + Number(l === bare)));
 }
-await detector.close();
-await pool.close();
+await models.close();
 const f3 = (x: number) => x.toFixed(3);
 console.log(`FER2013Train faces: ${faces.length} (seed ${args.seed}), pasted at ${SIDES.join('/')} px into ${WIDTH}x${HEIGHT} synthetic scenes`);
 console.log(`detected: ${found} (${((100 * found) / faces.length).toFixed(1)}%)`);

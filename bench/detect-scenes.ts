@@ -1,7 +1,7 @@
 // Scenes for the face-detection benchmarks: FER+ faces (bare 48x48 crops) pasted at a known place and scale into
 // larger synthetic backgrounds or real photos, so the detector's output can be checked against where the face is.
 import sharp from 'sharp';
-import type { Face } from '../src/detect/framing.js';
+import type { Face } from '../src/faces/framing.js';
 
 /** `count` distinct items drawn with `rand`. */
 export function sample<T>(items: readonly T[], count: number, rand: () => number): T[] {

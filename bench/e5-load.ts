@@ -1,14 +1,14 @@
 // Shared by the E5, overload and soak benchmarks: real FER+ images as multipart bodies, the service as a child
 // process, autocannon runs, and the child's memory read from /proc.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import autocannon from 'autocannon';
 import sharp from 'sharp';
+import { multipart, type Part } from '../test/fixtures/multipart.js';
+import { startServer } from '../test/fixtures/server-process.js';
 
 export const BOUNDARY = 'asmferbenchboundary';
 
@@ -24,20 +24,8 @@ export function largeJpegs(pngs: Buffer[], side: number): Promise<Buffer[]> {
   return Promise.all(pngs.map((p) => sharp(p).resize(side, side, { kernel: 'lanczos3' }).jpeg({ quality: 90 }).toBuffer()));
 }
 
-export interface Part {
-  name: string;
-  data: Buffer | string;
-  filename?: string;
-}
-
-export function multipartBody(parts: Part[]): Buffer {
-  const chunks = parts.flatMap((p) => [
-    Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="${p.name}"${p.filename ? `; filename="${p.filename}"` : ''}\r\n\r\n`),
-    Buffer.isBuffer(p.data) ? p.data : Buffer.from(p.data),
-    Buffer.from('\r\n'),
-  ]);
-  return Buffer.concat([...chunks, Buffer.from(`--${BOUNDARY}--\r\n`)]);
-}
+/** A multipart body with the benchmarks' boundary (BOUNDARY), built by the tests' byte-exact builder. */
+export const multipartBody = (parts: Part[]): Buffer => multipart(parts, { boundary: BOUNDARY }).body;
 
 export const predictBody = (image: Buffer) => multipartBody([{ name: 'image', data: image, filename: 'face' }]);
 
@@ -62,17 +50,17 @@ export interface Service {
 }
 
 /**
- * Starts src/main.ts on a free port with `env` and waits for readiness. `nodeArgs` go before the entry (e.g.
- * --cpu-prof). Its audit trail goes to a temporary folder, removed by stop(), so no run adds to another's.
+ * Starts src/main.ts (test/fixtures/server-process.ts) on a free port with `env` and the service's own defaults, and
+ * waits for readiness. `nodeArgs` go before the entry (e.g. --cpu-prof). Its audit trail goes to a temporary folder,
+ * removed by stop(), so no run adds to another's.
  */
 export async function startService(env: Record<string, string>, nodeArgs: string[] = []): Promise<Service> {
   const port = await freePort();
-  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm')).href;
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'asm-fer-bench-'));
-  const child = spawn(process.execPath, [...nodeArgs, '--import', tsx, 'src/main.ts'], {
-    env: { PATH: process.env.PATH ?? '', PORT: String(port), ASM_FER_HOST: '127.0.0.1', ASM_FER_LOG_LEVEL: 'warn', ASM_FER_DATA_DIR: dataDir, ...env },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  const { child } = startServer(
+    { PORT: String(port), ASM_FER_LOG_LEVEL: 'warn', ASM_FER_DATA_DIR: dataDir, ...env },
+    { nodeArgs, baseEnv: {}, output: 'stderr' },
+  );
   const base = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 60_000;
   for (;;) {

@@ -40,7 +40,7 @@ function stage(frame: ProfileNode['callFrame']): string {
   if (functionName === '(garbage collector)') return 'GC';
   if (functionName === '(program)') return 'native/other';
   const rules: [RegExp, string][] = [
-    [/onnxruntime-node|session-worker/, 'onnxruntime'],
+    [/onnxruntime-node|src\/onnx\/worker/, 'onnxruntime'],
     [/busboy|multer|streamsearch|dicer/, 'multipart'],
     [/express-openapi-validator|ajv|json-schema|path-to-regexp/, 'validation'],
     [/sharp|decode\.ts/, 'sharp decode'],

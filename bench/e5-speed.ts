@@ -12,9 +12,9 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { loadBundle } from '../src/bundle/load-bundle.js';
-import { decodeImage } from '../src/inference/decode.js';
+import { decodeImage } from '../src/image/decode.js';
 import { preprocess } from '../src/inference/preprocess.js';
-import { sessionOptions } from '../src/inference/session-pool.js';
+import { sessionOptions } from '../src/onnx/providers.js';
 import { cpuSecondsOf, ferplusPngs, largeJpegs, load, loadNote, memoryOf, multipartBody, predictBody, PREDICT_PATH, startService, type LoadResult } from './e5-load.js';
 
 const { values: args } = parseArgs({

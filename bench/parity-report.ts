@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { InputSpec } from '../src/bundle/load-bundle.js';
-import { decodeImage } from '../src/inference/decode.js';
+import { decodeImage } from '../src/image/decode.js';
 import { preprocess } from '../src/inference/preprocess.js';
 
 interface ParityCase {

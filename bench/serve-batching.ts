@@ -8,7 +8,8 @@
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import sharp from 'sharp';
-import { PREDICT_PATH, startService } from './e5-load.js';
+import { imagePart } from '../test/fixtures/multipart.js';
+import { BOUNDARY, multipartBody, PREDICT_PATH, startService } from './e5-load.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -22,7 +23,6 @@ const { values: args } = parseArgs({
   },
 });
 
-const BOUNDARY = 'asmferbenchboundary';
 const IMAGES = 16;
 
 /** Seeded grey noise over a gradient, so every request carries a different real PNG. */
@@ -32,14 +32,6 @@ async function makePng(seed: number): Promise<Buffer> {
   const px = Buffer.alloc(48 * 48);
   for (let i = 0; i < px.length; i++) px[i] = Math.min(255, ((i % 48) * 4 + Math.floor(i / 48) * 1) % 192 + rand());
   return sharp(px, { raw: { width: 48, height: 48, channels: 1 } }).png().toBuffer();
-}
-
-function multipart(png: Buffer): Buffer {
-  return Buffer.concat([
-    Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="face.png"\r\nContent-Type: image/png\r\n\r\n`),
-    png,
-    Buffer.from(`\r\n--${BOUNDARY}--\r\n`),
-  ]);
 }
 
 function metric(text: string, series: string): number {
@@ -82,7 +74,7 @@ async function run(setting: string, env: Record<string, string>, bodies: Buffer[
   }
 }
 
-const bodies = await Promise.all(Array.from({ length: IMAGES }, async (_, i) => multipart(await makePng(i))));
+const bodies = await Promise.all(Array.from({ length: IMAGES }, async (_, i) => multipartBody([imagePart(await makePng(i))])));
 const common = {
   ASM_FER_MODEL_DIR: String(args['model-dir']),
   ASM_FER_WORKERS: String(args.workers),

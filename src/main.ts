@@ -1,15 +1,9 @@
-// Entry point: config → bundle → session pool (warm-up) → createApp → listen; SIGHUP reloads the model,
+// Entry point: config → startService (models warmed up, audit trail, app) → listen; SIGHUP reloads the model,
 // SIGTERM/SIGINT stop gracefully (readiness false, stop accepting, finish in-flight requests, exit).
 import type { Server } from 'node:http';
-import { pino } from 'pino';
-import { createApp } from './app.js';
-import { openAuditTrail } from './audit/trail.js';
 import { loadConfig } from './config.js';
-import { FaceDetector } from './detect/detector.js';
 import { listen } from './http/server.js';
-import { ModelHost, startModel } from './inference/model-host.js';
-import type { PoolOptions } from './inference/session-pool.js';
-import { createMetrics } from './metrics.js';
+import { startService } from './service.js';
 
 /** In-flight requests get this long to finish after a signal before the process exits anyway. */
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -22,43 +16,9 @@ function fail(reason: unknown): never {
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  const logger = pino({ level: config.ASM_FER_LOG_LEVEL, base: { service: 'asm-fer' } });
-  const metrics = createMetrics();
-  const poolEvents: Partial<PoolOptions> = {
-    onWorkerEvent: (e) => {
-      if (e.kind === 'respawned') metrics.recordWorkerRestart();
-      logger[e.kind === 'respawned' ? 'info' : 'error'](e, `session worker ${e.kind}`);
-    },
-  };
-  const load = async () => {
-    const model = await startModel(config.ASM_FER_MODEL_DIR, config, poolEvents);
-    const { manifest } = model.bundle;
-    const { pool } = model;
-    logger.info(
-      { model: manifest.name, version: manifest.version, dir: model.bundle.dir, executionProvider: pool.executionProvider, attempts: pool.plan.attempts, unavailable: pool.plan.unavailable, failures: pool.failures },
-      'bundle verified, sessions loaded and warmed up',
-    );
-    return model;
-  };
-  const host = new ModelHost(await load(), config, metrics, load);
-  const detector = await FaceDetector.start(config, metrics, poolEvents);
-  logger.info(detector.info, 'face detector verified, session loaded and warmed up');
-
-  const trail = openAuditTrail(config, {
-    onFailure: (err) => logger.error({ err: err instanceof Error ? err.message : String(err) }, 'audit trail unusable; audits answer 503 until it can be written again'),
-    onRecovery: () => logger.info('audit trail usable again'),
-  });
-  logger.info({ file: trail.store.file, available: trail.store.available }, 'audit trail');
-  try {
-    const restored = trail.restoreLive(host.current.manifest);
-    logger.info({ restored, windowSize: config.ASM_FER_STATS_WINDOW }, 'live audit windows refilled from the stored records of the served model');
-  } catch (err) {
-    logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'live audit windows start empty: the audit trail cannot be read now');
-  }
-
-  let ready = true;
-  const app = createApp({ config, host, detector, metrics, logger, readiness: { isReady: () => ready }, trail });
-  const server: Server = await listen(app, { config, logger, metrics });
+  const service = await startService(config);
+  const { host, logger, readiness } = service;
+  const server: Server = await listen(service.app, { config, logger, metrics: service.metrics });
   const address = server.address();
   logger.info({ address }, 'listening');
 
@@ -74,7 +34,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     // Readiness first, so a load balancer polling /v2/health/ready stops sending before the listener closes.
-    ready = false;
+    readiness.ready = false;
     logger.info({ signal }, 'shutting down');
     const force = setTimeout(() => {
       logger.warn('grace period over; closing remaining connections');
@@ -82,8 +42,7 @@ async function main(): Promise<void> {
     }, SHUTDOWN_GRACE_MS);
     force.unref();
     server.close(() => {
-      void Promise.all([host.close(), detector.close()]).then(() => {
-        trail.store.close();
+      void service.close().then(() => {
         logger.info('stopped');
         process.exit(0);
       });

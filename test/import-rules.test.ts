@@ -11,12 +11,21 @@ describe('import rules', () => {
     expect(importers(/from '(express|multer|express-openapi-validator)'/).filter((f) => !f.startsWith('src/http/'))).toEqual([]);
   });
 
-  it('only the session pool and its worker import onnxruntime-node', () => {
-    expect(importers(/from 'onnxruntime-node'/)).toEqual(['src/inference/session-pool.ts', 'src/inference/session-worker.ts']);
+  it('only src/onnx/ imports onnxruntime-node', () => {
+    expect(importers(/from 'onnxruntime-node'/).filter((f) => !f.startsWith('src/onnx/'))).toEqual([]);
+    expect(importers(/from 'onnxruntime-node'/)).toEqual(['src/onnx/providers.ts', 'src/onnx/worker.ts']);
   });
 
   it('only config.ts reads process.env', () => {
     expect(importers(/process\.env/)).toEqual(['src/config.ts']);
+  });
+
+  it('only src/http/, config.ts and service.ts read ASM_FER_* config fields (service.ts maps them to module options)', () => {
+    expect(importers(/\.ASM_FER_[A-Z_]+/).filter((f) => !f.startsWith('src/http/'))).toEqual(['src/config.ts', 'src/service.ts']);
+  });
+
+  it('only main.ts and service.ts import from src/http/: the request path never goes back to it', () => {
+    expect(importers(/from '\.\.?\/http\//)).toEqual(['src/main.ts', 'src/service.ts']);
   });
 
   it('only src/audit/ imports better-sqlite3', () => {
@@ -24,6 +33,6 @@ describe('import rules', () => {
   });
 
   it('only decode.ts imports sharp', () => {
-    expect(importers(/from 'sharp'/)).toEqual(['src/inference/decode.ts']);
+    expect(importers(/from 'sharp'/)).toEqual(['src/image/decode.ts']);
   });
 });

@@ -3,7 +3,7 @@
 // memory; at start the windows are refilled from the stored records of the served model (restoreWindows), so online
 // thresholds and drift carry on across a restart, while the since-start figures begin at zero. The mean probability
 // of the submitted label is mu_k, the quantity Adaptive Threshold Learning uses.
-import type { Verdict } from './verdict.js';
+import type { Verdict } from './judge.js';
 
 export const VERDICTS: readonly Verdict[] = ['clean', 'ambiguous', 'noisy'];
 
@@ -111,7 +111,8 @@ export class LiveStats {
    */
   restoreWindows(model: { name: string; version: string }, items: readonly AuditedOutcome[]): void {
     if (this.current !== null) throw new Error('restoreWindows must run before the first observed item');
-    this.current = { ...model };
+    // Name and version only: callers pass the whole manifest, whose other fields must not reach the snapshot.
+    this.current = { name: model.name, version: model.version };
     for (const it of items) this.entry(it.label).window.push(it.labelProbability, VERDICTS.indexOf(it.verdict));
   }
 

@@ -1,7 +1,7 @@
 // Filtered, cursor-paginated reads of the audit trail (newest first), shared by the list route and the summary.
 import type Database from 'better-sqlite3';
 import { RECORD_COLUMNS, fromRow, type AuditRecord } from './record.js';
-import type { Verdict } from './verdict.js';
+import type { Verdict } from './judge.js';
 
 /** Every filter is optional; `from` is inclusive, `to` exclusive. */
 export interface AuditFilters {

@@ -1,40 +1,5 @@
-// One audited item as the audit trail keeps it, and its mapping to and from the `audits` table.
-import type { Thresholds } from '../bundle/load-bundle.js';
-import type { Verdict } from './verdict.js';
-
-export type ThresholdSource = 'bundle' | 'online';
-
-/** The face an item's label was audited against (AuditedFace in openapi.yaml). */
-export interface AuditedFace {
-  /** Its position among the image's detected faces, left to right; 0 when the detector did not run. */
-  index: number;
-  /** Whole pixels of the upright image, and the same box as fractions of its width and height. */
-  box: { x: number; y: number; width: number; height: number; relative: { x: number; y: number; width: number; height: number } };
-  /** The detection score; null when the face was given (whole image or box part), not detected. */
-  score: number | null;
-}
-
-/** What the audit route hands the store; `image` is null unless ASM_FER_AUDIT_STORE_IMAGES is on. */
-export interface NewAuditRecord {
-  id: string;
-  timeMs: number;
-  model: { name: string; version: string };
-  label: string;
-  verdict: Verdict;
-  labelProbability: number;
-  thresholds: Thresholds;
-  thresholdSource: ThresholdSource;
-  predicted: string;
-  confidence: number;
-  /** Every class's probability, keyed by class name. */
-  probabilities: Record<string, number>;
-  itemId: string | null;
-  annotatorId: string | null;
-  datasetId: string | null;
-  imageSha256: string;
-  image: Buffer | null;
-  face: AuditedFace;
-}
+// An audited item as the audit trail stores and returns it: the `audits` table, and the mapping to and from its rows.
+import { suggestedLabel, type AuditedFace, type NewAuditRecord, type ThresholdSource, type Verdict } from './judge.js';
 
 /** A stored record as the list and get routes return it. */
 export interface AuditRecord extends Omit<NewAuditRecord, 'timeMs' | 'image' | 'face'> {
@@ -140,7 +105,7 @@ export function fromRow(row: Record<string, unknown>): AuditRecord {
     thresholdSource: row.threshold_source as ThresholdSource,
     predicted,
     confidence: Number(row.confidence),
-    suggestedLabel: verdict === 'noisy' ? predicted : null,
+    suggestedLabel: suggestedLabel({ verdict, predicted }),
     probabilities: JSON.parse(String(row.probabilities)) as Record<string, number>,
     itemId: (row.item_id as string | null) ?? null,
     annotatorId: (row.annotator_id as string | null) ?? null,

@@ -7,7 +7,8 @@ import Database from 'better-sqlite3';
 import { AuditStoreUnavailable } from '../errors.js';
 import type { AuditedOutcome } from './live-stats.js';
 import { listAudits, type AuditFilters, type AuditPage, type PageRequest } from './query.js';
-import { fromRow, INSERT_SQL, MIGRATIONS, RECORD_COLUMNS, SCHEMA_SQL, SCHEMA_VERSION, toRow, type AuditRecord, type NewAuditRecord } from './record.js';
+import { fromRow, INSERT_SQL, MIGRATIONS, RECORD_COLUMNS, SCHEMA_SQL, SCHEMA_VERSION, toRow, type AuditRecord } from './record.js';
+import type { NewAuditRecord } from './judge.js';
 import { summarise, type AuditSummary } from './summary.js';
 
 export const DB_FILE = 'audits.db';

@@ -2,7 +2,7 @@
 // verdict and the estimated noise rate; the submitted x predicted confusion.
 import type Database from 'better-sqlite3';
 import { whereClause, type AuditFilters } from './query.js';
-import type { Verdict } from './verdict.js';
+import type { Verdict } from './judge.js';
 
 export type VerdictCounts = Record<Verdict, number>;
 

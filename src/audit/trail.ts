@@ -2,14 +2,13 @@
 // online), committing audited items and then counting them in the live statistics, and the summary with its live and
 // drift sections.
 import type { BundleManifest, Thresholds } from '../bundle/load-bundle.js';
-import type { Config } from '../config.js';
 import { detectDrift, type DriftReport } from './drift.js';
 import { LiveStats, type LiveSnapshot } from './live-stats.js';
 import type { AuditFilters } from './query.js';
-import type { NewAuditRecord, ThresholdSource } from './record.js';
+import type { NewAuditRecord, ThresholdSource } from './judge.js';
 import { AuditStore, type StoreOptions } from './store.js';
 import type { AuditSummary } from './summary.js';
-import { adaptiveThresholds } from './thresholds.js';
+import { adaptiveThresholds } from './online-thresholds.js';
 
 export interface TrailOptions {
   /** Re-estimate thresholds from the live window's class means (ASM_FER_ONLINE_THRESHOLDS). */
@@ -89,12 +88,18 @@ export class AuditTrail {
   }
 }
 
-/** The trail configured by `config`; never throws (an unusable store answers 503 until it can be used). */
-export function openAuditTrail(config: Config, events: Pick<StoreOptions, 'onFailure' | 'onRecovery'> = {}): AuditTrail {
-  const store = AuditStore.open({ dir: config.ASM_FER_DATA_DIR, maxBytes: config.ASM_FER_AUDIT_MAX_BYTES, ...events });
-  return new AuditTrail(store, new LiveStats(config.ASM_FER_STATS_WINDOW), {
-    onlineThresholds: config.ASM_FER_ONLINE_THRESHOLDS,
-    driftThreshold: config.ASM_FER_DRIFT_THRESHOLD,
-    minSamples: config.ASM_FER_DRIFT_MIN_SAMPLES,
+/** Where the trail is kept and how its live statistics are judged. */
+export interface AuditTrailOptions extends TrailOptions, Pick<StoreOptions, 'dir' | 'maxBytes'> {
+  /** Items per class in the live statistics' sliding window. */
+  windowSize: number;
+}
+
+/** The trail `opts` describe; never throws (an unusable store answers 503 until it can be used). */
+export function openAuditTrail(opts: AuditTrailOptions, events: Pick<StoreOptions, 'onFailure' | 'onRecovery'> = {}): AuditTrail {
+  const store = AuditStore.open({ dir: opts.dir, maxBytes: opts.maxBytes, ...events });
+  return new AuditTrail(store, new LiveStats(opts.windowSize), {
+    onlineThresholds: opts.onlineThresholds,
+    driftThreshold: opts.driftThreshold,
+    minSamples: opts.minSamples,
   });
 }

@@ -2,7 +2,7 @@
 import { Router } from 'express';
 import { NotReady } from '../errors.js';
 import type { components } from './api.gen.js';
-import type { HttpDeps } from './server.js';
+import type { HttpDeps } from './deps.js';
 
 type Health = components['schemas']['Health'];
 

@@ -4,7 +4,7 @@ import { Router } from 'express';
 import type { ServedModel } from '../inference/model-host.js';
 import type { components } from './api.gen.js';
 import { apiKeyRequired } from './auth.js';
-import type { HttpDeps } from './server.js';
+import type { HttpDeps } from './deps.js';
 
 type ModelInfo = components['schemas']['ModelInfo'];
 type ModelList = components['schemas']['ModelList'];

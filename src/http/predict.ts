@@ -1,33 +1,36 @@
-// POST /v1/predict: image parts (+ optional face boxes, ?detect=) → faces per image (detected or given) → preprocess →
-// batch → classify → JSON, one result per image in order, listing its faces.
+// POST /v1/predict: image parts (+ optional face boxes, ?detect=) → faces per image (detected or given) → classified →
+// JSON, one result per image in order, listing its faces.
 import { Router } from 'express';
 import { NotReady } from '../errors.js';
-import { classify } from '../inference/classify.js';
-import { preprocess } from '../inference/preprocess.js';
+import { faceBox, findFaces, type FoundFace, type ImageFaces } from '../faces/find-faces.js';
+import { classifyFaces } from '../inference/classify-faces.js';
 import type { components } from './api.gen.js';
-import { detectMode, faceJson, findFaces } from './faces.js';
-import type { HttpDeps } from './server.js';
-import { boxParts, imageParts } from './upload.js';
+import type { HttpDeps } from './deps.js';
+import { predictRequest } from './parts.js';
 
 type PredictResponse = components['schemas']['PredictResponse'];
 type Prediction = components['schemas']['Prediction'];
+type Face = components['schemas']['Face'];
+
+/** Box, score and (when detected) keypoints of a face, as the contract's Face has them. */
+function faceJson(face: FoundFace, image: ImageFaces): Pick<Face, 'box' | 'score' | 'keypoints'> {
+  return { box: faceBox(face, image), score: face.score, ...(face.keypoints ? { keypoints: face.keypoints } : {}) };
+}
 
 export function predictRouter(deps: HttpDeps): Router {
-  const { host, metrics, readiness } = deps;
+  const { host, metrics, readiness, config, detector } = deps;
   const router = Router();
   router.post('/v1/predict', async (req, res) => {
     if (!readiness.isReady()) throw new NotReady();
-    const images = imageParts(req);
-    const boxes = boxParts(req, images.length);
-    const mode = detectMode(req);
-    const body = await host.use(async ({ manifest, inference }): Promise<PredictResponse> => {
-      const found = await findFaces(deps, manifest.input, images, boxes, mode);
-      const crops = found.flatMap((image) => image.faces.map((face) => preprocess(face.pixels, manifest.input)));
-      const rows = crops.length > 0 ? await inference.probabilities(crops) : [];
+    const { mode, items } = predictRequest(req);
+    const body = await host.use(async (model): Promise<PredictResponse> => {
+      const { manifest } = model;
+      const found = await findFaces(items, { mode, spec: manifest.input, maxPixels: config.ASM_FER_MAX_PIXELS, autoMaxSide: config.ASM_FER_DETECT_AUTO_MAX_SIDE, detector });
+      const classified = await classifyFaces(model, found.flatMap((image) => image.faces));
       let next = 0;
       const results = found.map((image): Prediction => {
         const faces = image.faces.map((face) => {
-          const c = classify(rows[next++] as Float32Array, manifest.classes);
+          const c = classified[next++] as (typeof classified)[number];
           metrics.recordPrediction(c.label);
           return { ...faceJson(face, image), ...c };
         });

@@ -5,17 +5,14 @@ import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import express, { type Express, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
-import type { AuditTrail } from '../audit/trail.js';
-import type { Config } from '../config.js';
-import type { FaceDetector } from '../detect/detector.js';
 import { RequestTimeout, SlowRequest } from '../errors.js';
-import type { ModelHost } from '../inference/model-host.js';
 import type { Metrics } from '../metrics.js';
 import { admission } from './admission.js';
-import { auditRouter } from './audit.js';
-import { auditsRouter } from './audits.js';
+import { auditLabelsRouter } from './audit-labels.js';
+import { auditTrailRouter } from './audit-trail.js';
 import { apiKeyIfConfigured } from './auth.js';
 import { cors } from './cors.js';
+import type { HttpDeps } from './deps.js';
 import { healthRouter } from './health.js';
 import { modelsRouter } from './models.js';
 import { predictRouter } from './predict.js';
@@ -23,28 +20,6 @@ import { parseQuery } from './query.js';
 import { clientErrorProblem, notFound, problemHandler, sendProblem } from './problem.js';
 import { v2Router } from './v2.js';
 import { contractValidator } from './upload.js';
-
-/** The Express application, named here so code outside src/http/ need not import express. */
-export type HttpApp = Express;
-
-export interface Readiness {
-  isReady(): boolean;
-}
-
-export interface HttpDeps {
-  config: Config;
-  host: ModelHost;
-  /** Finds faces in photos for /v1/predict and /v1/audit; not swapped by a model reload. */
-  detector: FaceDetector;
-  metrics: Metrics;
-  logger: Logger;
-  readiness: Readiness;
-  /** The audit trail: store, live statistics, drift. */
-  trail: AuditTrail;
-  apiSpecPath: string;
-  /** This service's version (package.json), reported by GET /v2. */
-  serverVersion: string;
-}
 
 /** Client-chosen request ids are echoed only when short and plain, so they are safe in logs and headers. */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -110,8 +85,8 @@ export function createHttpApp(deps: HttpDeps): Express {
   app.use(express.json({ limit: deps.config.ASM_FER_MAX_JSON_BYTES }));
   app.use(contractValidator(deps.config, deps.apiSpecPath));
   app.use(predictRouter(deps));
-  app.use(auditRouter(deps));
-  app.use(auditsRouter(deps));
+  app.use(auditLabelsRouter(deps));
+  app.use(auditTrailRouter(deps));
   app.use(modelsRouter(deps));
   app.use(v2Router(deps));
   app.use(notFound);

@@ -4,7 +4,7 @@ import { Router, type Request } from 'express';
 import { BadRequest, NotFound, NotReady, PayloadTooLarge } from '../errors.js';
 import type { ServedModel } from '../inference/model-host.js';
 import type { components } from './api.gen.js';
-import type { HttpDeps } from './server.js';
+import type { HttpDeps } from './deps.js';
 
 type ServerMetadata = components['schemas']['V2ServerMetadata'];
 type ModelMetadata = components['schemas']['V2ModelMetadata'];

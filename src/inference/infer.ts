@@ -3,7 +3,7 @@ import type { InputSpec } from '../bundle/load-bundle.js';
 import type { Metrics } from '../metrics.js';
 import { Batcher, type BatcherOptions } from './batcher.js';
 import { tensorSize } from './preprocess.js';
-import type { SessionPool } from './session-pool.js';
+import type { SessionPool } from '../onnx/session-pool.js';
 
 export interface Inference {
   /** tensors: one (C, H, W) float32 per image → one (K,) probability row per image, in order. */

@@ -1,12 +1,12 @@
 // Owns the served model (verified bundle, warmed session pool, batcher) and swaps it atomically on reload, retiring
 // the old one only after the last request that started on it has finished.
 import { loadBundle, type Bundle, type BundleManifest } from '../bundle/load-bundle.js';
-import type { Config } from '../config.js';
 import { Conflict, ReloadFailed } from '../errors.js';
 import type { Metrics } from '../metrics.js';
+import type { BatcherOptions } from './batcher.js';
 import { createInference, type Inference } from './infer.js';
 import { tensorSize } from './preprocess.js';
-import { SessionPool, type PoolOptions } from './session-pool.js';
+import { SessionPool, type PoolOptions } from '../onnx/session-pool.js';
 
 /** What the host needs from a session pool (tests substitute a stub around the real one). */
 export type PoolLike = Pick<SessionPool, 'run' | 'executionProvider' | 'size' | 'close'>;
@@ -29,15 +29,19 @@ interface Entry extends ServedModel {
 
 type HostMetrics = Pick<Metrics, 'observeBatch' | 'observeInference' | 'recordInferenceRequest' | 'setModelInfo' | 'recordReload'>;
 
-/** Pool settings from config; `extra` carries test-only knobs (injected provider list, crash hook) and event hooks. */
-export function poolOptions(config: Config, bundle: Bundle, extra: Partial<PoolOptions> = {}): PoolOptions {
+/** How the expression model's sessions run (the rest of PoolOptions comes from the bundle). */
+export type SessionSettings = Pick<PoolOptions, 'preferredProviders' | 'workers' | 'intraOpThreads'>;
+
+/** How requests are merged into batches; maxInFlight follows the pool's size. */
+export type BatchSettings = Omit<BatcherOptions, 'maxInFlight' | 'retryAfterSeconds'>;
+
+/** Pool options for `bundle`; `extra` carries test-only knobs (injected provider list, crash hook) and event hooks. */
+export function poolOptions(sessions: SessionSettings, bundle: Bundle, extra: Partial<PoolOptions> = {}): PoolOptions {
   return {
     modelPath: bundle.modelPath,
     inputName: bundle.manifest.input.name,
     outputName: bundle.manifest.output.name,
-    preferredProviders: config.ASM_FER_EXECUTION_PROVIDERS,
-    workers: config.ASM_FER_WORKERS,
-    intraOpThreads: config.ASM_FER_INTRA_OP_THREADS,
+    ...sessions,
     ...extra,
   };
 }
@@ -46,9 +50,9 @@ export function poolOptions(config: Config, bundle: Bundle, extra: Partial<PoolO
  * Reads and fully verifies the bundle in `dir` (schema, sha256, ONNX I/O names), starts its sessions and runs one
  * zero image through every worker: the first run allocates arenas and picks kernels, and readiness must wait for it.
  */
-export async function startModel(dir: string, config: Config, extra: Partial<PoolOptions> = {}): Promise<LoadedModel & { pool: SessionPool }> {
+export async function startModel(dir: string, sessions: SessionSettings, extra: Partial<PoolOptions> = {}): Promise<LoadedModel & { pool: SessionPool }> {
   const bundle = await loadBundle(dir);
-  const pool = await SessionPool.start(poolOptions(config, bundle, extra));
+  const pool = await SessionPool.start(poolOptions(sessions, bundle, extra));
   try {
     const { input } = bundle.manifest;
     await Promise.all(
@@ -65,10 +69,10 @@ export class ModelHost {
   private entry: Entry;
   private reloading = false;
 
-  /** `load` is how reload gets the next model; main.ts and tests pass startModel bound to the config. */
+  /** `load` is how reload gets the next model; src/service.ts passes startModel bound to the config. */
   constructor(
     first: LoadedModel,
-    private readonly config: Config,
+    private readonly batching: BatchSettings,
     private readonly metrics: HostMetrics,
     private readonly load: () => Promise<LoadedModel>,
   ) {
@@ -128,12 +132,7 @@ export class ModelHost {
       model.pool,
       manifest.input,
       manifest.classes.length,
-      {
-        maxBatchSize: this.config.ASM_FER_MAX_BATCH_SIZE,
-        maxQueueDelayMs: this.config.ASM_FER_MAX_QUEUE_DELAY_MS,
-        maxQueue: this.config.ASM_FER_MAX_QUEUE,
-        maxInFlight: Math.max(1, model.pool.size),
-      },
+      { ...this.batching, maxInFlight: Math.max(1, model.pool.size) },
       this.metrics,
     );
     this.metrics.setModelInfo(manifest.name, manifest.version, model.pool.executionProvider);

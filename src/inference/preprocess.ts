@@ -1,7 +1,7 @@
 // Turns decoded RGB pixels into the model's input exactly as the training side's eval transform does;
 // parity: test/inference/preprocess.parity.test.ts.
 import type { InputSpec } from '../bundle/load-bundle.js';
-import type { RgbImage } from './decode.js';
+import type { RgbImage } from '../image/decode.js';
 
 /** BT.601 luma weights, applied in float32 to 8-bit R, G, B. */
 const LUMA = [0.299, 0.587, 0.114] as const;

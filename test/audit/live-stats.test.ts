@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { LiveStats, VERDICTS } from '../../src/audit/live-stats.js';
-import type { Verdict } from '../../src/audit/verdict.js';
+import type { Verdict } from '../../src/audit/judge.js';
 
 const model = { name: 'm', version: '1' };
 
@@ -81,5 +81,12 @@ describe('LiveStats', () => {
     expect(a?.sinceStart.count).toBe(1);
     expect(a?.window.verdictRates).toEqual({ clean: expect.closeTo(1 / 3, 12), ambiguous: expect.closeTo(2 / 3, 12), noisy: 0 });
     expect(() => live.restoreWindows(model, earlier)).toThrow(/before the first observed item/);
+  });
+
+  it('names the restored model by name and version only, whatever else the caller passes (a whole manifest)', () => {
+    const live = new LiveStats(3);
+    live.restoreWindows({ ...model, classes: ['a', 'b'], thresholds: {} } as typeof model, []);
+    expect(live.model).toEqual(model);
+    expect(live.snapshot(['a']).model).toEqual(model);
   });
 });

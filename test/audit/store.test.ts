@@ -7,9 +7,9 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeCursor, type AuditFilters } from '../../src/audit/query.js';
-import type { NewAuditRecord } from '../../src/audit/record.js';
+import type { NewAuditRecord } from '../../src/audit/judge.js';
 import { AuditStore, DB_FILE } from '../../src/audit/store.js';
-import type { Verdict } from '../../src/audit/verdict.js';
+import type { Verdict } from '../../src/audit/judge.js';
 import { AuditStoreUnavailable } from '../../src/errors.js';
 
 const dirs: string[] = [];

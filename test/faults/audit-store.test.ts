@@ -17,7 +17,8 @@ import { png } from '../fixtures/make-images.js';
 import { FIXTURE_BUNDLE_DIR } from '../fixtures/paths.js';
 import { listeningPort, startServer, stopServers, until, type StartOptions } from '../fixtures/server-process.js';
 import { expectContract } from '../http/contract.js';
-import { imagePart, postMultipart, send, type Reply } from '../hostile/http-client.js';
+import { imagePart } from '../fixtures/multipart.js';
+import { postMultipart, send, type Reply } from '../hostile/http-client.js';
 
 const dirs: string[] = [];
 afterEach(() => {

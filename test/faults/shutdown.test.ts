@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { png } from '../fixtures/make-images.js';
 import { FIXTURE_BUNDLE_DIR } from '../fixtures/paths.js';
 import { listeningPort, startServer, stopServers, until } from '../fixtures/server-process.js';
-import { imagePart, multipart } from '../hostile/http-client.js';
+import { imagePart, multipart } from '../fixtures/multipart.js';
 
 afterEach(stopServers);
 

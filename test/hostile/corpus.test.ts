@@ -8,7 +8,8 @@ import { FIXTURE_BUNDLE_DIR } from '../fixtures/paths.js';
 import { listeningPort, startServer, stopServers, type ServerProcess } from '../fixtures/server-process.js';
 import { expectContract } from '../http/contract.js';
 import { corpus, type Target } from './corpus.js';
-import { imagePart, postMultipart, send, type Reply } from './http-client.js';
+import { imagePart } from '../fixtures/multipart.js';
+import { postMultipart, send, type Reply } from './http-client.js';
 import { LEAK } from './leak.js';
 
 /** Memory may grow by this much over the warmed-up baseline and still count as "returned". */

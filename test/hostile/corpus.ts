@@ -2,7 +2,8 @@
 // server and names the statuses a correct server may answer (a 4xx problem, or 200 where the input is legitimate).
 import { jpeg, png, solidPng, textFile, truncated } from '../fixtures/make-images.js';
 import { oneFace } from '../fixtures/photos.js';
-import { imagePart, multipart, postJson, postMultipart, rawExchange, send, type Part, type Reply } from './http-client.js';
+import { imagePart, multipart, type Part } from '../fixtures/multipart.js';
+import { postJson, postMultipart, rawExchange, send, type Reply } from './http-client.js';
 import * as img from './images.js';
 
 export interface Target {

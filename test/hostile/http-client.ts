@@ -1,6 +1,8 @@
-// Byte-exact HTTP for hostile requests: hand-built multipart bodies, raw sockets for slow or malformed traffic.
+// Byte-exact HTTP for hostile requests: multipart bodies (test/fixtures/multipart.ts), raw sockets for slow or
+// malformed traffic.
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
+import { multipart, type MultipartOptions, type Part } from '../fixtures/multipart.js';
 
 export interface Reply {
   status: number;
@@ -9,41 +11,6 @@ export interface Reply {
   /** The parsed body when it is JSON, else undefined. */
   body: unknown;
 }
-
-export interface Part {
-  name: string;
-  data: Buffer | string;
-  /** Present for file parts. */
-  filename?: string;
-  contentType?: string;
-  /** Raw extra header lines for this part. */
-  extraHeaders?: string[];
-}
-
-export interface MultipartOptions {
-  boundary?: string;
-  /** Bytes before the first boundary, which RFC 2046 says to ignore. */
-  preamble?: Buffer;
-  /** Leave out the closing boundary. */
-  unterminated?: boolean;
-}
-
-export function multipart(parts: Part[], opts: MultipartOptions = {}): { body: Buffer; contentType: string } {
-  const boundary = opts.boundary ?? 'hostile-boundary-7f3a';
-  const chunks: Buffer[] = [];
-  if (opts.preamble) chunks.push(opts.preamble, Buffer.from('\r\n'));
-  for (const p of parts) {
-    const disposition = `form-data; name="${p.name}"${p.filename === undefined ? '' : `; filename="${p.filename}"`}`;
-    const head = [`--${boundary}`, `Content-Disposition: ${disposition}`];
-    if (p.contentType) head.push(`Content-Type: ${p.contentType}`);
-    head.push(...(p.extraHeaders ?? []));
-    chunks.push(Buffer.from(head.join('\r\n') + '\r\n\r\n'), Buffer.isBuffer(p.data) ? p.data : Buffer.from(p.data), Buffer.from('\r\n'));
-  }
-  if (!opts.unterminated) chunks.push(Buffer.from(`--${boundary}--\r\n`));
-  return { body: Buffer.concat(chunks), contentType: `multipart/form-data; boundary=${boundary}` };
-}
-
-export const imagePart = (data: Buffer, filename = 'face.png', contentType = 'image/png'): Part => ({ name: 'image', data, filename, contentType });
 
 function parse(status: number, headers: Reply['headers'], text: string): Reply {
   const type = String(headers['content-type'] ?? '');

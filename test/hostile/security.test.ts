@@ -13,7 +13,7 @@ describe('responses never show internals', () => {
     t = await startTestApp({}, {
       wrap: replaceRun(() => () => {
         const err = new Error(`ENOENT: open '${process.cwd()}/models/x/model.onnx'`);
-        err.stack = `${err.message}\n    at Worker.run (${process.cwd()}/src/inference/session-worker.ts:42:7)`;
+        err.stack = `${err.message}\n    at Worker.run (${process.cwd()}/src/onnx/worker.ts:42:7)`;
         return Promise.reject(err);
       }),
     });

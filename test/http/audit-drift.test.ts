@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { verdict } from '../../src/audit/verdict.js';
+import { verdict } from '../../src/audit/judge.js';
 import { jpeg, png, solidPng } from '../fixtures/make-images.js';
 import { FIXTURE_BUNDLE_DIR } from '../fixtures/paths.js';
 import { sample } from '../fixtures/prom.js';

@@ -1,6 +1,6 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { verdict } from '../../src/audit/verdict.js';
+import { verdict } from '../../src/audit/judge.js';
 import { jpeg, png } from '../fixtures/make-images.js';
 import { startTestApp, type TestApp } from '../fixtures/tiny-model.js';
 import { expectContract } from './contract.js';

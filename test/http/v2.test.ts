@@ -2,7 +2,7 @@
 // FP32 tensors that agrees with /v1/predict on the same image.
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeImage } from '../../src/inference/decode.js';
+import { decodeImage } from '../../src/image/decode.js';
 import { preprocess } from '../../src/inference/preprocess.js';
 import { jpeg, png } from '../fixtures/make-images.js';
 import { startTestApp, type TestApp } from '../fixtures/tiny-model.js';

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { loadBundle } from '../../src/bundle/load-bundle.js';
 import { ModelHost, type LoadedModel } from '../../src/inference/model-host.js';
 import { createMetrics } from '../../src/metrics.js';
+import { moduleOptions } from '../../src/service.js';
 import { FIXTURE_BUNDLE_DIR } from '../fixtures/paths.js';
 import { testConfig } from '../fixtures/tiny-model.js';
 
@@ -34,7 +35,7 @@ describe('ModelHost', () => {
     const next = stubPool(k);
     next.release();
     const renamed = { ...bundle, manifest: { ...bundle.manifest, version: 'next' } };
-    const host = new ModelHost({ bundle, pool: old.pool }, testConfig({ ASM_FER_MAX_QUEUE_DELAY_MS: '0' }), createMetrics({ defaultMetrics: false }), async (): Promise<LoadedModel> => ({ bundle: renamed, pool: next.pool }));
+    const host = new ModelHost({ bundle, pool: old.pool }, moduleOptions(testConfig({ ASM_FER_MAX_QUEUE_DELAY_MS: '0' })).batching, createMetrics({ defaultMetrics: false }), async (): Promise<LoadedModel> => ({ bundle: renamed, pool: next.pool }));
 
     const inFlight = host.use(async (m) => ({ version: m.manifest.version, rows: await m.inference.probabilities([new Float32Array(48 * 48)]) }));
     const served = await host.reload();
@@ -59,7 +60,7 @@ describe('ModelHost', () => {
     release();
     let finish: (m: LoadedModel) => void = () => {};
     let fail = false;
-    const host = new ModelHost({ bundle, pool }, testConfig(), createMetrics({ defaultMetrics: false }), () =>
+    const host = new ModelHost({ bundle, pool }, moduleOptions(testConfig()).batching, createMetrics({ defaultMetrics: false }), () =>
       fail ? Promise.reject(new Error('sha256 mismatch\nsecond line')) : new Promise<LoadedModel>((r) => (finish = r)),
     );
     const first = host.reload();

@@ -3,17 +3,18 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
-import type { Detection } from '../../src/detect/blazeface.js';
-import { FaceDetector, detectorInput, readingOrder, toImageFace } from '../../src/detect/detector.js';
-import type { Face } from '../../src/detect/framing.js';
-import { decodeUpright } from '../../src/inference/decode.js';
+import type { Detection } from '../../src/faces/blazeface.js';
+import { FaceDetector, detectorInput, readingOrder, toImageFace } from '../../src/faces/detector.js';
+import type { Face } from '../../src/faces/framing.js';
+import { decodeUpright } from '../../src/image/decode.js';
 import { createMetrics } from '../../src/metrics.js';
+import { moduleOptions } from '../../src/service.js';
 import { fourFaces, landscape, oneFace, threeFaces } from '../fixtures/photos.js';
 
 const metrics = createMetrics({ defaultMetrics: false });
 let detector: FaceDetector;
 beforeAll(async () => {
-  detector = await FaceDetector.start(loadConfig({ ASM_FER_INTRA_OP_THREADS: '1', ASM_FER_LOG_LEVEL: 'silent' }), metrics);
+  detector = await FaceDetector.start(moduleOptions(loadConfig({ ASM_FER_INTRA_OP_THREADS: '1', ASM_FER_LOG_LEVEL: 'silent' })).detector, metrics);
 });
 afterAll(() => detector.close());
 
@@ -71,7 +72,7 @@ describe('FaceDetector on real photos', () => {
   });
 
   it('the 128 px front variant finds the close-up face at the same place', async () => {
-    const front = await FaceDetector.start(loadConfig({ ASM_FER_INTRA_OP_THREADS: '1', ASM_FER_DETECTOR: 'blazeface-front-128' }));
+    const front = await FaceDetector.start(moduleOptions(loadConfig({ ASM_FER_INTRA_OP_THREADS: '1', ASM_FER_DETECTOR: 'blazeface-front-128' })).detector);
     try {
       const img = await decodeUpright(await oneFace(), 40_000_000);
       const [back] = await detector.detect(img);
@@ -86,8 +87,8 @@ describe('FaceDetector on real photos', () => {
   });
 
   it('keeps at most ASM_FER_DETECT_MAX_FACES faces and drops those under ASM_FER_DETECT_MIN_SCORE', async () => {
-    const capped = await FaceDetector.start(loadConfig({ ASM_FER_INTRA_OP_THREADS: '1', ASM_FER_DETECT_MAX_FACES: '2' }));
-    const strict = await FaceDetector.start(loadConfig({ ASM_FER_INTRA_OP_THREADS: '1', ASM_FER_DETECT_MIN_SCORE: '0.999' }));
+    const capped = await FaceDetector.start(moduleOptions(loadConfig({ ASM_FER_INTRA_OP_THREADS: '1', ASM_FER_DETECT_MAX_FACES: '2' })).detector);
+    const strict = await FaceDetector.start(moduleOptions(loadConfig({ ASM_FER_INTRA_OP_THREADS: '1', ASM_FER_DETECT_MIN_SCORE: '0.999' })).detector);
     try {
       const img = await decodeUpright(fourFaces(), 40_000_000);
       expect(await capped.detect(img)).toHaveLength(2);

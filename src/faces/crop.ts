@@ -1,6 +1,6 @@
 // Cuts a square, possibly rotated face region out of decoded RGB pixels and resamples it to the expression model's
 // size; pure and synchronous (a 48x48 crop is a few hundred thousand samples at most, well under a millisecond).
-import type { RgbImage } from '../inference/decode.js';
+import type { RgbImage } from '../image/decode.js';
 
 /** A square region of the source image, in its pixels: centre, side, and rotation (radians, clockwise on screen). */
 export interface CropRegion {

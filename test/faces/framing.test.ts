@@ -1,8 +1,8 @@
 // FER-style framing from a detected face, and the crop resampler that cuts it out.
 import { describe, expect, it } from 'vitest';
-import { eyeAngle, faceRegion, FER_FRAMING, type Face } from '../../src/detect/framing.js';
-import { cropRegion } from '../../src/detect/warp.js';
-import type { RgbImage } from '../../src/inference/decode.js';
+import { eyeAngle, faceRegion, FER_FRAMING, type Face } from '../../src/faces/framing.js';
+import { cropRegion } from '../../src/faces/crop.js';
+import type { RgbImage } from '../../src/image/decode.js';
 
 /** A level face: 100 px box at (200, 100), eyes 40 px apart at y = 140, centred across the box. */
 function face(over: Partial<Face['keypoints']> = {}): Face {

@@ -1,6 +1,6 @@
 // The detect=auto|always|never rule and box clipping.
 import { describe, expect, it } from 'vitest';
-import { clipBox, shouldDetect } from '../../src/detect/faces.js';
+import { clipBox, shouldDetect } from '../../src/faces/find-faces.js';
 
 describe('shouldDetect', () => {
   const photo = { width: 640, height: 480 };

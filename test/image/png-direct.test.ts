@@ -2,8 +2,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import sharp, { type PngOptions } from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { decodeImage } from '../../src/inference/decode.js';
-import { decodePngAtSize } from '../../src/inference/png-direct.js';
+import { decodeImage } from '../../src/image/decode.js';
+import { decodePngAtSize } from '../../src/image/png-direct.js';
 import { png, truncated } from '../fixtures/make-images.js';
 import { FIXTURE_ROOT } from '../fixtures/paths.js';
 

@@ -4,83 +4,9 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { listSupportedBackends, type InferenceSession } from 'onnxruntime-node';
 import { InferenceInterrupted } from '../errors.js';
-
-export type SessionOptions = Omit<InferenceSession.SessionOptions, 'executionProviders'>;
-
-/** What the pool sends a worker at start (structured-clone safe). */
-export interface WorkerInit {
-  modelPath: string;
-  inputName: string;
-  /** Outputs every run returns, in this order. */
-  outputNames: string[];
-  /** Providers to try, in order; the first whose session loads is used. */
-  attempts: string[];
-  sessionOptions: SessionOptions;
-  /** Enables the `crash-next` message; only tests set it (PoolOptions.testHooks), never config or HTTP. */
-  testHooks: boolean;
-}
-
-export type WorkerRequest = { kind: 'run'; id: number; data: Float32Array; dims: number[] } | { kind: 'crash-next' };
-
-export type WorkerReply =
-  | { kind: 'ready'; provider: string; failures: string[]; inputNames: string[]; outputNames: string[] }
-  | { kind: 'failed'; message: string }
-  | { kind: 'result'; id: number; outputs: OutputTensor[] }
-  | { kind: 'error'; id: number; message: string };
-
-export interface OutputTensor {
-  data: Float32Array;
-  dims: number[];
-}
-
-export interface ProviderPlan {
-  /** Providers to try in order; always ends with cpu. */
-  attempts: string[];
-  /** Preferred providers this onnxruntime build does not offer at all. */
-  unavailable: string[];
-}
-
-/**
- * The preference list crossed with what onnxruntime offers (immich's SUPPORTED_PROVIDERS idea). Providers are tried
- * one at a time so the one actually loaded is known; cpu is the last resort even when not listed.
- */
-export function planProviders(preferred: readonly string[], available: readonly string[]): ProviderPlan {
-  const offered = new Set(available.map((p) => p.toLowerCase()));
-  const attempts: string[] = [];
-  const unavailable: string[] = [];
-  for (const p of preferred) {
-    if (attempts.includes(p)) continue;
-    if (offered.has(p) || p === 'cpu') attempts.push(p);
-    else unavailable.push(p);
-  }
-  if (!attempts.includes('cpu')) attempts.push('cpu');
-  return { attempts, unavailable };
-}
-
-/** Providers this onnxruntime-node build knows about (CUDA appears here even when its libraries are missing). */
-export function availableProviders(): string[] {
-  return listSupportedBackends().map((b) => b.name);
-}
-
-/** Session options for every worker; each value has its reason. */
-export function sessionOptions(intraOpThreads: number): SessionOptions {
-  return {
-    // Per worker: workers x intra-op threads should not exceed the cores, or sessions fight over them.
-    intraOpNumThreads: intraOpThreads,
-    // One operator runs at a time in a CNN chain; a second pool of inter-op threads would only idle.
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-    // Full fusion costs a little start-up time and pays back on every batch.
-    graphOptimizationLevel: 'all',
-    // The arena keeps the largest batch's buffers; fine for a fixed-size model serving bounded batches.
-    enableCpuMemArena: true,
-    // Idle intra-op threads otherwise spin for a while after each batch, burning the cores that HTTP parsing and
-    // decoding need; on 2 shared cores turning it off doubled in-process images/s and cut CPU per image by 40% (E5).
-    extra: { session: { intra_op: { allow_spinning: '0' } } },
-  };
-}
+import type { OutputTensor, WorkerInit, WorkerReply, WorkerRequest } from './protocol.js';
+import { availableProviders, planProviders, sessionOptions, type ProviderPlan } from './providers.js';
 
 /** tsx's ESM API entry (its `import` condition; require.resolve would pick the CommonJS one). */
 function tsxEsmApiUrl(): string {
@@ -97,10 +23,10 @@ function tsxEsmApiUrl(): string {
  * does not reach a worker's entry module on Node 20.)
  */
 function workerEntry(): { entry: URL | string; eval: boolean } {
-  const js = new URL('./session-worker.js', import.meta.url);
+  const js = new URL('./worker.js', import.meta.url);
   if (existsSync(fileURLToPath(js))) return { entry: js, eval: false };
   const tsxApi = tsxEsmApiUrl();
-  const ts = new URL('./session-worker.ts', import.meta.url).href;
+  const ts = new URL('./worker.ts', import.meta.url).href;
   const bootstrap = `import(${JSON.stringify(tsxApi)}).then(({ register }) => { register(); return import(${JSON.stringify(ts)}); });`;
   return { entry: bootstrap, eval: true };
 }

@@ -1,7 +1,7 @@
 // From a detected face to the square region the expression model should see: framed the way FER2013 crops are
 // (face centred, eyes at a fixed height, a little margin), optionally turned so the eyes are level.
 import type { KeypointName, Point } from './blazeface.js';
-import type { CropRegion } from './warp.js';
+import type { CropRegion } from './crop.js';
 
 /** A face in pixels of the upright image. */
 export interface Face {

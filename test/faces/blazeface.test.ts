@@ -1,6 +1,6 @@
 // Anchor layout and raw-output decoding of BlazeFace, on hand-made output tensors with known answers.
 import { describe, expect, it } from 'vitest';
-import { anchors, decodeDetections, DETECTOR_VARIANTS, REGRESSORS_PER_ANCHOR, sigmoid } from '../../src/detect/blazeface.js';
+import { anchors, decodeDetections, DETECTOR_VARIANTS, REGRESSORS_PER_ANCHOR, sigmoid } from '../../src/faces/blazeface.js';
 
 const { layers } = DETECTOR_VARIANTS['blazeface-back-256'];
 

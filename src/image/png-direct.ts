@@ -1,7 +1,7 @@
 // Decodes the common upload — a plain 8-bit PNG already at the model's input size, as FER+ ships — with zlib alone,
 // skipping sharp/libvips, whose per-image set-up costs more CPU than the model's own share of a batch (E5 in
 // docs/results.md). Anything else returns undefined and goes through sharp. Pixels are identical to sharp's:
-// test/inference/png-direct.test.ts.
+// test/image/png-direct.test.ts.
 import { crc32, inflateSync } from 'node:zlib';
 
 const SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];

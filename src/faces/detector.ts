@@ -2,12 +2,12 @@
 // letterboxed image and answered with faces in the image's pixels.
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import type { Config } from '../config.js';
 import { BundleError } from '../errors.js';
-import { letterbox, type Letterbox, type RgbImage } from '../inference/decode.js';
-import { SessionPool, type OutputTensor, type PoolOptions } from '../inference/session-pool.js';
+import { letterbox, type Letterbox, type RgbImage } from '../image/decode.js';
+import type { OutputTensor } from '../onnx/protocol.js';
+import { SessionPool, type PoolOptions } from '../onnx/session-pool.js';
 import type { Metrics } from '../metrics.js';
-import { anchors, decodeDetections, DETECTOR_SOURCE, DETECTOR_VARIANTS, KEYPOINTS, type Detection, type DetectorVariant, type Point } from './blazeface.js';
+import { anchors, decodeDetections, DETECTOR_SOURCE, KEYPOINTS, type Detection, type DetectorVariant, type Point } from './blazeface.js';
 import type { Face } from './framing.js';
 import { suppress } from './nms.js';
 
@@ -15,6 +15,13 @@ export interface DetectorSettings {
   minScore: number;
   iouThreshold: number;
   maxFaces: number;
+}
+
+/** What FaceDetector.start needs: which BlazeFace, its session settings, and the detection settings. */
+export interface DetectorOptions extends DetectorSettings {
+  variant: DetectorVariant;
+  preferredProviders: readonly string[];
+  intraOpThreads: number;
 }
 
 /** What GET /v1/models reports about the detector. */
@@ -70,8 +77,8 @@ export class FaceDetector {
   }
 
   /** Verifies the model file, starts one session worker and warms it with a black image. */
-  static async start(config: Config, metrics?: Pick<Metrics, 'observeDetection'>, extra: Partial<PoolOptions> = {}): Promise<FaceDetector> {
-    const variant: DetectorVariant = DETECTOR_VARIANTS[config.ASM_FER_DETECTOR];
+  static async start(opts: DetectorOptions, metrics?: Pick<Metrics, 'observeDetection'>, extra: Partial<PoolOptions> = {}): Promise<FaceDetector> {
+    const { variant } = opts;
     await verifySha256(variant);
     const [first, ...rest] = variant.outputs.flatMap((o) => [o.scores, o.boxes]) as [string, ...string[]];
     const pool = await SessionPool.start({
@@ -79,13 +86,13 @@ export class FaceDetector {
       inputName: variant.inputName,
       outputName: first,
       extraOutputs: rest,
-      preferredProviders: config.ASM_FER_EXECUTION_PROVIDERS,
+      preferredProviders: opts.preferredProviders,
       // The model takes one image per run (its batch dimension is fixed at 1); one worker keeps it off the event loop.
       workers: 1,
-      intraOpThreads: config.ASM_FER_INTRA_OP_THREADS,
+      intraOpThreads: opts.intraOpThreads,
       ...extra,
     });
-    const settings = { minScore: config.ASM_FER_DETECT_MIN_SCORE, iouThreshold: config.ASM_FER_DETECT_IOU, maxFaces: config.ASM_FER_DETECT_MAX_FACES };
+    const settings = { minScore: opts.minScore, iouThreshold: opts.iouThreshold, maxFaces: opts.maxFaces };
     const detector = new FaceDetector(pool, variant, settings, metrics);
     try {
       await detector.run(new Float32Array(variant.size * variant.size * 3));

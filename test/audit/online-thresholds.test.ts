@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { BundleManifest } from '../../src/bundle/load-bundle.js';
-import { adaptiveThresholds } from '../../src/audit/thresholds.js';
+import { adaptiveThresholds } from '../../src/audit/online-thresholds.js';
 import { FIXTURE_BUNDLE_DIR } from '../fixtures/paths.js';
 
 const manifest = JSON.parse(readFileSync(`${FIXTURE_BUNDLE_DIR}/model.json`, 'utf8')) as BundleManifest;

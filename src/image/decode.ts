@@ -54,14 +54,15 @@ export function sniffFormat(buf: Uint8Array): ImageFormat | undefined {
  * Decodes `buf` and returns RGB pixels at opts.width x opts.height. EXIF orientation is applied; alpha is dropped
  * without compositing (as PIL's convert('RGB') does on the training side); grey images become R = G = B; images not
  * already at the target size are stretched with a bilinear filter (the bundle's `bilinear-fill`).
- * `index` is the image's position in the request, carried into errors.
+ * `index` is the image's position in the request, carried into errors; `header` is probeImage's answer when the
+ * caller already has it (the header is then not read again).
  */
-export async function decodeImage(buf: Uint8Array, opts: DecodeOptions, index?: number): Promise<RgbImage> {
+export async function decodeImage(buf: Uint8Array, opts: DecodeOptions, index?: number, header?: ImageHeader): Promise<RgbImage> {
   if (sniffFormat(buf) === 'png' && !opts.box && opts.width * opts.height <= opts.maxPixels) {
     const direct = decodePngAtSize(buf, opts.width, opts.height);
     if (direct) return { data: direct, width: opts.width, height: opts.height, format: 'png' };
   }
-  const { format, width: uprightW, height: uprightH } = await probeImage(buf, opts.maxPixels, index);
+  const { format, width: uprightW, height: uprightH } = header ?? (await probeImage(buf, opts.maxPixels, index));
   const { box } = opts;
   if (box && (box.width < 1 || box.height < 1 || box.x + box.width > uprightW || box.y + box.height > uprightH)) {
     throw new BoxOutsideImage(
@@ -87,8 +88,15 @@ export async function decodeImage(buf: Uint8Array, opts: DecodeOptions, index?: 
 // failOn 'error' rejects truncated and corrupt pixel data but tolerates harmless libvips warnings.
 const sharpInput = (maxPixels: number) => ({ failOn: 'error', limitInputPixels: maxPixels }) as const;
 
-/** The format and upright size (after EXIF orientation) from the header, with the sniffing and area rules above. */
-export async function probeImage(buf: Uint8Array, maxPixels: number, index?: number): Promise<{ format: ImageFormat; width: number; height: number }> {
+/** What probeImage reads from an image's header: its format and upright size (after EXIF orientation). */
+export interface ImageHeader {
+  format: ImageFormat;
+  width: number;
+  height: number;
+}
+
+/** The format and upright size from the header, with the sniffing and area rules above. */
+export async function probeImage(buf: Uint8Array, maxPixels: number, index?: number): Promise<ImageHeader> {
   const format = sniffFormat(buf);
   if (!format) throw new UnsupportedMedia('the part is not a JPEG, PNG, WebP, GIF, TIFF or AVIF image', index);
   let meta: Awaited<ReturnType<ReturnType<typeof sharp>['metadata']>>;
@@ -105,9 +113,9 @@ export async function probeImage(buf: Uint8Array, maxPixels: number, index?: num
   return { format, width: (meta.autoOrient?.width ?? meta.width) as number, height: (meta.autoOrient?.height ?? meta.height) as number };
 }
 
-/** Decodes the whole upright image at its own size, for face detection and the crops cut from it. */
-export async function decodeUpright(buf: Uint8Array, maxPixels: number, index?: number): Promise<RgbImage> {
-  const { format, width, height } = await probeImage(buf, maxPixels, index);
+/** Decodes the whole upright image at its own size, for face detection and the crops cut from it; `header` as above. */
+export async function decodeUpright(buf: Uint8Array, maxPixels: number, index?: number, header?: ImageHeader): Promise<RgbImage> {
+  const { format, width, height } = header ?? (await probeImage(buf, maxPixels, index));
   try {
     return await rgb(sharp(buf, sharpInput(maxPixels)).rotate().removeAlpha().toColourspace('srgb'), width, height, format);
   } catch (err) {

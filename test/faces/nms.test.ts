@@ -1,7 +1,7 @@
 // Weighted and plain non-maximum suppression on detections with known overlaps.
 import { describe, expect, it } from 'vitest';
-import type { Detection } from '../../src/detect/blazeface.js';
-import { iou, suppress } from '../../src/detect/nms.js';
+import type { Detection } from '../../src/faces/blazeface.js';
+import { iou, suppress } from '../../src/faces/nms.js';
 
 const det = (score: number, cx: number, cy: number, w = 0.2, h = 0.2, k = 0): Detection => ({
   score,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { PayloadTooLarge, UnreadableImage, UnsupportedMedia } from '../../src/errors.js';
-import { decodeImage, sniffFormat } from '../../src/inference/decode.js';
+import { BoxOutsideImage, PayloadTooLarge, UnreadableImage, UnsupportedMedia } from '../../src/errors.js';
+import { decodeImage, sniffFormat } from '../../src/image/decode.js';
 import { jpeg, png, solidPng, textFile, truncated } from '../fixtures/make-images.js';
 
 const at48 = { width: 48, height: 48, maxPixels: 1_000_000 };
@@ -20,6 +20,14 @@ describe('sniffFormat', () => {
 });
 
 describe('decodeImage', () => {
+  it('takes the header its caller already probed instead of reading it again', async () => {
+    const img = await jpeg(100, 60);
+    const box = { x: 50, y: 0, width: 40, height: 40 };
+    await expect(decodeImage(img, { ...at48, box })).resolves.toMatchObject({ width: 48, height: 48 });
+    // Told the image is 60x60, the box (x 50..90) no longer fits: the given header was used, not the file's.
+    await expect(decodeImage(img, { ...at48, box }, 0, { format: 'jpeg', width: 60, height: 60 })).rejects.toBeInstanceOf(BoxOutsideImage);
+  });
+
   it('returns RGB pixels at the model size, resizing when needed', async () => {
     const img = await decodeImage(await jpeg(100, 60), at48);
     expect(img).toMatchObject({ width: 48, height: 48, format: 'jpeg' });

@@ -1,11 +1,11 @@
 // Worker-thread entry: owns one onnxruntime session and runs batches on it, so session.run never blocks the event loop.
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
-import type { WorkerInit, WorkerReply, WorkerRequest } from './session-pool.js';
+import type { WorkerInit, WorkerReply, WorkerRequest } from './protocol.js';
 
 const init = workerData as WorkerInit;
 const port = parentPort;
-if (!port) throw new Error('session-worker must run in a worker thread');
+if (!port) throw new Error('src/onnx/worker.ts must run in a worker thread');
 
 async function createSession(): Promise<{ session: ort.InferenceSession; provider: string; failures: string[] }> {
   const failures: string[] = [];

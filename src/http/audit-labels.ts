@@ -1,0 +1,73 @@
+// POST /v1/audit: image + label parts (+ optional face boxes or face indices, ?detect=, client ids) → the labelled
+// face of each image → classified → judged against that class's thresholds → committed to the audit trail → answered.
+import { createHash, randomUUID } from 'node:crypto';
+import { Router } from 'express';
+import { judge, suggestedLabel } from '../audit/judge.js';
+import { NotReady, UnknownLabel } from '../errors.js';
+import { faceBox, findFaces, pickFace } from '../faces/find-faces.js';
+import { classifyFaces } from '../inference/classify-faces.js';
+import type { components } from './api.gen.js';
+import type { HttpDeps } from './deps.js';
+import { auditRequest } from './parts.js';
+
+type AuditResponse = components['schemas']['AuditResponse'];
+type AuditItem = components['schemas']['AuditItem'];
+
+export function auditLabelsRouter(deps: HttpDeps): Router {
+  const { host, metrics, config, readiness, trail, detector } = deps;
+  const router = Router();
+  router.post('/v1/audit', async (req, res) => {
+    if (!readiness.isReady()) throw new NotReady();
+    const { mode, items } = auditRequest(req);
+    const body = await host.use(async (served): Promise<AuditResponse> => {
+      const { manifest } = served;
+      items.forEach((item, i) => {
+        if (!manifest.classes.includes(item.label)) throw new UnknownLabel(item.label, i, manifest.classes);
+      });
+      const found = await findFaces(items, { mode, spec: manifest.input, maxPixels: config.ASM_FER_MAX_PIXELS, autoMaxSide: config.ASM_FER_DETECT_AUTO_MAX_SIDE, detector });
+      const labelled = items.map((item, i) => {
+        const image = found[i] as (typeof found)[number];
+        const pick = pickFace(image, item.face, i);
+        return {
+          pick,
+          item: {
+            label: item.label,
+            itemId: item.itemId,
+            annotatorId: item.annotatorId,
+            datasetId: item.datasetId,
+            imageSha256: createHash('sha256').update(item.image).digest('hex'),
+            image: config.ASM_FER_AUDIT_STORE_IMAGES ? item.image : null,
+            face: { index: pick.index, box: faceBox(pick.face, image), score: pick.face.score },
+          },
+        };
+      });
+      const classified = await classifyFaces(served, labelled.map(({ pick }) => pick.face));
+      const thresholds = trail.thresholdsFor(manifest);
+      const model = { name: manifest.name, version: manifest.version };
+      const timeMs = Date.now();
+      const records = labelled.map(({ item }, i) => judge(item, classified[i] as (typeof classified)[number], thresholds, { id: randomUUID(), timeMs, model }));
+      // Committed before anything is counted or answered: a 200 means the records are on disk.
+      trail.record(records);
+      const results = records.map((r): AuditItem => {
+        metrics.recordVerdict(r.label, r.verdict);
+        metrics.recordPrediction(r.predicted);
+        return {
+          id: r.id,
+          label: r.label,
+          verdict: r.verdict,
+          labelProbability: r.labelProbability,
+          thresholds: r.thresholds,
+          thresholdSource: r.thresholdSource,
+          predicted: r.predicted,
+          confidence: r.confidence,
+          suggestedLabel: suggestedLabel(r),
+          probabilities: r.probabilities,
+          face: r.face,
+        };
+      });
+      return { model, results };
+    });
+    res.json(body);
+  });
+  return router;
+}

@@ -1,0 +1,31 @@
+// What the HTTP layer is built from: the served model, the face detector, the audit trail, metrics, logging and
+// readiness. In its own module so the routers and server.ts, which imports them all, share it without a cycle.
+import type { Express } from 'express';
+import type { Logger } from 'pino';
+import type { AuditTrail } from '../audit/trail.js';
+import type { Config } from '../config.js';
+import type { FaceDetector } from '../faces/detector.js';
+import type { ModelHost } from '../inference/model-host.js';
+import type { Metrics } from '../metrics.js';
+
+/** The Express application, named here so code outside src/http/ need not import express. */
+export type HttpApp = Express;
+
+export interface Readiness {
+  isReady(): boolean;
+}
+
+export interface HttpDeps {
+  config: Config;
+  host: ModelHost;
+  /** Finds faces in photos for /v1/predict and /v1/audit; not swapped by a model reload. */
+  detector: FaceDetector;
+  metrics: Metrics;
+  logger: Logger;
+  readiness: Readiness;
+  /** The audit trail: store, live statistics, drift. */
+  trail: AuditTrail;
+  apiSpecPath: string;
+  /** This service's version (package.json), reported by GET /v2. */
+  serverVersion: string;
+}

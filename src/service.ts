@@ -1,0 +1,152 @@
+// The service assembled in one place: config → the expression model (bundle verified, sessions warmed up) and the
+// face detector → the audit trail (live windows refilled) → metrics wired → the HTTP app. main.ts listens on it and
+// handles signals; the tests start the same service around the tiny model, and the benchmarks start its models.
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { pino, type Logger } from 'pino';
+import { openAuditTrail, type AuditTrail, type AuditTrailOptions } from './audit/trail.js';
+import type { Config } from './config.js';
+import { DETECTOR_VARIANTS } from './faces/blazeface.js';
+import { FaceDetector, type DetectorOptions } from './faces/detector.js';
+import type { HttpApp } from './http/deps.js';
+import { createHttpApp } from './http/server.js';
+import { ModelHost, startModel, type BatchSettings, type LoadedModel, type SessionSettings } from './inference/model-host.js';
+import type { PoolOptions, SessionPool } from './onnx/session-pool.js';
+import { createMetrics, type Metrics } from './metrics.js';
+
+/** openapi.yaml and package.json sit at the repository root, one level above src/ and dist/. */
+export const API_SPEC_PATH = fileURLToPath(new URL('../openapi.yaml', import.meta.url));
+const PACKAGE_JSON = fileURLToPath(new URL('../package.json', import.meta.url));
+
+export interface ServiceHooks {
+  /** Where the service logs; by default pino at ASM_FER_LOG_LEVEL. */
+  logger?: Logger;
+  /** Metrics registry; by default a fresh one with Node's default metrics. */
+  metrics?: Metrics;
+  /** Tests only: expression-model pool knobs (injected provider list, crash hook). */
+  pool?: Partial<PoolOptions>;
+  /** Tests only: wraps the first loaded model, e.g. to put a stub in front of its pool. */
+  wrap?: (model: LoadedModel & { pool: SessionPool }) => LoadedModel;
+}
+
+/**
+ * Config → each module's options, mapped here once, so the modules below src/http/ take plain settings and never
+ * read environment-variable-named fields.
+ */
+export function moduleOptions(config: Config): {
+  sessions: SessionSettings;
+  batching: BatchSettings;
+  detector: DetectorOptions;
+  trail: AuditTrailOptions;
+} {
+  const providers = { preferredProviders: config.ASM_FER_EXECUTION_PROVIDERS, intraOpThreads: config.ASM_FER_INTRA_OP_THREADS };
+  return {
+    sessions: { ...providers, workers: config.ASM_FER_WORKERS },
+    batching: { maxBatchSize: config.ASM_FER_MAX_BATCH_SIZE, maxQueueDelayMs: config.ASM_FER_MAX_QUEUE_DELAY_MS, maxQueue: config.ASM_FER_MAX_QUEUE },
+    detector: {
+      ...providers,
+      variant: DETECTOR_VARIANTS[config.ASM_FER_DETECTOR],
+      minScore: config.ASM_FER_DETECT_MIN_SCORE,
+      iouThreshold: config.ASM_FER_DETECT_IOU,
+      maxFaces: config.ASM_FER_DETECT_MAX_FACES,
+    },
+    trail: {
+      dir: config.ASM_FER_DATA_DIR,
+      maxBytes: config.ASM_FER_AUDIT_MAX_BYTES,
+      windowSize: config.ASM_FER_STATS_WINDOW,
+      onlineThresholds: config.ASM_FER_ONLINE_THRESHOLDS,
+      driftThreshold: config.ASM_FER_DRIFT_THRESHOLD,
+      minSamples: config.ASM_FER_DRIFT_MIN_SAMPLES,
+    },
+  };
+}
+
+/** The two ONNX models the request path runs: the expression model behind its host, and the face detector. */
+export interface Models {
+  host: ModelHost;
+  detector: FaceDetector;
+  /** The first expression model loaded (a reload replaces host.current). */
+  first: LoadedModel & { pool: SessionPool };
+  logger: Logger;
+  metrics: Metrics;
+  close(): Promise<void>;
+}
+
+export interface Service extends Models {
+  config: Config;
+  trail: AuditTrail;
+  app: HttpApp;
+  /** Ready from start until `ready` is set false (main.ts does on SIGTERM, before the listener closes). */
+  readiness: { ready: boolean; isReady(): boolean };
+}
+
+/** Loads, verifies and warms up the expression model (reloadable) and the face detector, each in its own workers. */
+export async function startModels(config: Config, hooks: ServiceHooks = {}): Promise<Models> {
+  const logger = hooks.logger ?? pino({ level: config.ASM_FER_LOG_LEVEL, base: { service: 'asm-fer' } });
+  const metrics = hooks.metrics ?? createMetrics();
+  const opts = moduleOptions(config);
+  const onWorkerEvent: PoolOptions['onWorkerEvent'] = (e) => {
+    if (e.kind === 'respawned') metrics.recordWorkerRestart();
+    logger[e.kind === 'respawned' ? 'info' : 'error'](e, `session worker ${e.kind}`);
+  };
+  const load = async () => {
+    const model = await startModel(config.ASM_FER_MODEL_DIR, opts.sessions, { ...hooks.pool, onWorkerEvent });
+    const { manifest } = model.bundle;
+    const { pool } = model;
+    logger.info(
+      { model: manifest.name, version: manifest.version, dir: model.bundle.dir, executionProvider: pool.executionProvider, attempts: pool.plan.attempts, unavailable: pool.plan.unavailable, failures: pool.failures },
+      'bundle verified, sessions loaded and warmed up',
+    );
+    return model;
+  };
+  const first = await load();
+  const host = new ModelHost(hooks.wrap ? hooks.wrap(first) : first, opts.batching, metrics, load);
+  let detector: FaceDetector;
+  try {
+    detector = await FaceDetector.start(opts.detector, metrics, { onWorkerEvent });
+  } catch (err) {
+    await host.close();
+    throw err;
+  }
+  logger.info(detector.info, 'face detector verified, session loaded and warmed up');
+  const close = async () => {
+    await Promise.all([host.close(), detector.close()]);
+  };
+  return { host, detector, first, logger, metrics, close };
+}
+
+/** The whole service, ready to listen; close() stops its sessions and closes the audit trail. */
+export async function startService(config: Config, hooks: ServiceHooks = {}): Promise<Service> {
+  const models = await startModels(config, hooks);
+  const { host, logger, metrics } = models;
+  const trail = openAuditTrail(moduleOptions(config).trail, {
+    onFailure: (err) => logger.error({ err: err instanceof Error ? err.message : String(err) }, 'audit trail unusable; audits answer 503 until it can be written again'),
+    onRecovery: () => logger.info('audit trail usable again'),
+  });
+  logger.info({ file: trail.store.file, available: trail.store.available }, 'audit trail');
+  try {
+    const restored = trail.restoreLive(host.current.manifest);
+    logger.info({ restored, windowSize: config.ASM_FER_STATS_WINDOW }, 'live audit windows refilled from the stored records of the served model');
+  } catch (err) {
+    logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'live audit windows start empty: the audit trail cannot be read now');
+  }
+
+  metrics.trackQueueDepth(() => host.current.inference.queued);
+  metrics.trackAuditStats(() => {
+    const { manifest } = host.current;
+    return { live: trail.live.snapshot(manifest.classes), drift: trail.drift(manifest) };
+  });
+  const readiness = {
+    ready: true,
+    isReady() {
+      return this.ready;
+    },
+  };
+  const { version } = JSON.parse(readFileSync(PACKAGE_JSON, 'utf8')) as { version: string };
+  const app = createHttpApp({ config, host, detector: models.detector, metrics, logger, readiness, trail, apiSpecPath: API_SPEC_PATH, serverVersion: version });
+  const close = async () => {
+    await models.close();
+    trail.store.close();
+  };
+  return { ...models, config, trail, app, readiness, close };
+}
