@@ -91,8 +91,13 @@ def mine_epoch(
             for m in net_means
         ]
     )  # (S, K, 2)
-    rule = "codivision" if cfg.method == "codivision" else cfg.mining_rule
-    subsets = mine(probs, labels, net_thresholds, rule=rule)  # type: ignore[arg-type]
+    if cfg.method == "oracle":  # the control: the true noise mask, thresholds still learned for the bundle
+        if truly_noisy is None or not truly_noisy.any():
+            raise SystemExit("--method oracle needs a known noise mask (--noise sym-<r> or crowd-1)")
+        subsets = Subsets(clean=~truly_noisy, ambiguous=np.zeros_like(truly_noisy), noisy=truly_noisy.copy())
+    else:
+        rule = "codivision" if cfg.method == "codivision" else cfg.mining_rule
+        subsets = mine(probs, labels, net_thresholds, rule=rule)  # type: ignore[arg-type]
     # one pair per class is what the service applies: with per-network sources, the mean over networks
     means, thresholds = net_means.mean(0), net_thresholds.mean(0)  # (K,), (K, 2)
     state.net_means, state.means, state.thresholds, state.epoch = net_means, means, thresholds, epoch
@@ -138,7 +143,7 @@ def tri_loss(
     """
     device = device_of(nets)
     weak = to_device(normalise(weak_view(x01, gen, cfg.weak_view) * 255, spec), device)  # (B, C, H, W)
-    strong = to_device(normalise(strong_view(x01[subset == 2], gen) * 255, spec), device)  # (Bn, C, H, W)
+    strong = to_device(normalise(strong_view(x01[subset == 2], gen, cfg.strong_view) * 255, spec), device)  # (Bn, C, H, W)
     y, subset = y.to(device), subset.to(device)
     clean, amb, noisy = subset == 0, subset == 1, subset == 2
     with autocast(device):
@@ -152,7 +157,7 @@ def tri_loss(
             la = [net(weak[amb]) for net in nets]
             ln = [net(weak[noisy]) for net in nets]
             s_logits = [net(strong) for net in nets]
-    lam = mutual_weight(epoch, cfg.epochs, beta=cfg.beta)
+    lam = mutual_weight(epoch, cfg.schedule_epochs, beta=cfg.beta)  # the schedule's E, like the lr decay
     lc, la, ln, s_logits = ([t.float() for t in group] for group in (lc, la, ln, s_logits))
     l_sup = supervised(lc, y[clean], label_smoothing=cfg.label_smoothing)
     l_mut = mutual(la[0], la[1], y[amb], lam, detach=cfg.detach_mutual)

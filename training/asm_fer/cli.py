@@ -1,4 +1,4 @@
-"""Command line: `asm-fer {train,export,bench,audit,report,fixtures}`; every flag documented in `--help`."""
+"""Command line: `asm-fer {train,export,bench,audit,report,keep,fixtures}`; every flag documented in `--help`."""
 
 from __future__ import annotations
 
@@ -62,7 +62,14 @@ def _audit(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from .report import report
 
-    print(report(args.runs))
+    print(report(args.runs, table=args.table, plot=args.plot))
+    return 0
+
+
+def _keep(args: argparse.Namespace) -> int:
+    from .report import keep
+
+    print(f"kept {keep(args.run, args.into)}")
     return 0
 
 
@@ -139,8 +146,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.set_defaults(func=_audit)
 
     p = sub.add_parser("report", help="E2 table (markdown) of the run folders under the given folders")
-    p.add_argument("runs", nargs="+", type=Path, help="run folders or folders holding them (e.g. training/runs/e2)")
+    p.add_argument("runs", nargs="+", type=Path, help="run folders or folders holding them (e.g. training/results/e2)")
+    p.add_argument(
+        "--table",
+        default="e2",
+        choices=["e2", "regime"],
+        help="e2: a row per run (+ recall, seeds); regime: a row per setting over its seeds, with the fit to wrong "
+        "labels and the gaps to ce2 and asm-fixed (default: e2)",
+    )
+    p.add_argument("--plot", type=Path, help="also draw Valid accuracy, wrong-label fit and mining F1 per epoch (PNG)")
     p.set_defaults(func=_report)
+
+    p = sub.add_parser(
+        "keep",
+        help="copy a finished run's config.json and metrics.jsonl, plus final.json (Valid metrics, thresholds; no "
+        "weights), into a folder to commit, e.g. training/results/regime/seed0/sym-0.3-asm",
+    )
+    p.add_argument("run", type=Path, help="finished run folder (holds final.pt)")
+    p.add_argument("--into", type=Path, required=True, help="folder to write")
+    p.set_defaults(func=_keep)
 
     p = sub.add_parser(
         "fixtures",

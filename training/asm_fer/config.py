@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+RECIPE_EPOCHS = 100  # MAN's schedule: 100 epochs, lr x0.9 per epoch, the lambda ramp over E = 100
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -31,14 +33,19 @@ class TrainConfig:
         default="none",
         metadata={"help": "label noise: none | sym-<r> (e.g. sym-0.3) | crowd-1 | file:<label file in the dataset's format>"},
     )
-    limit: int = field(default=0, metadata={"help": "train on the first N samples of each split (0 = all)"})
+    limit: int = field(default=0, metadata={"help": "train on a class-stratified subset of about N samples (0 = all)"})
+    valid_limit: int = field(
+        default=-1, metadata={"help": "validate on a class-stratified subset of about N samples (-1 = as --limit, 0 = all)"}
+    )
     # model and input
     method: str = field(
         default="ce",
         metadata={
             "help": "ce: one network, CE; ce2: two networks, CE, ensembled; asm: adaptive thresholds + tri-regularisation; "
-            "asm-fixed: asm with fixed [T_n, T_c]; codivision: MAN's co-division mining + tri-regularisation",
-            "choices": ["ce", "ce2", "asm", "asm-fixed", "codivision"],
+            "asm-fixed: asm with fixed [T_n, T_c]; codivision: MAN's co-division mining + tri-regularisation; "
+            "oracle: tri-regularisation on the true noise mask (clean = right labels, noisy = wrong ones; a control "
+            "that needs a known mask: sym-<r> or crowd-1 noise)",
+            "choices": ["ce", "ce2", "asm", "asm-fixed", "codivision", "oracle"],
         },
     )
     widths: tuple[int, ...] = field(default=(32, 64, 128, 256), metadata={"help": "channels per ResNet stage"})
@@ -90,11 +97,22 @@ class TrainConfig:
     input_size: int = field(default=48, metadata={"help": "model input height = width (FER+ crops are 48x48)"})
     channels: int = field(default=1, metadata={"help": "1 = BT.601 luma (FER+ is grayscale), 3 = RGB"})
     # optimisation (MAN recipe)
-    epochs: int = field(default=24, metadata={"help": "epochs (recipe: 100; the same decay shape, shortened for a 2-core CPU)"})
+    epochs: int = field(default=24, metadata={"help": "epochs to run (recipe: 100); their schedule: --schedule-epochs"})
+    schedule_epochs: int = field(
+        default=RECIPE_EPOCHS,
+        metadata={
+            "help": f"length of the schedule the run follows (recipe: {RECIPE_EPOCHS}): the mutual-learning ramp lambda(t) "
+            f"uses E = this, and lr decays by lr_decay^({RECIPE_EPOCHS} / this) per epoch, so a value below "
+            f"{RECIPE_EPOCHS} compresses both alike; with the default a run of fewer --epochs is the start of "
+            "the recipe's own schedule"
+        },
+    )
     batch_size: int = field(default=128, metadata={"help": "mini-batch size (recipe: 128)"})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate (recipe: 1e-3)"})
     weight_decay: float = field(default=1e-4, metadata={"help": "Adam weight decay (recipe: 1e-4)"})
-    lr_decay: float = field(default=0.9, metadata={"help": "exponential lr decay per epoch (recipe: 0.9)"})
+    lr_decay: float = field(
+        default=0.9, metadata={"help": "exponential lr decay per recipe epoch (recipe: 0.9; see --schedule-epochs)"}
+    )
     label_smoothing: float = field(default=0.0, metadata={"help": "cross-entropy label smoothing"})
     # thresholds exported with the model (Adaptive Threshold Learning, asm-method.md)
     t_noisy: float = field(default=0.2, metadata={"help": "base noisy threshold T_n (supplement: best pair [0.2, 0.8])"})
@@ -126,7 +144,22 @@ class TrainConfig:
         default="ensemble",
         metadata={"help": "ensemble | both-nets (codivision: use --method)", "choices": ["ensemble", "both-nets"]},
     )
-    mining_view: str = field(default="weak", metadata={"help": "view used to mine (MAN: weak)", "choices": ["weak", "plain"]})
+    mining_view: str = field(
+        default="weak",
+        metadata={
+            "help": "view used to mine (MAN: weak; plain: un-augmented images, which change subset less between epochs)",
+            "choices": ["weak", "plain"],
+        },
+    )
+    strong_view: str = field(
+        default="man",
+        metadata={
+            "help": "strong view of the consistency term: man (MAN's RandAugment scaled to 48 px: 2 ops each with p=.5 "
+            "incl. identity, translate 4.5 %, posterize 4 bits, cutout 0.5 % of the area) | harsh (the view before "
+            "issue 16: 2 ops always, translate 30 %, posterize 2-3 bits, solarize, cutout 25 % of the area)",
+            "choices": ["man", "harsh"],
+        },
+    )
     detach_mutual: bool = field(default=False, metadata={"help": "treat the peer's distribution as a fixed target"})
     detach_consistency: bool = field(default=False, metadata={"help": "treat the weak view as a fixed target"})
     forward: str = field(
@@ -154,6 +187,13 @@ class TrainConfig:
     keep_epochs: tuple[int, ...] = field(
         default=(), metadata={"help": "also keep the checkpoint of these epochs as epoch-NN.pt (points to --warm-start from)"}
     )
+    log_fit: bool = field(
+        default=True,
+        metadata={
+            "help": "when the noise mask is known, predict the un-augmented training set after every epoch and log how "
+            "many wrong labels the model fits (memorises) and how many right ones (about 1/7 of an epoch's compute)"
+        },
+    )
     warm_start: str = field(
         default="",
         metadata={
@@ -172,7 +212,12 @@ class TrainConfig:
 
     @property
     def mines(self) -> bool:
-        return self.method in ("asm", "asm-fixed", "codivision")
+        return self.method in ("asm", "asm-fixed", "codivision", "oracle")
+
+    @property
+    def epoch_lr_decay(self) -> float:
+        """The lr factor of one epoch of this run: the recipe's per-epoch decay, at the schedule's speed."""
+        return float(self.lr_decay ** (RECIPE_EPOCHS / self.schedule_epochs))
 
     @property
     def fixed_thresholds(self) -> bool:
@@ -192,12 +237,12 @@ class TrainConfig:
 
 
 # where and how fast a run goes, and what it keeps on disk, is not part of its result
-RUNTIME_FIELDS = frozenset({"device", "threads", "eval_engine", "eval_batch_size", "keep_epochs", "run_dir"})
+RUNTIME_FIELDS = frozenset({"device", "threads", "eval_engine", "eval_batch_size", "keep_epochs", "run_dir", "log_fit"})
 # what may differ between a run and the warm-up it started from
 METHOD_FIELDS = (
     frozenset({"method", "warmup_epochs", "warm_start", "forward"})
     | frozenset({"t_noisy", "t_clean", "threshold_mode", "statistic", "normalisation", "source", "momentum"})
-    | frozenset({"mining_rule", "mining_view", "omega", "gamma", "beta", "detach_mutual", "detach_consistency"})
+    | frozenset({"mining_rule", "mining_view", "strong_view", "omega", "gamma", "beta", "detach_mutual", "detach_consistency"})
 )
 
 
@@ -233,7 +278,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             nargs=nargs,
             choices=f.metadata.get("choices"),
             default=argparse.SUPPRESS,
-            help=f"{f.metadata.get('help', '')} (default: {shown})",
+            help=f"{f.metadata.get('help', '')} (default: {shown})".replace("%", "%%"),  # argparse formats help with %
         )
 
 

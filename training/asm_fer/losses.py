@@ -43,14 +43,15 @@ def mutual(
 
 
 def consistency(weak: Sequence[torch.Tensor], strong: Sequence[torch.Tensor], *, detach: bool = False) -> torch.Tensor:
-    """1/2 sum_m MSE(softmax f_m(x_w), softmax f_m(x_s)); squared error summed over classes and averaged
-    over samples [choice]. detach=True treats the weak view's prediction as a fixed target."""
+    """1/2 sum_m MSE(softmax f_m(x_w), softmax f_m(x_s)), MSE being the mean over samples *and* classes
+    (MAN's `F.mse_loss`; the supplement's gamma sweep is on this scale: summing over K classes instead
+    would make gamma = 1 act like gamma = K). detach=True treats the weak view's prediction as a fixed target."""
     if weak[0].shape[0] == 0:
         return _zero(weak[0])
     terms = []
     for w, s in zip(weak, strong, strict=True):
         pw = F.softmax(w, 1)
-        terms.append(((pw.detach() if detach else pw) - F.softmax(s, 1)).pow(2).sum(1).mean())
+        terms.append(F.mse_loss(pw.detach() if detach else pw, F.softmax(s, 1)))  # mean over (B, K)
     return 0.5 * torch.stack(terms).sum()
 
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")  # headless: runs on servers and in CI
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from .report import RunRow
 
 
 def _save(fig: Figure, metrics: Path, out: Path) -> Path:
@@ -58,3 +63,33 @@ def plot_mining(metrics: Path, out: Path) -> Path | None:
         axes[2].legend()
     axes[2].set(xlabel="epoch", title="noisy subset vs. planted noise", ylim=(0, 1))
     return _save(fig, metrics, out)
+
+
+def plot_regime(rows: Sequence[RunRow], out: Path) -> Path:
+    """Per label set (a row of panels), over epochs and for each method (seed 0, or the lowest seed):
+    Valid accuracy, the share of wrong labels the model fits, and mining F1."""
+    noises = sorted({r.noise for r in rows if r.curve})
+    fig, axes = plt.subplots(len(noises), 3, figsize=(15, 4 * len(noises)), squeeze=False)
+    for ax_row, noise in zip(axes, noises, strict=True):
+        runs = sorted((r for r in rows if r.noise == noise and r.curve), key=lambda r: (r.method, r.options, r.seed))
+        shown: set[tuple[str, str]] = set()
+        for r in runs:
+            if (r.method, r.options) in shown:
+                continue
+            shown.add((r.method, r.options))
+            label = r.method + (f" ({r.options})" if r.options else "") + f", seed {r.seed}"
+            epochs = [c["epoch"] for c in r.curve]
+            line = ax_row[0].plot(epochs, [c["valid"] for c in r.curve], label=label)[0]
+            fit = [(c["epoch"], c["fit_wrong"]) for c in r.curve if c["fit_wrong"] is not None]
+            if fit:
+                ax_row[1].plot(*zip(*fit, strict=True), color=line.get_color(), label=label)
+            f1 = [(c["epoch"], c["mining_f1"]) for c in r.curve if c["mining_f1"] is not None]
+            if f1:
+                ax_row[2].plot(*zip(*f1, strict=True), color=line.get_color(), label=label)
+        ax_row[0].set(xlabel="epoch", ylabel="Valid accuracy", title=f"{noise}: Valid accuracy")
+        ax_row[1].set(xlabel="epoch", ylabel="share", title=f"{noise}: wrong labels fitted (memorised)", ylim=(0, 1))
+        ax_row[2].set(xlabel="epoch", ylabel="F1", title=f"{noise}: noisy subset vs. true noise", ylim=(0, 1))
+        for ax in ax_row:
+            if ax.lines:
+                ax.legend(fontsize=7)
+    return _save(fig, out, out)

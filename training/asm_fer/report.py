@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -20,7 +21,8 @@ import torch
 from .config import METHOD_FIELDS, TrainConfig
 from .train import FINAL
 
-METHOD_ORDER = ("ce", "ce2", "asm", "asm-fixed", "codivision")
+METHOD_ORDER = ("ce", "ce2", "asm", "asm-fixed", "codivision", "oracle")
+FINAL_JSON = "final.json"  # what `keep` writes beside config.json and metrics.jsonl
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class RunRow:
     mining: dict[str, float] | None
     per_class_recall: dict[str, float | None] | None
     single_network: list[float] | None
+    curve: list[dict[str, Any]]  # per epoch: epoch, valid accuracy, fit to wrong labels, mining F1 where logged
 
     @property
     def finished(self) -> bool:
@@ -71,9 +74,11 @@ def read_run(run_dir: Path) -> RunRow:
     epochs = [m for m in _read_metrics(run_dir / "metrics.jsonl") if "valid_accuracy" in m]
     mined = [m["mining"] for m in epochs if m.get("mining")]
     best = max(epochs, key=lambda m: m["valid_accuracy"]) if epochs else None
-    final: dict[str, Any] | None = None
-    if (run_dir / FINAL).exists():
+    kept = _read_json(run_dir / FINAL_JSON)
+    final: dict[str, Any] | None = kept["valid"] if kept else None
+    if final is None and (run_dir / FINAL).exists():
         final = torch.load(run_dir / FINAL, weights_only=False, map_location="cpu")["valid"]
+    noise_rate = kept["labelNoise"] if kept else _noise_rate(run_dir / "labels.csv")
     return RunRow(
         run_dir=run_dir,
         noise=cfg["noise"],
@@ -86,11 +91,45 @@ def read_run(run_dir: Path) -> RunRow:
         final_accuracy=final["accuracy"] if final else None,
         best_accuracy=best["valid_accuracy"] if best else None,
         best_epoch=best["epoch"] if best else None,
-        noise_rate=_noise_rate(run_dir / "labels.csv"),
+        noise_rate=noise_rate,
         mining=mined[-1] if mined else None,
         per_class_recall=final["perClassRecall"] if final else None,
         single_network=final["singleNetworkAccuracy"] if final else None,
+        curve=[
+            {
+                "epoch": m["epoch"],
+                "valid": m["valid_accuracy"],
+                "fit_wrong": m.get("fit", {}).get("wrong"),
+                "mining_f1": m.get("mining", {}).get("f1"),
+            }
+            for m in epochs
+        ],
     )
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return dict(json.loads(path.read_text())) if path.exists() else None
+
+
+def keep(run_dir: Path, dest: Path) -> Path:
+    """Copy what a finished run's table rows are built from into `dest` (meant to be committed):
+    config.json and metrics.jsonl as written, and final.json, the Valid section of final.pt with the
+    exported thresholds and the actual label-noise rate (no weights, no label table)."""
+    if not (run_dir / FINAL).exists():
+        raise FileNotFoundError(f"{run_dir / FINAL}: the run has not finished")
+    final = torch.load(run_dir / FINAL, weights_only=False, map_location="cpu")
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "metrics.jsonl"):
+        shutil.copyfile(run_dir / name, dest / name)
+    summary = {
+        "classes": final["classes"],
+        "valid": final["valid"],
+        "thresholds": final["thresholds"],
+        "thresholdLearning": final["threshold_learning"],
+        "labelNoise": _noise_rate(run_dir / "labels.csv"),
+    }
+    (dest / FINAL_JSON).write_text(json.dumps(summary, indent=1) + "\n")
+    return dest
 
 
 def find_runs(roots: Iterable[Path]) -> list[RunRow]:
@@ -188,13 +227,63 @@ def seed_table(rows: Sequence[RunRow]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
-def report(roots: Sequence[Path]) -> str:
+def report(roots: Sequence[Path], *, table: str = "e2", plot: Path | None = None) -> str:
+    """The markdown tables of the run folders under `roots`: `e2` (one row per run, recall, seeds) or
+    `regime` (one row per setting over seeds); `plot` also draws the regime curves there."""
     rows = find_runs(roots)
     if not rows:
         raise FileNotFoundError(f"no run folders (with config.json) under {', '.join(map(str, roots))}")
+    if plot is not None:
+        from .plots import plot_regime
+
+        plot_regime(rows, plot)
+    if table == "regime":
+        return regime_table(rows)
     recall, seeds = recall_table(rows), seed_table(rows)
     return (
         markdown_table(rows)
         + ("\n\nPer-class Valid recall, original labels:\n\n" + recall if recall else "")
         + ("\n\nAcross seeds, final Valid accuracy:\n\n" + seeds if seeds else "")
     )
+
+
+def _mean_sd(values: Sequence[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def regime_table(rows: Sequence[RunRow]) -> str:
+    """Issue 16's regime table: per labels x method (x options), over the finished seeds, final- and
+    best-epoch Valid accuracy, the fall from best to final, the share of wrong labels fitted at the end
+    (memorised), last-epoch mining F1, and the paired gaps to `ce2` and `asm-fixed` (the targets)."""
+    groups: dict[tuple[str, str, str], dict[int, RunRow]] = defaultdict(dict)
+    for r in rows:
+        if r.finished:
+            groups[(r.noise, r.method, r.options)][r.seed] = r
+    lines = [
+        "| labels | method | seeds | Valid final (%) | Valid best (%) | best - final (points) | wrong labels fitted, final "
+        "| mining F1, final | final - ce2 (points) | final - asm-fixed (points) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def gap(noise: str, seeds: dict[int, RunRow], other: str) -> str:
+        ref = groups.get((noise, other, ""), {})
+        diffs = [100 * ((seeds[s].final_accuracy or 0) - (ref[s].final_accuracy or 0)) for s in seeds if s in ref]
+        return f"{statistics.mean(diffs):+.2f} ({len(diffs)} seeds)" if diffs else "—"
+
+    for (noise, method, options), seeds in groups.items():
+        runs = [seeds[s] for s in sorted(seeds)]
+        final = [100 * (r.final_accuracy or 0) for r in runs]
+        best = [100 * (r.best_accuracy or 0) for r in runs]
+        fitted = [c["fit_wrong"] for r in runs for c in r.curve[-1:] if c["fit_wrong"] is not None]
+        f1 = [r.mining["f1"] for r in runs if r.mining]
+        name = method + (f" ({options})" if options else "")
+        lines.append(
+            f"| {noise} | {name} | {', '.join(map(str, sorted(seeds)))} | {_mean_sd(final)} | {_mean_sd(best)} "
+            f"| {statistics.mean(b - f for b, f in zip(best, final, strict=True)):.2f} "
+            f"| {_f3(statistics.mean(fitted)) if fitted else '—'} | {_f3(statistics.mean(f1)) if f1 else '—'} "
+            f"| {gap(noise, seeds, 'ce2') if method != 'ce2' else '—'} "
+            f"| {gap(noise, seeds, 'asm-fixed') if method != 'asm-fixed' else '—'} |"
+        )
+    return "\n".join(lines)

@@ -32,7 +32,7 @@ from .device import autocast, device_of, place, resolve_device, to_device
 from .distributed import World, all_sum, init_world, leave, wrap
 from .dlib_classifier import dlib_classifier, param_groups
 from .evaluate import accuracy, per_class_recall, predict_probs
-from .losses import supervised, symmetric_kl
+from .losses import mutual_weight, supervised, symmetric_kl
 from .mining import Subsets
 from .noise import apply_noise, from_file, save_noise
 from .plots import plot_curves, plot_mining
@@ -50,6 +50,7 @@ class Data:
     train: ImageSet  # labels are the (possibly noisy) labels to train on
     valid: ImageSet
     truly_noisy: np.ndarray  # (N_train,) bool mask of wrong training labels
+    true_labels: np.ndarray  # (N_train,) the dataset's own (clean / majority) labels
 
 
 def input_spec(cfg: TrainConfig) -> InputSpec:
@@ -62,19 +63,20 @@ def load_data(cfg: TrainConfig, *, save_labels: bool = True) -> Data:
     classes, train_samples = scan(cfg.dataset, cfg.data, "train")
     _, valid_samples = scan(cfg.dataset, cfg.data, "valid")
     train_samples = stratified_limit(train_samples, cfg.limit, cfg.seed)
-    valid_samples = stratified_limit(valid_samples, cfg.limit, cfg.seed)
+    valid_samples = stratified_limit(valid_samples, cfg.limit if cfg.valid_limit < 0 else cfg.valid_limit, cfg.seed)
     train = load_images(train_samples, spec, desc="decode train")
     if cfg.noise.startswith("file:"):
         noise = from_file(read_label_file(cfg.dataset, cfg.noise[5:]), train.names, train.labels.numpy())
     else:
         noise = apply_noise(cfg.noise, train.labels.numpy(), train.votes, len(classes), cfg.seed)
+    true_labels = train.labels.numpy().copy()
     train.labels = torch.from_numpy(noise.labels)
     if save_labels:
         run = Path(cfg.run_dir)
         run.mkdir(parents=True, exist_ok=True)
         save_noise(noise, train.names, run / "labels.csv")
     print(f"train {len(train)} images ({cfg.noise}: {noise.rate:.1%} wrong labels), valid {len(valid_samples)}")
-    return Data(classes, train, load_images(valid_samples, spec, desc="decode valid"), noise.truly_noisy)
+    return Data(classes, train, load_images(valid_samples, spec, desc="decode valid"), noise.truly_noisy, true_labels)
 
 
 def build_nets(cfg: TrainConfig, num_classes: int, *, pretrained: bool = True) -> list[nn.Module]:
@@ -218,7 +220,7 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
     models = wrap(nets, world, device)
     print(f"device: {device}, rank {world.rank} of {world.size}")
     opt = torch.optim.Adam(param_groups(nets, backbone_lr=cfg.backbone_lr), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.lr_decay)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.epoch_lr_decay)
     state = MiningState()
     start_epoch = 1
     ckpt_path = run / CHECKPOINT
@@ -254,6 +256,7 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
                     cfg, nets, data.train.pixels, train_labels, spec, data.classes, epoch, state, data.truly_noisy, world
                 )
                 row |= mined | {"mining_seconds": round(time.time() - t0, 1)}
+                row["lambda"] = mutual_weight(epoch, cfg.schedule_epochs, beta=cfg.beta)
             t1 = time.time()
             row |= _run_epoch(models, opt, data.train, spec, cfg, epoch, subsets, world)
             seconds = time.time() - t1
@@ -261,6 +264,12 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
             if log is None:
                 continue
             probs = predict_probs(nets, data.valid.pixels, spec, batch_size=cfg.eval_batch_size, engine=cfg.eval_engine)
+            if cfg.log_fit and data.truly_noisy.any():
+                row["fit"] = fit_to_labels(
+                    predict_probs(nets, data.train.pixels, spec, batch_size=cfg.eval_batch_size, engine=cfg.eval_engine),
+                    train_labels,
+                    data.true_labels,
+                )
             row |= {
                 "valid_accuracy": accuracy(probs, valid_labels),
                 "lr": lr,
@@ -290,6 +299,19 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
         finalise(cfg, nets, data, spec, state)
     leave(world)
     return final
+
+
+def fit_to_labels(probs: np.ndarray, labels: np.ndarray, true_labels: np.ndarray) -> dict[str, float]:
+    """How far the model fits its training labels, from its un-augmented predictions (N, K), labels and
+    true labels (N,): `wrong` = share of mislabelled samples predicted as their wrong given label
+    (memorised), `wrong_true` = share of them predicted as their true class (corrected), `right` = share
+    of correctly labelled samples predicted as their label."""
+    pred, noisy = probs.argmax(1), labels != true_labels  # (N,), (N,)
+    return {
+        "wrong": float((pred == labels)[noisy].mean()) if noisy.any() else 0.0,
+        "wrong_true": float((pred == true_labels)[noisy].mean()) if noisy.any() else 0.0,
+        "right": float((pred == labels)[~noisy].mean()) if (~noisy).any() else 0.0,
+    }
 
 
 def warm_start_checkpoint(cfg: TrainConfig, device: torch.device) -> dict[str, Any]:

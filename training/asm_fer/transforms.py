@@ -172,32 +172,74 @@ def _affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+@dataclass(frozen=True)
+class StrongView:
+    """Bounds of the RandAugment-style strong view. Each of `ops` rounds applies, with probability `p`,
+    one operation drawn uniformly from the pool; magnitudes are drawn in [0.5, 1] x the bound, with a
+    random sign where the operation has one."""
+
+    ops: int = 2
+    p: float = 0.5  # MAN: each op with p = 0.5, and Identity is in the pool
+    rotate: float = 30.0  # degrees
+    shear: float = 0.3
+    translate: float = 0.045  # fraction of the side (MAN: ~10 px of 224 px)
+    enhance: float = 0.5  # brightness / contrast / sharpness factor in 1 +- [0.25, 0.5] [choice]
+    posterize_bits: tuple[int, ...] = (4,)  # MAN: 4 bits
+    solarize: bool = False  # MAN's solarize threshold at its magnitude leaves every pixel as it is
+    identity: bool = True
+    cutout: float = 0.07  # side of the grey square, fraction of the side: ~0.5 % of the area (MAN: 16 px of 224)
+
+    @property
+    def pool(self) -> tuple[str, ...]:
+        return (
+            ("identity",) * self.identity
+            + ("rotate", "shear_x", "shear_y", "translate_x", "translate_y")
+            + ("brightness", "contrast", "sharpness")
+            + ("solarize",) * self.solarize
+            + ("posterize", "autocontrast")
+        )
+
+
+STRONG_VIEWS = {
+    # MAN's RandAugment scaled to 48 px faces (issue 16): the default
+    "man": StrongView(),
+    # the view of the code before issue 16, kept to compare with the E2 rows it produced: two ops always,
+    # translate 30 %, brightness/contrast 0.1-1.9, posterize 2-3 bits, solarize, cutout of half the side
+    "harsh": StrongView(p=1.0, translate=0.3, enhance=0.9, posterize_bits=(2, 3), solarize=True, identity=False, cutout=0.5),
+}
+
+
 def _signed(n: int, magnitude: float, gen: torch.Generator) -> torch.Tensor:
     sign = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
     return sign * magnitude * _uniform(n, 0.5, 1.0, gen)
 
 
-def _geometric(x: torch.Tensor, gen: torch.Generator, op: str) -> torch.Tensor:
+GEOMETRIC = ("rotate", "shear_x", "shear_y", "translate_x", "translate_y")
+
+
+def _geometric(x: torch.Tensor, gen: torch.Generator, op: str, view: StrongView) -> torch.Tensor:
     n = x.shape[0]
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0] = theta[:, 1, 1] = 1
     if op == "rotate":
-        a = _signed(n, math.radians(30), gen)
+        a = _signed(n, math.radians(view.rotate), gen)
         theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = a.cos(), -a.sin(), a.sin(), a.cos()
     elif op == "shear_x":
-        theta[:, 0, 1] = _signed(n, 0.3, gen)
+        theta[:, 0, 1] = _signed(n, view.shear, gen)
     elif op == "shear_y":
-        theta[:, 1, 0] = _signed(n, 0.3, gen)
+        theta[:, 1, 0] = _signed(n, view.shear, gen)
     elif op == "translate_x":
-        theta[:, 0, 2] = _signed(n, 0.6, gen)  # 0.3 of the side, in [-1, 1] grid units
+        theta[:, 0, 2] = _signed(n, 2 * view.translate, gen)  # grid units span [-1, 1]: 2 per side
     else:
-        theta[:, 1, 2] = _signed(n, 0.6, gen)
+        theta[:, 1, 2] = _signed(n, 2 * view.translate, gen)
     return _affine(x, theta)
 
 
-def _photometric(x: torch.Tensor, gen: torch.Generator, op: str) -> torch.Tensor:
+def _photometric(x: torch.Tensor, gen: torch.Generator, op: str, view: StrongView) -> torch.Tensor:
     n = x.shape[0]
-    f = (1 + _signed(n, 0.9, gen)).view(-1, 1, 1, 1)  # factor in [0.1, 1.9], away from 1
+    if op == "identity":
+        return x
+    f = (1 + _signed(n, view.enhance, gen)).view(-1, 1, 1, 1)  # factor away from 1
     if op == "brightness":
         return (x * f).clamp(0, 1)
     if op == "contrast":
@@ -210,43 +252,37 @@ def _photometric(x: torch.Tensor, gen: torch.Generator, op: str) -> torch.Tensor
         threshold = _uniform(n, 0.5, 0.8, gen).view(-1, 1, 1, 1)
         return torch.where(x >= threshold, 1 - x, x)
     if op == "posterize":
-        levels = (2 ** torch.randint(2, 4, (n,), generator=gen)).view(-1, 1, 1, 1).to(x.dtype)  # 2-3 bits
+        bits = torch.tensor(view.posterize_bits)[torch.randint(0, len(view.posterize_bits), (n,), generator=gen)]
+        levels = (2**bits).view(-1, 1, 1, 1).to(x.dtype)
         return torch.floor(x * levels).clamp(max=levels - 1) / (levels - 1)
     lo = x.amin(dim=(1, 2, 3), keepdim=True)  # autocontrast
     hi = x.amax(dim=(1, 2, 3), keepdim=True)
     return ((x - lo) / (hi - lo).clamp(min=1e-3)).clamp(0, 1)
 
 
-STRONG_OPS = (
-    "rotate",
-    "shear_x",
-    "shear_y",
-    "translate_x",
-    "translate_y",
-    "brightness",
-    "contrast",
-    "sharpness",
-    "solarize",
-    "posterize",
-    "autocontrast",
-)
-
-
-def strong_view(x01: torch.Tensor, gen: torch.Generator, *, ops: int = 2, cutout: float = 0.5) -> torch.Tensor:
-    """RandAugment-style strong view on (B, C, H, W) images in [0, 1]: flip, then `ops` operations drawn
-    per sample from STRONG_OPS at high magnitude, then a grey cutout square of side `cutout` x side."""
+def strong_view(x01: torch.Tensor, gen: torch.Generator, view: StrongView | str = "man") -> torch.Tensor:
+    """RandAugment-style strong view on (B, C, H, W) images in [0, 1]: flip, then `view.ops` rounds that
+    each apply (with probability `view.p`) one operation drawn per sample from `view.pool`, then a grey
+    cutout square of side `view.cutout` x side. `view`: a StrongView or a name in STRONG_VIEWS."""
+    if isinstance(view, str):
+        if view not in STRONG_VIEWS:
+            raise ValueError(f"strong view must be one of {sorted(STRONG_VIEWS)}, got {view!r}")
+        view = STRONG_VIEWS[view]
     n, _, h, w = x01.shape
+    pool = view.pool
     x = _where(torch.rand(n, generator=gen) < 0.5, x01.flip(-1), x01)
-    for _ in range(ops):
-        choice = torch.randint(0, len(STRONG_OPS), (n,), generator=gen)
+    for _ in range(view.ops):
+        choice = torch.randint(0, len(pool), (n,), generator=gen)
+        apply = torch.rand(n, generator=gen) < view.p
         out = x.clone()
-        for i, op in enumerate(STRONG_OPS):
-            idx = torch.nonzero(choice == i).flatten()
+        for i, op in enumerate(pool):
+            idx = torch.nonzero((choice == i) & apply).flatten()
             if len(idx):
-                apply = _geometric if i < 5 else _photometric
-                out[idx] = apply(x[idx], gen, op)
+                out[idx] = (_geometric if op in GEOMETRIC else _photometric)(x[idx], gen, op, view)
         x = out
-    side_h, side_w = max(1, round(cutout * h)), max(1, round(cutout * w))
+    if view.cutout <= 0:
+        return x
+    side_h, side_w = max(1, round(view.cutout * h)), max(1, round(view.cutout * w))
     cy = torch.randint(0, h, (n,), generator=gen).view(-1, 1, 1)
     cx = torch.randint(0, w, (n,), generator=gen).view(-1, 1, 1)
     rows, cols = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)

@@ -1,6 +1,7 @@
 # The resumable training queue of the E2 script (sourced, not run). The caller sets
 #   DATA, RUNS, WARMUP, BUDGET (array of flags), ROWS (array of <labels>:<method>[:<variant>]) and
-#   VARIANTS (associative array: variant -> extra flags), then calls run_queue.
+#   VARIANTS (associative array: variant -> extra flags), then calls run_queue; with RESULTS set, each
+#   finished row's config.json, metrics.jsonl and final.json are kept under $RESULTS/<row> (committed).
 # A finished row (final.pt) is skipped, an interrupted one resumes from last.pt. The two-network rows
 # of one label set share their CE warm-up: `ce2` keeps its checkpoint at the end of the warm-up and the
 # other two-network rows start from it (--warm-start), which gives the same weights as a run from
@@ -11,7 +12,11 @@ run_queue() {
   for row in "${ROWS[@]}"; do
     IFS=: read -r noise method variant <<< "$row"
     dir="$RUNS/$noise-$method${variant:+-$variant}"
-    if [[ -f $dir/final.pt ]]; then echo "done: $dir"; continue; fi
+    if [[ -f $dir/final.pt ]]; then
+      echo "done: $dir"
+      if [[ -n ${RESULTS:-} && ! -f $RESULTS/${dir##*/}/final.json ]]; then training/.venv/bin/asm-fer keep "$dir" --into "$RESULTS/${dir##*/}"; fi
+      continue
+    fi
     args=(--data "$DATA" --noise "$noise" --method "$method" "${BUDGET[@]}" --run-dir "$dir")
     extra=()
     if [[ -n $variant ]]; then read -r -a extra <<< "${VARIANTS[$variant]}"; fi
@@ -27,6 +32,8 @@ run_queue() {
     fi
     echo "=== $(date -u +%FT%TZ) $dir"
     training/.venv/bin/asm-fer train "${args[@]}" "${extra[@]}"
+    # what the tables are built from, into the tracked results folder (RESULTS unset: not kept)
+    if [[ -n ${RESULTS:-} ]]; then training/.venv/bin/asm-fer keep "$dir" --into "$RESULTS/${dir##*/}"; fi
   done
   echo "=== $(date -u +%FT%TZ) queue finished"
 }

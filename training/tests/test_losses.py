@@ -66,3 +66,19 @@ def test_empty_subsets_give_zero_not_nan() -> None:
     ):
         assert float(value) == 0.0 and not torch.isnan(value)
         value.backward()
+
+
+def test_consistency_equals_a_hand_computed_mse_over_classes() -> None:
+    # two networks, one sample, two classes: MSE is the mean over the (1, 2) entries, not their sum
+    weak = [torch.tensor([[0.75, 0.25]]).log(), torch.tensor([[0.5, 0.5]]).log()]
+    strong = [torch.tensor([[0.25, 0.75]]).log(), torch.tensor([[0.9, 0.1]]).log()]
+    mse_1 = ((0.75 - 0.25) ** 2 + (0.25 - 0.75) ** 2) / 2
+    mse_2 = ((0.5 - 0.9) ** 2 + (0.5 - 0.1) ** 2) / 2
+    assert float(consistency(weak, strong)) == pytest.approx(0.5 * (mse_1 + mse_2), rel=1e-5)
+
+
+def test_lambda_follows_the_schedule_length_it_is_given() -> None:
+    # a 20-epoch schedule: lambda(t) = 0.9 exp(-0.65 (1 - t / 18)^2), held at 0.9 from t = 18
+    for t in (1, 5, 12, 18, 20):
+        expected = 0.9 * math.exp(-0.65 * (1 - min(t / 18, 1.0)) ** 2)
+        assert mutual_weight(t, 20) == pytest.approx(expected)

@@ -70,3 +70,33 @@ def test_report_summarises_settings_run_at_several_seeds(
     assert f"| 0, 1 | {acc['ce', 0]:.2f} / {acc['ce', 1]:.2f} | {ce_mean:.2f} ± " in rows["ce"]
     gap = (acc["asm", 0] - acc["ce", 0] + acc["asm", 1] - acc["ce", 1]) / 2
     assert rows["asm"].endswith(f"| {gap:+.2f} (min {min(acc['asm', s] - acc['ce', s] for s in (0, 1)):+.2f}, 2 seeds) |")
+
+
+def test_kept_results_rebuild_the_regime_table_without_checkpoints(
+    ferplus_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs, kept = tmp_path / "runs", tmp_path / "results"
+    base = dataclasses.replace(tiny_config(ferplus_root, runs / "x"), noise="sym-0.3", epochs=3, warmup_epochs=1)
+    for method in ("ce2", "asm", "oracle", "asm-fixed"):
+        train(dataclasses.replace(base, method=method, run_dir=str(runs / method)))
+        assert main(["keep", str(runs / method), "--into", str(kept / method)]) == 0
+    assert sorted(p.name for p in (kept / "asm").iterdir()) == ["config.json", "final.json", "metrics.jsonl"]
+    with pytest.raises(SystemExit) as exc:  # a run that has not finished: a clear error, nothing written
+        main(["keep", str(runs / "nothing"), "--into", str(kept / "nothing")])
+    assert exc.value.code == 2 and not (kept / "nothing").exists()
+
+    from_runs = {(r.method, r.final_accuracy, r.noise_rate, r.best_accuracy) for r in find_runs([runs])}
+    rows = find_runs([kept])
+    assert {(r.method, r.final_accuracy, r.noise_rate, r.best_accuracy) for r in rows} == from_runs
+    oracle = next(r for r in rows if r.method == "oracle")
+    assert oracle.mining is not None and oracle.mining["precision"] == 1.0 and oracle.mining["recall"] == 1.0
+    assert all(c["fit_wrong"] is not None for r in rows for c in r.curve)
+
+    plot = tmp_path / "regime.png"
+    capsys.readouterr()
+    assert main(["report", str(kept), "--table", "regime", "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    acc = {r.method: 100 * (r.final_accuracy or 0) for r in rows}
+    line = next(x for x in out.splitlines() if x.startswith("| sym-0.3 | asm | "))
+    assert f"| {acc['asm'] - acc['ce2']:+.2f} (1 seeds) | {acc['asm'] - acc['asm-fixed']:+.2f} (1 seeds) |" in line
+    assert plot.stat().st_size > 10_000

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -69,12 +70,62 @@ def test_reframe_view_zooms_out_without_black_bands_and_softens() -> None:
         weak_view(bright, torch.Generator(), "zoom")
 
 
-def test_strong_view_is_seeded_in_range_and_far_from_the_input() -> None:
+def test_strong_view_is_seeded_in_range_and_changes_the_image() -> None:
     from asm_fer.transforms import strong_view
 
     x = torch.rand(64, 1, 48, 48)
     a = strong_view(x, torch.Generator().manual_seed(1))
     assert torch.equal(a, strong_view(x, torch.Generator().manual_seed(1)))
     assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
+    assert (a != x).flatten(1).any(1).all()  # the cutout at least
+    # the earlier view moves images further than the weak view does; MAN's milder one does not
     weak_gap = (weak_view(x, torch.Generator().manual_seed(1)) - x).abs().mean()
-    assert (a - x).abs().mean() > weak_gap
+    assert (strong_view(x, torch.Generator().manual_seed(1), "harsh") - x).abs().mean() > weak_gap
+    with pytest.raises(ValueError, match="strong view must be one of"):
+        strong_view(x, torch.Generator(), "wild")
+
+
+def test_strong_view_magnitudes_stay_inside_the_stated_bounds() -> None:
+    from asm_fer.transforms import STRONG_VIEWS, _geometric, _photometric
+
+    view = STRONG_VIEWS["man"]
+    gen = torch.Generator().manual_seed(0)
+    # translate: a bright dot moves by at most view.translate x the side (2.2 px of 48)
+    dot = torch.zeros(200, 1, 48, 48)
+    dot[:, :, 24, 24] = 1
+    for op, axis in (("translate_x", 3), ("translate_y", 2)):
+        moved = _geometric(dot, gen, op, view)
+        centre = (moved.sum(dim=(1, 2 if axis == 3 else 3)).squeeze(1) * torch.arange(48)).sum(1) / moved.sum(dim=(1, 2, 3))
+        shift = (centre - 24).abs()
+        assert shift.max() <= view.translate * 48 + 0.51 and shift.max() >= 0.5 * view.translate * 48 - 0.51
+    # brightness: the factor stays within 1 +- view.enhance
+    grey = torch.full((200, 1, 48, 48), 0.5)
+    ratio = _photometric(grey, gen, "brightness", view)[:, 0, 0, 0] / 0.5
+    assert ratio.min() >= 1 - view.enhance - 1e-6 and ratio.max() <= 1 + view.enhance + 1e-6
+    # posterize: at most 2^4 grey levels
+    assert len(torch.unique(_photometric(torch.rand(4, 1, 48, 48), gen, "posterize", view))) <= 16
+    assert "solarize" not in view.pool and "identity" in view.pool
+
+
+def test_strong_view_cutout_covers_about_half_a_percent_and_ops_are_skipped_at_p() -> None:
+    from asm_fer.transforms import STRONG_VIEWS, StrongView, strong_view
+
+    x = torch.zeros(300, 1, 48, 48)
+    only_cutout = dataclasses.replace(STRONG_VIEWS["man"], ops=0)
+    grey = (strong_view(x, torch.Generator().manual_seed(0), only_cutout) == 0.5).flatten(1).sum(1)
+    assert grey.max() <= 9 and (grey / 48**2).max() <= 0.005  # a 3 x 3 square at most, cut by the border
+    # with p = 0.5 per round, both rounds are skipped for a quarter of the samples
+    x = torch.rand(2000, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    kept = StrongView(cutout=0.0)
+    out = strong_view(x, torch.Generator().manual_seed(2), kept)
+    same = float(((out == x).flatten(1).all(1) | (out == x.flip(-1)).flatten(1).all(1)).float().mean())
+    expected = (0.5 + 0.5 / len(kept.pool)) ** 2  # each round skipped, or taken with identity drawn
+    assert same == pytest.approx(expected, abs=0.04)
+
+
+def test_harsh_strong_view_is_the_earlier_one() -> None:
+    from asm_fer.transforms import STRONG_VIEWS
+
+    harsh = STRONG_VIEWS["harsh"]
+    assert (harsh.p, harsh.translate, harsh.cutout, harsh.posterize_bits) == (1.0, 0.3, 0.5, (2, 3))
+    assert "solarize" in harsh.pool and "identity" not in harsh.pool
