@@ -47,7 +47,8 @@ browser:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
 
-test-python: $(VENV)/.installed browser
+# node_modules first: the dlib backbone's parity test reads its weights from @vladmandic/face-api (a devDependency)
+test-python: $(VENV)/.installed node_modules/.installed browser
 	cd training && .venv/bin/ruff check asm_fer tests && .venv/bin/ruff format --check asm_fer tests
 	cd training && .venv/bin/mypy asm_fer
 	cd training && .venv/bin/pytest -q -p no:cacheprovider

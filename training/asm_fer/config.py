@@ -52,6 +52,23 @@ class TrainConfig:
     blocks: tuple[int, ...] = field(default=(2, 2, 2, 2), metadata={"help": "BasicBlocks per stage (ResNet-18: 2 2 2 2)"})
     stem_stride: int = field(default=2, metadata={"help": "stride of the 3x3 stem (2 keeps 48x48 training CPU-sized)"})
     dropout: float = field(default=0.0, metadata={"help": "dropout before the classifier"})
+    # face-pretrained backbone (issue 16, 2b): the paper starts both networks from a face-recognition ResNet
+    backbone: str = field(
+        default="resnet",
+        metadata={
+            "help": "resnet: the ResNet of --widths/--blocks/--stem-stride; dlib-resnet: dlib's face-descriptor ResNet "
+            "(5.6 M parameters, weights from node_modules/@vladmandic/face-api: `npm ci`) with a head on all its stages",
+            "choices": ["resnet", "dlib-resnet"],
+        },
+    )
+    backbone_size: int = field(
+        default=112,
+        metadata={"help": "dlib-resnet: side the input is resized to inside the network (dlib: 150, works from 104; min 103)"},
+    )
+    backbone_lr: float = field(
+        default=5e-5,
+        metadata={"help": "dlib-resnet: Adam rate of the pretrained backbone, --lr is the head's (probe: 3e-4 diverged)"},
+    )
     pretrained: str = field(
         default="",
         metadata={

@@ -23,6 +23,7 @@ from torch import nn
 from torch.fx.experimental.optimization import fuse
 
 from .bundle import TTA_MODES, WEIGHT_DTYPES, BundleError, input_section, sha256_file, write_bundle
+from .config import TrainConfig
 from .data import scan
 from .data.dataset import load_images
 from .data.ferplus import SPLITS
@@ -140,6 +141,12 @@ def check_parity(model: nn.Module, path: Path, x: torch.Tensor) -> float:
     return err
 
 
+def architecture(cfg: TrainConfig) -> str:
+    if cfg.backbone == "dlib-resnet":  # the resize to the backbone's size is part of the graph
+        return f"dlib face-descriptor ResNet at {cfg.backbone_size} px, all-stage head"
+    return f"ResNet widths={list(cfg.widths)} blocks={list(cfg.blocks)} stem_stride={cfg.stem_stride}"
+
+
 def export_bundle(
     final_path: Path | str,
     out: Path,
@@ -203,7 +210,7 @@ def export_bundle(
             "sha256": "",
             "opset": OPSET,
             "networks": len(nets),
-            "architecture": f"ResNet widths={list(cfg.widths)} blocks={list(cfg.blocks)} stem_stride={cfg.stem_stride}",
+            "architecture": architecture(cfg),
             "parameters": count_parameters(ensemble),
             "weightDtype": weights,
             "testTimeAugmentation": tta,

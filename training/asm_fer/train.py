@@ -30,6 +30,7 @@ from .data import read_label_file, scan
 from .data.dataset import ImageSet, load_images, stratified_limit
 from .device import autocast, device_of, place, resolve_device, to_device
 from .distributed import World, all_sum, init_world, leave, wrap
+from .dlib_classifier import dlib_classifier, param_groups
 from .evaluate import accuracy, per_class_recall, predict_probs
 from .losses import mutual_weight, supervised, symmetric_kl
 from .mining import Subsets
@@ -78,7 +79,23 @@ def load_data(cfg: TrainConfig, *, save_labels: bool = True) -> Data:
     return Data(classes, train, load_images(valid_samples, spec, desc="decode valid"), noise.truly_noisy, true_labels)
 
 
-def build_nets(cfg: TrainConfig, num_classes: int) -> list[nn.Module]:
+def build_nets(cfg: TrainConfig, num_classes: int, *, pretrained: bool = True) -> list[nn.Module]:
+    """The run's networks, freshly initialised; a dlib backbone holds face-api's weights unless
+    `pretrained` is false (the caller loads a checkpoint over it)."""
+    if cfg.backbone == "dlib-resnet":
+        spec = input_spec(cfg)
+        return [
+            dlib_classifier(
+                num_classes,
+                in_channels=cfg.channels,
+                size=cfg.backbone_size,
+                mean=spec.mean[0],
+                std=spec.std[0],
+                dropout=cfg.dropout,
+                pretrained=pretrained,
+            )
+            for _ in range(cfg.networks)
+        ]
     return [
         ResNet(
             num_classes,
@@ -202,7 +219,7 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
     place(nets, device)
     models = wrap(nets, world, device)
     print(f"device: {device}, rank {world.rank} of {world.size}")
-    opt = torch.optim.Adam([p for net in nets for p in net.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam(param_groups(nets, backbone_lr=cfg.backbone_lr), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.epoch_lr_decay)
     state = MiningState()
     start_epoch = 1
@@ -383,7 +400,7 @@ def load_trained(path: Path | str) -> tuple[TrainConfig, list[nn.Module], dict[s
     """Rebuild the networks of a `final.pt` (eval mode) with its config and metadata."""
     final = torch.load(path, weights_only=False, map_location="cpu")
     cfg = TrainConfig.from_dict(final["config"])
-    nets = build_nets(cfg, len(final["classes"]))
+    nets = build_nets(cfg, len(final["classes"]), pretrained=False)
     for net, state in zip(nets, final["nets"], strict=True):
         net.load_state_dict(state)
         net.eval()
