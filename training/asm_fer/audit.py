@@ -1,6 +1,6 @@
 """Dataset audit: every labelled image of a dataset split checked against a model bundle's thresholds.
 
-The verdict is the service's (`src/audit/verdict.ts`) and training's Sample Mining rule on one
+The verdict is the service's (`src/audit/judge.ts`) and training's Sample Mining rule on one
 network output: clean if p(label) >= tau_c, noisy if p(label) < tau_n, ambiguous otherwise, with the
 per-class thresholds stored in the bundle. Inference runs in-process on the bundle's ONNX graph
 with the bundle's preprocessing, so a whole dataset is audited without a running service.
