@@ -77,19 +77,13 @@ def mine_epoch(
     sources = probs.mean(0, keepdims=True) if cfg.source == "ensemble" else probs  # (S, N, K), S = 1 or M
     previous = state.net_means if state.net_means is not None else [None] * len(sources)
     net_means = np.stack(
-        [
-            class_means(p, labels, statistic=cfg.statistic, previous=prev)  # type: ignore[arg-type]
-            for p, prev in zip(sources, previous, strict=True)
-        ]
+        [class_means(p, labels, statistic=cfg.statistic, previous=prev) for p, prev in zip(sources, previous, strict=True)]
     )  # (S, K)
     if state.net_means is not None and cfg.momentum > 0:
         net_means = cfg.momentum * state.net_means + (1 - cfg.momentum) * net_means
     mode: Literal["adaptive", "fixed"] = "fixed" if cfg.fixed_thresholds else "adaptive"
     net_thresholds = np.stack(
-        [
-            adaptive_thresholds(m, base=(cfg.t_noisy, cfg.t_clean), mode=mode, normalisation=cfg.normalisation)  # type: ignore[arg-type]
-            for m in net_means
-        ]
+        [adaptive_thresholds(m, base=(cfg.t_noisy, cfg.t_clean), mode=mode, normalisation=cfg.normalisation) for m in net_means]
     )  # (S, K, 2)
     if cfg.method == "oracle":  # the control: the true noise mask, thresholds still learned for the bundle
         if truly_noisy is None or not truly_noisy.any():
@@ -97,7 +91,7 @@ def mine_epoch(
         subsets = Subsets(clean=~truly_noisy, ambiguous=np.zeros_like(truly_noisy), noisy=truly_noisy.copy())
     else:
         rule = "codivision" if cfg.method == "codivision" else cfg.mining_rule
-        subsets = mine(probs, labels, net_thresholds, rule=rule)  # type: ignore[arg-type]
+        subsets = mine(probs, labels, net_thresholds, rule=rule)
     # one pair per class is what the service applies: with per-network sources, the mean over networks
     means, thresholds = net_means.mean(0), net_thresholds.mean(0)  # (K,), (K, 2)
     state.net_means, state.means, state.thresholds, state.epoch = net_means, means, thresholds, epoch

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -89,7 +89,12 @@ def report(cfg: TrainConfig, *, peak_seconds: float = 3.0, steps: int = 8) -> st
         "| mining engine | mining pass img/s | freeze (s) | mining / training time |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    rows = (("ce", False, "torch"), ("ce", True, "torch"), ("asm", True, "torch"), ("asm", True, "onnxruntime"))
+    rows: tuple[tuple[Literal["ce", "asm"], bool, Literal["torch", "onnxruntime"]], ...] = (
+        ("ce", False, "torch"),
+        ("ce", True, "torch"),
+        ("asm", True, "torch"),
+        ("asm", True, "onnxruntime"),
+    )
     for method, channels_last, engine in rows:
         c = training_cost(replace(cfg, method=method, eval_engine=engine), steps=steps, channels_last=channels_last)
         achieved = c["flops_per_image"] * c["train_images_per_s"] / 1e9

@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-
 from .transforms import InputSpec
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "models" / "bundle.schema.json"

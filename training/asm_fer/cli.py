@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .bundle import TTA_MODES, WEIGHT_DTYPES, BundleError
-from .config import add_config_arguments, config_from_args
+from .config import ConfigError, add_config_arguments, config_from_args
 from .data import FORMATS
 from .data.ferplus import DatasetLayoutError
 
@@ -177,5 +177,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (DatasetLayoutError, BundleError, FileNotFoundError) as err:
+    except (DatasetLayoutError, BundleError, ConfigError, FileNotFoundError) as err:
         parser.exit(2, f"asm-fer: error: {err}\n")

@@ -12,7 +12,12 @@ import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+
+class ConfigError(ValueError):
+    """A config value or key that is not allowed (the message names it and what is)."""
+
 
 RECIPE_EPOCHS = 100  # MAN's schedule: 100 epochs, lr x0.9 per epoch, the lambda ramp over E = 100
 
@@ -21,11 +26,10 @@ RECIPE_EPOCHS = 100  # MAN's schedule: 100 epochs, lr x0.9 per epoch, the lambda
 class TrainConfig:
     # data
     data: str = field(default="../shared/data/ferplus", metadata={"help": "dataset root (FER+ layout)"})
-    dataset: str = field(
+    dataset: Literal["ferplus", "rafdb", "affectnet", "affectnet7", "imagefolder", "manifest"] = field(
         default="ferplus",
         metadata={
             "help": "dataset layout",
-            "choices": ["ferplus", "rafdb", "affectnet", "affectnet7", "imagefolder", "manifest"],
             "aliases": ["--format"],
         },
     )
@@ -38,14 +42,13 @@ class TrainConfig:
         default=-1, metadata={"help": "validate on a class-stratified subset of about N samples (-1 = as --limit, 0 = all)"}
     )
     # model and input
-    method: str = field(
+    method: Literal["ce", "ce2", "asm", "asm-fixed", "codivision", "oracle"] = field(
         default="ce",
         metadata={
             "help": "ce: one network, CE; ce2: two networks, CE, ensembled; asm: adaptive thresholds + tri-regularisation; "
             "asm-fixed: asm with fixed [T_n, T_c]; codivision: MAN's co-division mining + tri-regularisation; "
             "oracle: tri-regularisation on the true noise mask (clean = right labels, noisy = wrong ones; a control "
             "that needs a known mask: sym-<r> or crowd-1 noise)",
-            "choices": ["ce", "ce2", "asm", "asm-fixed", "codivision", "oracle"],
         },
     )
     widths: tuple[int, ...] = field(default=(32, 64, 128, 256), metadata={"help": "channels per ResNet stage"})
@@ -53,12 +56,11 @@ class TrainConfig:
     stem_stride: int = field(default=2, metadata={"help": "stride of the 3x3 stem (2 keeps 48x48 training CPU-sized)"})
     dropout: float = field(default=0.0, metadata={"help": "dropout before the classifier"})
     # face-pretrained backbone (issue 16, 2b): the paper starts both networks from a face-recognition ResNet
-    backbone: str = field(
+    backbone: Literal["resnet", "dlib-resnet"] = field(
         default="resnet",
         metadata={
             "help": "resnet: the ResNet of --widths/--blocks/--stem-stride; dlib-resnet: dlib's face-descriptor ResNet "
             "(5.6 M parameters, weights from node_modules/@vladmandic/face-api: `npm ci`) with a head on all its stages",
-            "choices": ["resnet", "dlib-resnet"],
         },
     )
     backbone_size: int = field(
@@ -78,12 +80,11 @@ class TrainConfig:
             "initialisation and are listed"
         },
     )
-    weak_view: str = field(
+    weak_view: Literal["recipe", "reframe"] = field(
         default="recipe",
         metadata={
             "help": "training view: recipe (MAN's weak view) | reframe (adds zoom out/in, roll and resampling blur, "
             "so that crops of a face detector read like FER2013's own; issue 8)",
-            "choices": ["recipe", "reframe"],
         },
     )
     stability: float = field(
@@ -117,7 +118,7 @@ class TrainConfig:
     # thresholds exported with the model (Adaptive Threshold Learning, asm-method.md)
     t_noisy: float = field(default=0.2, metadata={"help": "base noisy threshold T_n (supplement: best pair [0.2, 0.8])"})
     t_clean: float = field(default=0.8, metadata={"help": "base clean threshold T_c (supplement: best pair [0.2, 0.8])"})
-    threshold_mode: str = field(default="adaptive", metadata={"help": "adaptive | fixed", "choices": ["adaptive", "fixed"]})
+    threshold_mode: Literal["adaptive", "fixed"] = field(default="adaptive", metadata={"help": "adaptive | fixed"})
     # ASM (asm-method.md); the paper's 100-epoch recipe warms up for 10 epochs
     warmup_epochs: int = field(
         default=3, metadata={"help": "CE warm-up epochs before mining (recipe: 10 of 100)", "aliases": ["--warmup"]}
@@ -125,61 +126,54 @@ class TrainConfig:
     omega: float = field(default=0.6, metadata={"help": "weight of mutual learning on ambiguous samples (supplement: 0.6)"})
     gamma: float = field(default=1.0, metadata={"help": "weight of consistency on noisy samples (supplement: 1.0)"})
     beta: float = field(default=0.65, metadata={"help": "lambda ramp shape (supplement sweep, best on RAF-DB: 0.65)"})
-    statistic: str = field(
+    statistic: Literal["given-label", "mean-class-prob", "predicted-max"] = field(
         default="given-label",
-        metadata={"help": "class statistic mu_k", "choices": ["given-label", "mean-class-prob", "predicted-max"]},
+        metadata={"help": "class statistic mu_k"},
     )
-    normalisation: str = field(
-        default="max", metadata={"help": "rho_k = mu_k / max mu (max) or mu_k (none)", "choices": ["max", "none"]}
-    )
-    source: str = field(
+    normalisation: Literal["max", "none"] = field(default="max", metadata={"help": "rho_k = mu_k / max mu (max) or mu_k (none)"})
+    source: Literal["ensemble", "per-network"] = field(
         default="ensemble",
         metadata={
             "help": "probabilities mu_k comes from: the ensemble, or each network for its own thresholds",
-            "choices": ["ensemble", "per-network"],
         },
     )
     momentum: float = field(default=0.0, metadata={"help": "moving average of mu across epochs (0 = each epoch alone)"})
-    mining_rule: str = field(
+    mining_rule: Literal["ensemble", "both-nets"] = field(
         default="ensemble",
-        metadata={"help": "ensemble | both-nets (codivision: use --method)", "choices": ["ensemble", "both-nets"]},
+        metadata={"help": "ensemble | both-nets (codivision: use --method)"},
     )
-    mining_view: str = field(
+    mining_view: Literal["weak", "plain"] = field(
         default="weak",
         metadata={
             "help": "view used to mine (MAN: weak; plain: un-augmented images, which change subset less between epochs)",
-            "choices": ["weak", "plain"],
         },
     )
-    strong_view: str = field(
+    strong_view: Literal["man", "harsh"] = field(
         default="man",
         metadata={
             "help": "strong view of the consistency term: man (MAN's RandAugment scaled to 48 px: 2 ops each with p=.5 "
             "incl. identity, translate 4.5 %, posterize 4 bits, cutout 0.5 % of the area) | harsh (the view before "
             "issue 16: 2 ops always, translate 30 %, posterize 2-3 bits, solarize, cutout 25 % of the area)",
-            "choices": ["man", "harsh"],
         },
     )
     detach_mutual: bool = field(default=False, metadata={"help": "treat the peer's distribution as a fixed target"})
     detach_consistency: bool = field(default=False, metadata={"help": "treat the weak view as a fixed target"})
-    forward: str = field(
+    forward: Literal["concat", "separate"] = field(
         default="concat",
         metadata={
             "help": "concat: one forward per net for all subsets (faster); "
             "separate: one per subset (MAN; BN statistics per subset)",
-            "choices": ["concat", "separate"],
         },
     )
     # run
     seed: int = field(default=0, metadata={"help": "seed for weights, shuffling, augmentation and noise"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA when available, else CPU) | cpu | cuda | cuda:N"})
     threads: int = field(default=2, metadata={"help": "torch intra-op threads"})
-    eval_engine: str = field(
+    eval_engine: Literal["auto", "torch", "onnxruntime"] = field(
         default="auto",
         metadata={
             "help": "engine of the no-grad passes (mining, evaluation): auto = onnxruntime on the CPU "
             "(about 2x faster there), PyTorch on CUDA",
-            "choices": ["auto", "torch", "onnxruntime"],
         },
     )
     eval_batch_size: int = field(default=512, metadata={"help": "batch size for evaluation passes"})
@@ -201,6 +195,14 @@ class TrainConfig:
             "same data, labels, seed, network and schedule; only the method and its ASM options may differ"
         },
     )
+
+    def __post_init__(self) -> None:
+        # flags are checked by argparse; this also catches values from a --config file or from_dict
+        hints = typing.get_type_hints(TrainConfig)
+        for f in dataclasses.fields(self):
+            allowed = choices_of(hints[f.name])
+            if allowed is not None and getattr(self, f.name) not in allowed:
+                raise ConfigError(f"{f.name} must be one of {', '.join(allowed)}; got {getattr(self, f.name)!r}")
 
     def without(self, names: frozenset[str]) -> dict[str, Any]:
         """The config as a dict minus `names`: what two runs must share to be comparable."""
@@ -231,7 +233,7 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise ValueError(f"unknown config keys {unknown}; known: {sorted(names)}")
+            raise ConfigError(f"unknown config keys {unknown}; known: {sorted(names)}")
         fixed: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
         return cls(**fixed)
 
@@ -254,9 +256,17 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def choices_of(tp: Any) -> tuple[Any, ...] | None:
+    """The allowed values of a Literal-typed field (None for other types): the one list of choices,
+    used by the flags' --help and checked again for values that come from a --config file."""
+    return typing.get_args(tp) if typing.get_origin(tp) is Literal else None
+
+
 def _arg_type(tp: Any) -> tuple[Any, str | None]:
     if tp is bool:
         return _parse_bool, None
+    if typing.get_origin(tp) is Literal:
+        return str, None
     if typing.get_origin(tp) is tuple:
         return typing.get_args(tp)[0], "+"
     return tp, None
@@ -276,7 +286,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             dest=f.name,
             type=tp,
             nargs=nargs,
-            choices=f.metadata.get("choices"),
+            choices=choices_of(hints[f.name]),
             default=argparse.SUPPRESS,
             help=f"{f.metadata.get('help', '')} (default: {shown})".replace("%", "%%"),  # argparse formats help with %
         )

@@ -33,3 +33,16 @@ def test_round_trip_and_unknown_keys() -> None:
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(ValueError, match="unknown config keys \\['epoch'\\]"):
         TrainConfig.from_dict({"epoch": 3})
+
+
+def test_a_config_file_value_outside_the_choices_is_refused_by_name(tmp_path: Path) -> None:
+    from asm_fer.cli import main
+    from asm_fer.config import ConfigError
+
+    with pytest.raises(ConfigError, match="strong_view must be one of man, harsh; got 'wild'"):
+        TrainConfig.from_dict({"strong_view": "wild"})
+    cfg = tmp_path / "run.json"
+    cfg.write_text('{"method": "asmx"}')
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--config", str(cfg)])
+    assert exc.value.code == 2
