@@ -14,7 +14,7 @@ from .config import TrainConfig
 from .device import autocast, place, resolve_device, to_device
 from .frozen import freeze
 from .losses import supervised
-from .train import build_nets
+from .run import build_nets
 
 
 def matmul_peak(threads: int, *, n: int = 2048, seconds: float = 3.0) -> float:

@@ -28,7 +28,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from .export import export_bundle
-    from .train import FINAL
+    from .run import FINAL
 
     export_bundle(Path(args.run) / FINAL, Path(args.out), name=args.name, data_root=args.data, weights=args.weights, tta=args.tta)
     return 0

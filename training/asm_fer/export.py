@@ -29,7 +29,7 @@ from .data.dataset import load_images
 from .data.ferplus import SPLITS
 from .evaluate import accuracy, per_class_recall
 from .resnet import Ensemble, count_parameters
-from .train import final_model_thresholds, input_spec, load_data, load_trained
+from .run import final_model_thresholds, input_spec, load_data, load_trained
 from .transforms import InputSpec, normalise
 
 OPSET = 17

@@ -139,7 +139,8 @@ def tiny_config(data: Path, run_dir: Path) -> TrainConfig:
 def make_fixtures(out: Path) -> Path:
     """Dataset, trained tiny bundle and parity vectors under `out`; returns the bundle folder."""
     from .export import export_bundle
-    from .train import input_spec, train
+    from .run import input_spec
+    from .train import train
 
     data = write_ferplus_fixture(out / "ferplus")
     cfg = tiny_config(data, out / "run")

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from .config import METHOD_FIELDS, TrainConfig
-from .train import FINAL
+from .run import FINAL
 
 METHOD_ORDER = ("ce", "ce2", "asm", "asm-fixed", "codivision", "oracle")
 FINAL_JSON = "final.json"  # what `keep` writes beside config.json and metrics.jsonl

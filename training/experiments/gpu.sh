@@ -5,7 +5,7 @@
 # There: the image's own python3 (PyTorch with CUDA; the repo's pinned CPU torch is not installed), the
 # package from the working tree (PYTHONPATH), PAR rows at once (the views are made on the CPU, 16 cores).
 # Rows, in order until DEADLINE seconds have passed (rows started by then run to their end or the limit):
-#   regime-gpu: the regime budget of regime.sh (4,000 images drawn from the packed subset, so not the
+#   regime-gpu: the regime budget of regime.sh (1,500 images drawn from the packed subset, so not the
 #               CPU rows' images) for sym-0.3 x ce2, asm, oracle, asm-fixed at seeds 0, 1, 2, then ce;
 #   paper-gpu:  the paper's scale as far as the data travels: all packed images, the full-width ResNet,
 #               40 epochs of the recipe's schedule (10 warm-up), sym-0.3 x ce2 and asm, seed 0.
@@ -26,7 +26,7 @@ python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.i
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 test -f "$DATA/FER2013Train/label.csv" || { echo "no $DATA: run training/experiments/gpu-pack.sh and carry it"; exit 2; }
 
-REGIME="--limit 4000 --valid-limit 0 --widths 16 32 64 128 --epochs 30 --warmup-epochs 5 --batch-size 32 --lr-decay 0.97"
+REGIME="--limit 1500 --valid-limit 0 --widths 16 32 64 128 --epochs 60 --warmup-epochs 10 --batch-size 32 --lr-decay 0.97"
 PAPER="--widths 32 64 128 256 --epochs 40 --warmup-epochs 10"
 ROWS=()
 for seed in 0 1 2; do

@@ -12,7 +12,8 @@ from asm_fer.dlib_resnet import load_dlib_resnet
 from asm_fer.export import export_bundle
 from asm_fer.fixtures import tiny_config
 from asm_fer.resnet import ResNet
-from asm_fer.train import build_nets, load_trained, train
+from asm_fer.run import build_nets, load_trained
+from asm_fer.train import train
 
 
 def test_grey_48px_input_gives_logits_and_trains_the_backbone() -> None:

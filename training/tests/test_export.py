@@ -24,7 +24,7 @@ from asm_fer.export import (
     store_float16,
 )
 from asm_fer.resnet import Ensemble
-from asm_fer.train import load_trained
+from asm_fer.run import load_trained
 from asm_fer.transforms import normalise, preprocess_file
 
 

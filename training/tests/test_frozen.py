@@ -8,7 +8,7 @@ from asm_fer.asm import net_probabilities
 from asm_fer.config import TrainConfig
 from asm_fer.evaluate import predict_probs
 from asm_fer.frozen import resolve_engine
-from asm_fer.train import build_nets
+from asm_fer.run import build_nets
 from asm_fer.transforms import InputSpec
 
 

@@ -9,7 +9,8 @@ import pytest
 from asm_fer.cli import main
 from asm_fer.fixtures import tiny_config
 from asm_fer.report import find_runs
-from asm_fer.train import FINAL, train
+from asm_fer.run import FINAL
+from asm_fer.train import train
 
 
 def test_report_tabulates_finished_and_running_runs(

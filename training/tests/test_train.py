@@ -11,7 +11,8 @@ import torch
 from asm_fer.device import resolve_device
 from asm_fer.fixtures import tiny_config
 from asm_fer.resnet import ResNet, load_torchvision_weights
-from asm_fer.train import CHECKPOINT, input_spec, load_trained, train
+from asm_fer.run import CHECKPOINT, input_spec, load_trained
+from asm_fer.train import train
 from asm_fer.transforms import normalise, weak_view
 
 
