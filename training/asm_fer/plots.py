@@ -17,10 +17,10 @@ if TYPE_CHECKING:
     from .report import RunRow
 
 
-def _save(fig: Figure, metrics: Path, out: Path) -> Path:
+def _save(fig: Figure, metrics: Path, out: Path, *, title: str | None = None) -> Path:
     for ax in fig.axes:
         ax.grid(alpha=0.3)
-    fig.suptitle(metrics.parent.name)
+    fig.suptitle(title or metrics.parent.name)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
@@ -65,7 +65,7 @@ def plot_mining(metrics: Path, out: Path) -> Path | None:
     return _save(fig, metrics, out)
 
 
-def plot_regime(rows: Sequence[RunRow], out: Path) -> Path:
+def plot_regime(rows: Sequence[RunRow], out: Path, *, title: str = "") -> Path:
     """Per label set (a row of panels), over epochs and for each method (seed 0, or the lowest seed):
     Valid accuracy, the share of wrong labels the model fits, and mining F1."""
     noises = sorted({r.noise for r in rows if r.curve})
@@ -92,4 +92,4 @@ def plot_regime(rows: Sequence[RunRow], out: Path) -> Path:
         for ax in ax_row:
             if ax.lines:
                 ax.legend(fontsize=7)
-    return _save(fig, out, out)
+    return _save(fig, out, out, title=title or "Valid accuracy, wrong labels fitted and mining F1 per epoch")

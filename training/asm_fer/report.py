@@ -236,7 +236,7 @@ def report(roots: Sequence[Path], *, table: str = "e2", plot: Path | None = None
     if plot is not None:
         from .plots import plot_regime
 
-        plot_regime(rows, plot)
+        plot_regime(rows, plot, title=", ".join(map(str, roots)))
     if table == "regime":
         return regime_table(rows)
     recall, seeds = recall_table(rows), seed_table(rows)
