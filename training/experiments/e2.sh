@@ -5,12 +5,13 @@
 #   training/experiments/e2.sh [DATA] [RUNS]     # defaults: ../shared/data/ferplus training/runs/e2
 #   E2_ROWS="sym-0.2:ce2 sym-0.2:asm" training/experiments/e2.sh   # only these rows, in this order
 #   E2_SEED=1 training/experiments/e2.sh ../shared/data/ferplus training/runs/e2-seed1   # a replicate
-# Then: training/.venv/bin/asm-fer report training/runs/e2
+# Then: training/.venv/bin/asm-fer report training/results/e2   (the finished rows, kept by the queue)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source training/experiments/queue.sh
 DATA=${1:-../shared/data/ferplus}
 RUNS=${2:-training/runs/e2}
+RESULTS=${RESULTS-training/results/e2/seed${E2_SEED:-0}}  # finished rows kept here for the tables (RESULTS= to skip)
 # The fixed budget of every row: a half-width ResNet (two of them stay under 10 MB as ONNX),
 # 12 epochs with 2 of warm-up, seed 0 (E2_SEED for replicates), the default augmentation and schedule.
 WARMUP=2
