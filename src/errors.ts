@@ -87,10 +87,16 @@ export class NotFound extends AppError {
   readonly title = 'Not found';
 }
 
+/** The path exists but not with this method; `allow` lists the methods it has (sent as Allow, RFC 9110 15.5.6). */
 export class MethodNotAllowed extends AppError {
   readonly status = 405;
   readonly slug = 'method-not-allowed';
   readonly title = 'Method not allowed';
+  override readonly headers: Record<string, string>;
+  constructor(detail: string, allow: readonly string[]) {
+    super(detail);
+    this.headers = { Allow: allow.join(', ') };
+  }
 }
 
 /** 503: the service cannot answer now; the client should retry after `retryAfter` seconds. */
