@@ -81,6 +81,18 @@ export class PayloadTooLarge extends ImageError {
   readonly title = 'Payload too large';
 }
 
+/** The images of a request decode to more pixels than ASM_FER_REQUEST_PIXEL_BUDGET; refused from their headers. */
+export class PixelBudgetExceeded extends AppError {
+  readonly status = 413;
+  readonly slug = 'payload-too-large';
+  readonly title = 'Payload too large';
+  override readonly extras: Record<string, unknown>;
+  constructor(detail: string, budget: string, limit: number, pixels: number) {
+    super(detail);
+    this.extras = { budget, limit, pixels };
+  }
+}
+
 export class NotFound extends AppError {
   readonly status = 404;
   readonly slug = 'not-found';

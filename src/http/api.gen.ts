@@ -782,7 +782,8 @@ export interface components {
             };
         };
         /**
-         * @description Not ready (`not-ready`), the inference queue is full (`overloaded`), the request timed out (`request-timeout`),
+         * @description Not ready (`not-ready`), the inference queue is full or the decoded-pixel budget of the process is spent
+         *     (`overloaded`), the request timed out (`request-timeout`),
          *     its session worker died (`inference-interrupted`) or the audit trail cannot be written or read
          *     (`audit-store-unavailable`); retry after the given seconds.
          */

@@ -122,8 +122,9 @@ export const notFound: RequestHandler = (req, _res, next) => {
 /** Writes `err` as problem+json (or a 500 without internals), logs it and counts the rejection by reason. */
 export function sendProblem(err: unknown, req: Request, res: Response, logger: Logger, metrics: Pick<Metrics, 'recordRejection'>): void {
   const log = (res.locals.log as Logger | undefined) ?? logger;
-  // A late failure of a request already answered (e.g. after its timeout): nothing more to say to the client.
-  if (res.writableEnded) {
+  // A late failure of a request already answered (e.g. after its timeout) or whose client has gone: nothing more to
+  // say to anyone.
+  if (res.writableEnded || req.socket.destroyed) {
     log.debug({ err }, 'failure after the response was sent');
     return;
   }
