@@ -31,6 +31,14 @@ export const configSchema = z.object({
   ASM_FER_MAX_FILE_BYTES: int(1, 1024 * MiB).default(10 * MiB).describe('Largest accepted image part, in bytes.'),
   ASM_FER_MAX_FILES: int(1, 1024).default(32).describe('Most images in one request (image parts, or the batch dimension of a v2 tensor).'),
   ASM_FER_MAX_PIXELS: int(1, 1_000_000_000).default(40_000_000).describe('Largest accepted image area (width x height), checked before decoding.'),
+  // Decoded RGB costs about 3.3 bytes a pixel while held (bench/memory-abuse.ts); 160 M pixels, about 530 MB, plus the
+  // models, the heap and what the garbage collector has not yet freed keeps the process under its 1.5 GiB ceiling.
+  ASM_FER_REQUEST_PIXEL_BUDGET: int(1, 10_000_000_000)
+    .default(80_000_000)
+    .describe("Most decoded pixels one request may cost: every image's area, plus the detector's letterbox and the face crops when detecting; checked from the headers before decoding, 413 beyond."),
+  ASM_FER_PROCESS_PIXEL_BUDGET: int(1, 10_000_000_000)
+    .default(160_000_000)
+    .describe('Most decoded pixels all requests in progress may hold at once (at least ASM_FER_REQUEST_PIXEL_BUDGET); a request that would pass it gets 503 with Retry-After.'),
   ASM_FER_MAX_JSON_BYTES: int(1024, 1024 * MiB)
     .default(16 * MiB)
     .describe('Largest accepted JSON request body (the v2 infer tensor), in bytes.'),
@@ -99,6 +107,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     // A secret is named, never echoed.
     const shown = key === 'ASM_FER_API_KEY' ? '(hidden)' : JSON.stringify(env[key] ?? '');
     throw new ConfigError(`invalid ${key}=${shown}: ${issue?.message ?? 'invalid value'}`);
+  }
+  const { ASM_FER_REQUEST_PIXEL_BUDGET: perRequest, ASM_FER_PROCESS_PIXEL_BUDGET: perProcess } = parsed.data;
+  if (perProcess < perRequest) {
+    throw new ConfigError(`invalid ASM_FER_PROCESS_PIXEL_BUDGET=${JSON.stringify(String(perProcess))}: must be at least ASM_FER_REQUEST_PIXEL_BUDGET (${perRequest})`);
   }
   return Object.freeze({
     ...parsed.data,

@@ -81,16 +81,34 @@ export class PayloadTooLarge extends ImageError {
   readonly title = 'Payload too large';
 }
 
+/** The images of a request decode to more pixels than ASM_FER_REQUEST_PIXEL_BUDGET; refused from their headers. */
+export class PixelBudgetExceeded extends AppError {
+  readonly status = 413;
+  readonly slug = 'payload-too-large';
+  readonly title = 'Payload too large';
+  override readonly extras: Record<string, unknown>;
+  constructor(detail: string, budget: string, limit: number, pixels: number) {
+    super(detail);
+    this.extras = { budget, limit, pixels };
+  }
+}
+
 export class NotFound extends AppError {
   readonly status = 404;
   readonly slug = 'not-found';
   readonly title = 'Not found';
 }
 
+/** The path exists but not with this method; `allow` lists the methods it has (sent as Allow, RFC 9110 15.5.6). */
 export class MethodNotAllowed extends AppError {
   readonly status = 405;
   readonly slug = 'method-not-allowed';
   readonly title = 'Method not allowed';
+  override readonly headers: Record<string, string>;
+  constructor(detail: string, allow: readonly string[]) {
+    super(detail);
+    this.headers = { Allow: allow.join(', ') };
+  }
 }
 
 /** 503: the service cannot answer now; the client should retry after `retryAfter` seconds. */

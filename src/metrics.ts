@@ -63,6 +63,27 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     buckets: [0, 1, 2, 4, 8, 16, 32],
     registers: [registry],
   });
+  const cancelledRequests = new Counter({
+    name: `${PREFIX}cancelled_requests_total`,
+    help: 'Requests whose work was cancelled before it finished, by reason: timeout (answered 503 request-timeout) or client-gone (the connection closed first).',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  const cancelledImages = new Counter({
+    name: `${PREFIX}cancelled_images_total`,
+    help: 'Work skipped because its request was cancelled, in images (faces for inference), by the stage that skipped it: decode, detection or inference.',
+    labelNames: ['stage'] as const,
+    registers: [registry],
+  });
+  let pixelsInUse: () => number = () => 0;
+  new Gauge({
+    name: `${PREFIX}decoded_pixels_reserved`,
+    help: 'Decoded pixels reserved by requests in progress against ASM_FER_PROCESS_PIXEL_BUDGET.',
+    registers: [registry],
+    collect() {
+      this.set(pixelsInUse());
+    },
+  });
   let queued: () => number = () => 0;
   new Gauge({
     name: `${PREFIX}queue_depth`,
@@ -163,6 +184,16 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     /** `depth` is read at scrape time (the current model's batcher). */
     trackQueueDepth(depth: () => number) {
       queued = depth;
+    },
+    recordCancelledRequest(reason: 'timeout' | 'client-gone') {
+      cancelledRequests.inc({ reason });
+    },
+    recordCancelledImages(stage: 'decode' | 'detection' | 'inference', n: number) {
+      if (n > 0) cancelledImages.inc({ stage }, n);
+    },
+    /** `inUse` is read at scrape time (the pixel budget). */
+    trackPixels(inUse: () => number) {
+      pixelsInUse = inUse;
     },
     recordRejection(reason: string) {
       rejected.inc({ reason });

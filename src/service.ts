@@ -8,6 +8,7 @@ import { openAuditTrail, type AuditTrail, type AuditTrailOptions } from './audit
 import type { Config } from './config.js';
 import { DETECTOR_VARIANTS } from './faces/blazeface.js';
 import { FaceDetector, type DetectorOptions } from './faces/detector.js';
+import { PixelBudget, type PixelBudgetOptions } from './image/pixel-budget.js';
 import type { HttpApp } from './http/deps.js';
 import { createHttpApp } from './http/server.js';
 import { ModelHost, startModel, type BatchSettings, type LoadedModel, type SessionSettings } from './inference/model-host.js';
@@ -37,6 +38,7 @@ export function moduleOptions(config: Config): {
   sessions: SessionSettings;
   batching: BatchSettings;
   detector: DetectorOptions;
+  pixels: PixelBudgetOptions;
   trail: AuditTrailOptions;
 } {
   const providers = { preferredProviders: config.ASM_FER_EXECUTION_PROVIDERS, intraOpThreads: config.ASM_FER_INTRA_OP_THREADS };
@@ -50,6 +52,7 @@ export function moduleOptions(config: Config): {
       iouThreshold: config.ASM_FER_DETECT_IOU,
       maxFaces: config.ASM_FER_DETECT_MAX_FACES,
     },
+    pixels: { perRequest: config.ASM_FER_REQUEST_PIXEL_BUDGET, perProcess: config.ASM_FER_PROCESS_PIXEL_BUDGET },
     trail: {
       dir: config.ASM_FER_DATA_DIR,
       maxBytes: config.ASM_FER_AUDIT_MAX_BYTES,
@@ -131,6 +134,8 @@ export async function startService(config: Config, hooks: ServiceHooks = {}): Pr
     logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'live audit windows start empty: the audit trail cannot be read now');
   }
 
+  const pixels = new PixelBudget(moduleOptions(config).pixels);
+  metrics.trackPixels(() => pixels.inUse);
   metrics.trackQueueDepth(() => host.current.inference.queued);
   metrics.trackAuditStats(() => {
     const { manifest } = host.current;
@@ -143,7 +148,7 @@ export async function startService(config: Config, hooks: ServiceHooks = {}): Pr
     },
   };
   const { version } = JSON.parse(readFileSync(PACKAGE_JSON, 'utf8')) as { version: string };
-  const app = createHttpApp({ config, host, detector: models.detector, metrics, logger, readiness, trail, apiSpecPath: API_SPEC_PATH, serverVersion: version });
+  const app = createHttpApp({ config, host, detector: models.detector, pixels, metrics, logger, readiness, trail, apiSpecPath: API_SPEC_PATH, serverVersion: version });
   const close = async () => {
     await models.close();
     trail.store.close();

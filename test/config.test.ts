@@ -28,6 +28,13 @@ describe('loadConfig', () => {
     expect(loadConfig({ ASM_FER_WORKERS: '' }).ASM_FER_WORKERS).toBe(1);
   });
 
+  it('has decoded-pixel budgets of 80 M per request and 160 M for the process, and refuses a process budget below the request one', () => {
+    expect(loadConfig({})).toMatchObject({ ASM_FER_REQUEST_PIXEL_BUDGET: 80_000_000, ASM_FER_PROCESS_PIXEL_BUDGET: 160_000_000 });
+    const attempt = () => loadConfig({ ASM_FER_REQUEST_PIXEL_BUDGET: '1000', ASM_FER_PROCESS_PIXEL_BUDGET: '999' });
+    expect(attempt).toThrow(ConfigError);
+    expect(attempt).toThrow(/^invalid ASM_FER_PROCESS_PIXEL_BUDGET="999": must be at least ASM_FER_REQUEST_PIXEL_BUDGET \(1000\)$/);
+  });
+
   it('returns a frozen object', () => {
     const c = loadConfig({});
     expect(Object.isFrozen(c)).toBe(true);

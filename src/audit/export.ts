@@ -29,15 +29,35 @@ export const CSV_COLUMNS = [
   'probabilities',
 ] as const;
 
-/** Client-chosen text starting like a formula would run in a spreadsheet (CSV injection); a leading ' defuses it. */
-const FORMULA_START = /^[=+\-@\t\r]/;
+/** Characters that make a spreadsheet read a cell as a formula (CSV injection). */
+const FORMULA_TRIGGERS = new Set(['=', '+', '-', '@', '\t', '\r']);
+/** Characters a spreadsheet may be told to split cells on. */
+const SEPARATORS = new Set([',', ';', '\t', '\r', '\n']);
 
-/** RFC 4180: quote a cell holding a comma, quote or line break, doubling its quotes. */
+/**
+ * `text` with a ' before every formula trigger that could start a cell: at its start or after a separator (spaces
+ * skipped), so `;=cmd|' /C calc'!A0;` becomes `;'=cmd|' /C calc'!A0;` and no split, on whatever separator, is a formula.
+ */
+function defuseFormulas(text: string): string {
+  let out = '';
+  let cellStart = true;
+  for (const ch of text) {
+    if (cellStart && FORMULA_TRIGGERS.has(ch)) out += "'";
+    out += ch;
+    if (SEPARATORS.has(ch)) cellStart = true;
+    else if (ch !== ' ') cellStart = false;
+  }
+  return out;
+}
+
+/** Cells holding any separator, a quote or a line break are quoted (RFC 4180, doubling quotes). */
+const NEEDS_QUOTES = /[",;\t\r\n]/;
+
 function cell(value: string | number | boolean | null): string {
   if (value === null) return '';
   if (typeof value !== 'string') return String(value);
-  const text = FORMULA_START.test(value) ? `'${value}` : value;
-  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+  const text = defuseFormulas(value);
+  return NEEDS_QUOTES.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
 function csvRow(r: AuditRecord): string {

@@ -1,9 +1,11 @@
 // The face detector: BlazeFace in its own session worker (session.run would otherwise block the event loop), fed a
-// letterboxed image and answered with faces in the image's pixels.
+// letterboxed image and answered with faces in the image's pixels. Images wait for the worker in a queue of their own
+// (a Batcher of one), so those of a cancelled request leave it instead of running after their answer.
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { BundleError } from '../errors.js';
 import { letterbox, type Letterbox, type RgbImage } from '../image/decode.js';
+import { Batcher } from '../inference/batcher.js';
 import type { OutputTensor } from '../onnx/protocol.js';
 import { SessionPool, type PoolOptions } from '../onnx/session-pool.js';
 import type { Metrics } from '../metrics.js';
@@ -64,20 +66,32 @@ async function verifySha256(variant: DetectorVariant): Promise<void> {
   if (digest !== variant.sha256) throw new BundleError(`${variant.modelPath} has sha256 ${digest}, expected ${variant.sha256}`);
 }
 
+/** Letterboxed images allowed to wait for the detector; admission and the pixel budget bound it long before this. */
+const MAX_DETECTOR_QUEUE = 100_000;
+
+type DetectorMetrics = Pick<Metrics, 'observeDetection' | 'recordCancelledImages'>;
+
 export class FaceDetector {
   private readonly anchorPoints: Point[];
+  /** Letterboxed 8-bit images (a quarter of their float input's size) waiting for the one session worker. */
+  private readonly queue: Batcher<RgbImage, Detection[]>;
 
   private constructor(
     private readonly pool: SessionPool,
     readonly variant: DetectorVariant,
     readonly settings: DetectorSettings,
-    private readonly metrics?: Pick<Metrics, 'observeDetection'>,
+    private readonly metrics?: Partial<DetectorMetrics>,
   ) {
     this.anchorPoints = anchors(variant.layers);
+    this.queue = new Batcher(
+      async ([image]) => [await this.run(detectorInput(image as RgbImage))],
+      { maxBatchSize: 1, maxQueueDelayMs: 0, maxQueue: MAX_DETECTOR_QUEUE, maxInFlight: 1 },
+      { onCancelled: (n) => this.metrics?.recordCancelledImages?.('detection', n) },
+    );
   }
 
   /** Verifies the model file, starts one session worker and warms it with a black image. */
-  static async start(opts: DetectorOptions, metrics?: Pick<Metrics, 'observeDetection'>, extra: Partial<PoolOptions> = {}): Promise<FaceDetector> {
+  static async start(opts: DetectorOptions, metrics?: Partial<DetectorMetrics>, extra: Partial<PoolOptions> = {}): Promise<FaceDetector> {
     const { variant } = opts;
     await verifySha256(variant);
     const [first, ...rest] = variant.outputs.flatMap((o) => [o.scores, o.boxes]) as [string, ...string[]];
@@ -107,13 +121,20 @@ export class FaceDetector {
     return { name: this.variant.name, source: DETECTOR_SOURCE, inputSize: this.variant.size, executionProvider: this.pool.executionProvider, ...this.settings };
   }
 
-  /** Faces in `img` (upright RGB at its own size), at most maxFaces of the best, in reading order. */
-  async detect(img: RgbImage): Promise<Face[]> {
+  /**
+   * Faces in `img` (upright RGB at its own size), at most maxFaces of the best, in reading order. Once `signal` aborts
+   * the image is not letterboxed or leaves the queue, and the promise rejects with its reason.
+   */
+  async detect(img: RgbImage, signal?: AbortSignal): Promise<Face[]> {
+    if (signal?.aborted) {
+      this.metrics?.recordCancelledImages?.('detection', 1);
+      throw signal.reason;
+    }
     const started = performance.now();
     const { image, box } = await letterbox(img, this.variant.size);
-    const detections = await this.run(detectorInput(image));
+    const [detections] = (await this.queue.run([image], signal)) as [Detection[]];
     const faces = readingOrder(suppress(detections, this.settings.iouThreshold, this.settings.maxFaces).map((d) => toImageFace(d, box)));
-    this.metrics?.observeDetection((performance.now() - started) / 1000, faces.length);
+    this.metrics?.observeDetection?.((performance.now() - started) / 1000, faces.length);
     return faces;
   }
 

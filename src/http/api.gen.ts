@@ -68,8 +68,10 @@ export interface paths {
          * @description Filters combine with AND. Pages are cut by `limit`; pass the previous page's `nextCursor` as `cursor` for the
          *     next one (records added meanwhile do not shift pages). CSV and JSON Lines carry the next cursor in the
          *     `X-Next-Cursor` header (absent on the last page); every format also gets a `Link: <...>; rel="next"` header.
-         *     CSV cells that start with `=`, `+`, `-`, `@`, tab or carriage return get a leading `'` so spreadsheets do not
-         *     run them as formulas. Needs `Authorization: Bearer <ASM_FER_API_KEY>` when a key is configured.
+         *     CSV: a text cell that starts with `=`, `+`, `-`, `@`, tab or carriage return, and every such character that
+         *     follows a separator a spreadsheet may split on (`,`, `;`, tab, line break) inside a cell, gets a `'` before it;
+         *     every cell holding a separator, a quote or a line break is quoted. So no split of a cell, on whatever
+         *     separator, starts a formula. Needs `Authorization: Bearer <ASM_FER_API_KEY>` when a key is configured.
          */
         get: operations["listAudits"];
         put?: never;
@@ -207,7 +209,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The served model's name (GET /v1/models); any other name is 404. */
+                /** @description The served model's name (GET /v1/models); any other name, of whatever length, is 404. */
                 name: components["parameters"]["ModelName"];
             };
             cookie?: never;
@@ -227,7 +229,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The served model's name (GET /v1/models); any other name is 404. */
+                /** @description The served model's name (GET /v1/models); any other name, of whatever length, is 404. */
                 name: components["parameters"]["ModelName"];
             };
             cookie?: never;
@@ -247,7 +249,7 @@ export interface paths {
             query?: never;
             header?: never;
             path: {
-                /** @description The served model's name (GET /v1/models); any other name is 404. */
+                /** @description The served model's name (GET /v1/models); any other name, of whatever length, is 404. */
                 name: components["parameters"]["ModelName"];
             };
             cookie?: never;
@@ -258,7 +260,9 @@ export interface paths {
          * Inference on pre-processed FP32 tensors (Open Inference Protocol JSON tensor format).
          * @description The input is what the bundle's `input` section makes of images (see GET /v1/models): shape [B, C, H, W],
          *     datatype FP32, `data` flattened in row-major order. The batch goes through the same batcher as /v1. The
-         *     output `probabilities` has shape [B, K] in the order of the model's classes.
+         *     output `probabilities` has shape [B, K] in the order of the model's classes. The body may be compressed
+         *     (`Content-Encoding: gzip`, `deflate` or `br`); one that does not decompress (corrupt, truncated or empty) gets
+         *     400, any other encoding 415.
          */
         post: operations["modelInfer"];
         delete?: never;
@@ -339,14 +343,22 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        /** @description One or more image files, all under the part name `image`. */
+        /**
+         * @description One or more image files, all under the part name `image`. Each must be a file part: its Content-Disposition
+         *     carries a `filename` (any name; it is ignored, as is the part's Content-Type). A part without a filename is a
+         *     text field, not an image, and the request gets 400.
+         */
         ImageParts: string | string[];
         /**
          * @description Optional face box per image, "x,y,width,height" in pixels of the upright image; the i-th box belongs to the
          *     i-th image, and either every image has one or none does.
          */
         BoxParts: components["schemas"]["Box"] | components["schemas"]["Box"][];
-        /** @example 10,12,96,96 */
+        /**
+         * @description "x,y,width,height" in whole pixels of the upright image: x and y from 0, width and height from 1 (no leading
+         *     zero), each at most 6 digits.
+         * @example 10,12,96,96
+         */
         Box: string;
         /**
          * @description Optional face index per image (0-based, left to right as /v1/predict lists the faces); the i-th belongs to
@@ -770,7 +782,8 @@ export interface components {
             };
         };
         /**
-         * @description Not ready (`not-ready`), the inference queue is full (`overloaded`), the request timed out (`request-timeout`),
+         * @description Not ready (`not-ready`), the inference queue is full or the decoded-pixel budget of the process is spent
+         *     (`overloaded`), the request timed out (`request-timeout`),
          *     its session worker died (`inference-interrupted`) or the audit trail cannot be written or read
          *     (`audit-store-unavailable`); retry after the given seconds.
          */
@@ -786,7 +799,7 @@ export interface components {
         };
     };
     parameters: {
-        /** @description The served model's name (GET /v1/models); any other name is 404. */
+        /** @description The served model's name (GET /v1/models); any other name, of whatever length, is 404. */
         ModelName: string;
         /** @description The record id (`id` of an audit result). */
         AuditId: string;
@@ -1123,7 +1136,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The served model's name (GET /v1/models); any other name is 404. */
+                /** @description The served model's name (GET /v1/models); any other name, of whatever length, is 404. */
                 name: components["parameters"]["ModelName"];
             };
             cookie?: never;
@@ -1147,7 +1160,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The served model's name (GET /v1/models); any other name is 404. */
+                /** @description The served model's name (GET /v1/models); any other name, of whatever length, is 404. */
                 name: components["parameters"]["ModelName"];
             };
             cookie?: never;
@@ -1172,7 +1185,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The served model's name (GET /v1/models); any other name is 404. */
+                /** @description The served model's name (GET /v1/models); any other name, of whatever length, is 404. */
                 name: components["parameters"]["ModelName"];
             };
             cookie?: never;

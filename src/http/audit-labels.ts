@@ -9,22 +9,23 @@ import { classifyFaces } from '../inference/classify-faces.js';
 import type { components } from './api.gen.js';
 import type { HttpDeps } from './deps.js';
 import { auditRequest } from './parts.js';
+import { withRequestWork } from './cancel.js';
 
 type AuditResponse = components['schemas']['AuditResponse'];
 type AuditItem = components['schemas']['AuditItem'];
 
 export function auditLabelsRouter(deps: HttpDeps): Router {
-  const { host, metrics, config, readiness, trail, detector } = deps;
+  const { host, metrics, config, readiness, trail } = deps;
   const router = Router();
   router.post('/v1/audit', async (req, res) => {
     if (!readiness.isReady()) throw new NotReady();
     const { mode, items } = auditRequest(req);
-    const body = await host.use(async (served): Promise<AuditResponse> => {
+    const body = await host.use((served) => withRequestWork(deps, res, mode, served, async (search, signal): Promise<AuditResponse> => {
       const { manifest } = served;
       items.forEach((item, i) => {
         if (!manifest.classes.includes(item.label)) throw new UnknownLabel(item.label, i, manifest.classes);
       });
-      const found = await findFaces(items, { mode, spec: manifest.input, maxPixels: config.ASM_FER_MAX_PIXELS, autoMaxSide: config.ASM_FER_DETECT_AUTO_MAX_SIDE, detector });
+      const found = await findFaces(items, search);
       const labelled = items.map((item, i) => {
         const image = found[i] as (typeof found)[number];
         const pick = pickFace(image, item.face, i);
@@ -41,7 +42,9 @@ export function auditLabelsRouter(deps: HttpDeps): Router {
           },
         };
       });
-      const classified = await classifyFaces(served, labelled.map(({ pick }) => pick.face));
+      const classified = await classifyFaces(served, labelled.map(({ pick }) => pick.face), signal);
+      // Nothing is committed for a request already answered (timed out) or abandoned.
+      signal.throwIfAborted();
       const thresholds = trail.thresholdsFor(manifest);
       const model = { name: manifest.name, version: manifest.version };
       const timeMs = Date.now();
@@ -66,7 +69,7 @@ export function auditLabelsRouter(deps: HttpDeps): Router {
         };
       });
       return { model, results };
-    });
+    }));
     res.json(body);
   });
   return router;

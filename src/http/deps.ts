@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { AuditTrail } from '../audit/trail.js';
 import type { Config } from '../config.js';
 import type { FaceDetector } from '../faces/detector.js';
+import type { PixelBudget } from '../image/pixel-budget.js';
 import type { ModelHost } from '../inference/model-host.js';
 import type { Metrics } from '../metrics.js';
 
@@ -20,6 +21,8 @@ export interface HttpDeps {
   host: ModelHost;
   /** Finds faces in photos for /v1/predict and /v1/audit; not swapped by a model reload. */
   detector: FaceDetector;
+  /** Decoded pixels per request and for the process, reserved from image headers before decoding. */
+  pixels: PixelBudget;
   metrics: Metrics;
   logger: Logger;
   readiness: Readiness;

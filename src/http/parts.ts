@@ -10,7 +10,9 @@ function imageParts(req: Request): Buffer[] {
   const files = (Array.isArray(req.files) ? req.files : []) as Express.Multer.File[];
   const stray = files.find((f) => f.fieldname !== 'image');
   if (stray) throw new BadRequest(`unexpected file part ${JSON.stringify(stray.fieldname)}; images go in "image" parts`);
-  if (files.length === 0) throw new BadRequest('no "image" file part; send each image as a file in a part named "image"');
+  if (files.length === 0) {
+    throw new BadRequest('no "image" file part; send each image as a file in a part named "image", with a filename in its Content-Disposition (form-data; name="image"; filename="face.png")');
+  }
   return files.map((f) => f.buffer);
 }
 
@@ -34,7 +36,8 @@ function clientIdParts(req: Request, name: string, imageCount: number, shared: b
   throw new BadRequest(`got ${imageCount} image part(s) and ${raw.length} ${name} part(s); send ${allowed}`);
 }
 
-const BOX = /^\s*(\d{1,6})\s*,\s*(\d{1,6})\s*,\s*(\d{1,6})\s*,\s*(\d{1,6})\s*$/;
+/** openapi.yaml's Box pattern: x and y from 0, width and height from 1 (no leading zero), at most 6 digits each. */
+const BOX = /^\s*(\d{1,6})\s*,\s*(\d{1,6})\s*,\s*([1-9]\d{0,5})\s*,\s*([1-9]\d{0,5})\s*$/;
 
 /**
  * The `box` text parts ("x,y,width,height" in pixels of the upright image), one per image or none at all;
@@ -48,9 +51,8 @@ function boxParts(req: Request, imageCount: number): Box[] {
   }
   return raw.map((text, i) => {
     const m = BOX.exec(text);
-    if (!m) throw new BadRequest(`box part ${i} is ${JSON.stringify(text.slice(0, 64))}; expected "x,y,width,height" in whole pixels`);
+    if (!m) throw new BadRequest(`box part ${i} is ${JSON.stringify(text.slice(0, 64))}; expected "x,y,width,height" in whole pixels, width and height at least 1`);
     const [x, y, width, height] = m.slice(1).map(Number) as [number, number, number, number];
-    if (width === 0 || height === 0) throw new BadRequest(`box part ${i} has zero width or height`);
     return { x, y, width, height };
   });
 }

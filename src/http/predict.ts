@@ -7,6 +7,7 @@ import { classifyFaces } from '../inference/classify-faces.js';
 import type { components } from './api.gen.js';
 import type { HttpDeps } from './deps.js';
 import { predictRequest } from './parts.js';
+import { withRequestWork } from './cancel.js';
 
 type PredictResponse = components['schemas']['PredictResponse'];
 type Prediction = components['schemas']['Prediction'];
@@ -18,15 +19,15 @@ function faceJson(face: FoundFace, image: ImageFaces): Pick<Face, 'box' | 'score
 }
 
 export function predictRouter(deps: HttpDeps): Router {
-  const { host, metrics, readiness, config, detector } = deps;
+  const { host, metrics, readiness } = deps;
   const router = Router();
   router.post('/v1/predict', async (req, res) => {
     if (!readiness.isReady()) throw new NotReady();
     const { mode, items } = predictRequest(req);
-    const body = await host.use(async (model): Promise<PredictResponse> => {
+    const body = await host.use((model) => withRequestWork(deps, res, mode, model, async (search, signal): Promise<PredictResponse> => {
       const { manifest } = model;
-      const found = await findFaces(items, { mode, spec: manifest.input, maxPixels: config.ASM_FER_MAX_PIXELS, autoMaxSide: config.ASM_FER_DETECT_AUTO_MAX_SIDE, detector });
-      const classified = await classifyFaces(model, found.flatMap((image) => image.faces));
+      const found = await findFaces(items, search);
+      const classified = await classifyFaces(model, found.flatMap((image) => image.faces), signal);
       let next = 0;
       const results = found.map((image): Prediction => {
         const faces = image.faces.map((face) => {
@@ -38,7 +39,7 @@ export function predictRouter(deps: HttpDeps): Router {
         return { ...whole, detected: image.detected, faces };
       });
       return { model: { name: manifest.name, version: manifest.version }, results };
-    });
+    }));
     res.json(body);
   });
   return router;

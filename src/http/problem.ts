@@ -10,6 +10,8 @@ interface ValidatorError {
   status: number;
   message: string;
   errors: { path?: string; message?: string }[];
+  /** On 405: { Allow: 'get, post' } (the contract's methods for the path, lower case). */
+  headers?: Record<string, string>;
 }
 
 function isValidatorError(err: unknown): err is ValidatorError {
@@ -33,9 +35,21 @@ function isBodyParserError(err: unknown): err is BodyParserError {
   return typeof e === 'object' && e !== null && typeof e.status === 'number' && typeof e.type === 'string' && /^(entity|encoding|charset|request)\./.test(e.type);
 }
 
+/**
+ * A body that does not inflate as its Content-Encoding says (gzip, deflate, br; empty or corrupt): body-parser passes
+ * zlib's own error on with status 400 but no `type`.
+ */
+function isInflateError(err: unknown): err is Error & { code: string } {
+  const e = err as { status?: unknown; code?: unknown } | null;
+  return err instanceof Error && e?.status === 400 && typeof e.code === 'string' && /^(Z_|ERR__ERROR_|ERR_BROTLI)/.test(e.code);
+}
+
 /** Known failures as AppError; anything else is undefined (an internal error). `path` picks the expected media type. */
 export function toAppError(err: unknown, path = ''): AppError | undefined {
   if (err instanceof AppError) return err;
+  if (isInflateError(err)) {
+    return new BadRequest(`the request body does not decompress as its Content-Encoding says (${err.message}); send it uncompressed or as valid gzip, deflate or br`);
+  }
   if (isBodyParserError(err)) {
     if (err.type === 'entity.too.large') return new PayloadTooLarge(`the JSON body is larger than ${err.limit ?? 'the limit of'} bytes (ASM_FER_MAX_JSON_BYTES)`);
     if (err.type === 'entity.parse.failed') return new BadRequest(`malformed JSON body: ${err.message}`);
@@ -46,11 +60,23 @@ export function toAppError(err: unknown, path = ''): AppError | undefined {
   const errors = err.errors.map((e) => ({ path: String(e.path ?? ''), message: String(e.message ?? '') }));
   switch (err.status) {
     case 400:
+      // Busboy's count limit on text parts, which the validator reports as 400; the contract says too many parts are 413.
+      if (err.message === 'Too many fields') return new PayloadTooLarge('too many text parts (label, box, face and id parts: at most 6 per image allowed by ASM_FER_MAX_FILES)');
+      // A file part without a filename reaches multer as a text field: over the text limit, or else no image at all.
+      if (err.message === 'Field value too long') {
+        return new BadRequest('a text part is longer than 1024 bytes; an image must be a file part, with a filename in its Content-Disposition (form-data; name="image"; filename="face.png")');
+      }
+      if (errors.some((e) => e.path === '/body/image')) {
+        return new BadRequest('no "image" file part; each image must be a file part, with a filename in its Content-Disposition (form-data; name="image"; filename="face.png")', errors);
+      }
       return new BadRequest(errors.map((e) => `${e.path ? e.path + ' ' : ''}${e.message}`).join('; ') || err.message, errors);
     case 404:
       return new NotFound(err.message);
-    case 405:
-      return new MethodNotAllowed(err.message);
+    case 405: {
+      // The contract's methods for the path; HEAD is not among them (the validator refuses it too), so Allow is exact.
+      const allow = (err.headers?.Allow ?? '').split(',').map((m) => m.trim().toUpperCase()).filter((m) => m.length > 0);
+      return new MethodNotAllowed(err.message, allow);
+    }
     case 413:
       return new PayloadTooLarge(err.message);
     case 415:
@@ -96,8 +122,9 @@ export const notFound: RequestHandler = (req, _res, next) => {
 /** Writes `err` as problem+json (or a 500 without internals), logs it and counts the rejection by reason. */
 export function sendProblem(err: unknown, req: Request, res: Response, logger: Logger, metrics: Pick<Metrics, 'recordRejection'>): void {
   const log = (res.locals.log as Logger | undefined) ?? logger;
-  // A late failure of a request already answered (e.g. after its timeout): nothing more to say to the client.
-  if (res.writableEnded) {
+  // A late failure of a request already answered (e.g. after its timeout) or whose client has gone: nothing more to
+  // say to anyone.
+  if (res.writableEnded || req.socket.destroyed) {
     log.debug({ err }, 'failure after the response was sent');
     return;
   }

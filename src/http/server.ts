@@ -5,11 +5,11 @@ import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import express, { type Express, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
-import { RequestTimeout, SlowRequest } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { admission } from './admission.js';
 import { auditLabelsRouter } from './audit-labels.js';
 import { auditTrailRouter } from './audit-trail.js';
+import { cancellation } from './cancel.js';
 import { apiKeyIfConfigured } from './auth.js';
 import { cors } from './cors.js';
 import type { HttpDeps } from './deps.js';
@@ -17,7 +17,7 @@ import { healthRouter } from './health.js';
 import { modelsRouter } from './models.js';
 import { predictRouter } from './predict.js';
 import { parseQuery } from './query.js';
-import { clientErrorProblem, notFound, problemHandler, sendProblem } from './problem.js';
+import { clientErrorProblem, notFound, problemHandler } from './problem.js';
 import { v2Router } from './v2.js';
 import { contractValidator } from './upload.js';
 
@@ -43,23 +43,6 @@ function requestContext(logger: Logger, metrics: Metrics): RequestHandler {
   };
 }
 
-/**
- * Answers a request still unanswered after `ms`: 408 request-too-slow while its body is still arriving (the client is
- * slow), else 503 request-timeout (the service is). The work itself is not cancelled (an image already queued still
- * runs); the handler's late reply is dropped by sendProblem.
- */
-function requestTimeout(ms: number, logger: Logger, metrics: Metrics): RequestHandler {
-  return (req, res, next) => {
-    const timer = setTimeout(() => {
-      if (res.headersSent) return;
-      const err = req.complete ? new RequestTimeout(ms) : new SlowRequest(`the request body did not arrive within ${ms} ms (ASM_FER_REQUEST_TIMEOUT_MS)`);
-      sendProblem(err, req, res, logger, metrics);
-    }, ms);
-    res.once('close', () => clearTimeout(timer));
-    next();
-  };
-}
-
 export function createHttpApp(deps: HttpDeps): Express {
   const spec = readFileSync(deps.apiSpecPath, 'utf8');
   const app = express();
@@ -76,7 +59,7 @@ export function createHttpApp(deps: HttpDeps): Express {
     res.type(deps.metrics.contentType).send(await deps.metrics.render());
   });
   app.use(healthRouter(deps));
-  app.use(requestTimeout(deps.config.ASM_FER_REQUEST_TIMEOUT_MS, deps.logger, deps.metrics));
+  app.use(cancellation(deps.config.ASM_FER_REQUEST_TIMEOUT_MS, deps.logger, deps.metrics));
   // Before the body is parsed, so an unauthenticated upload is refused without buffering it, and before admission, so
   // it never holds one of the inference slots.
   app.use(['/v1/audit', '/v1/audits'], apiKeyIfConfigured(deps.config.ASM_FER_API_KEY));

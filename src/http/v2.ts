@@ -5,6 +5,7 @@ import { BadRequest, NotFound, NotReady, PayloadTooLarge } from '../errors.js';
 import type { ServedModel } from '../inference/model-host.js';
 import type { components } from './api.gen.js';
 import type { HttpDeps } from './deps.js';
+import { signalOf } from './cancel.js';
 
 type ServerMetadata = components['schemas']['V2ServerMetadata'];
 type ModelMetadata = components['schemas']['V2ModelMetadata'];
@@ -84,7 +85,7 @@ export function v2Router(deps: HttpDeps): Router {
     const body = await host.use(async (model): Promise<InferResponse> => {
       const { manifest, inference } = named(req, model);
       const tensors = splitInput(request, model, config.ASM_FER_MAX_FILES);
-      const rows = await inference.probabilities(tensors);
+      const rows = await inference.probabilities(tensors, signalOf(res));
       const k = manifest.classes.length;
       const data: number[] = new Array<number>(rows.length * k);
       rows.forEach((row, i) => row.forEach((p, j) => (data[i * k + j] = p)));

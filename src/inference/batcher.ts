@@ -1,5 +1,6 @@
 // Micro-batching in the manner of Triton's dynamic batcher: items from concurrent requests wait at most
-// maxQueueDelayMs to be merged into one call of up to maxBatchSize; a full queue refuses new work (Overloaded).
+// maxQueueDelayMs to be merged into one call of up to maxBatchSize; a full queue refuses new work (Overloaded); the
+// items of a request that is cancelled (timed out, client gone) leave the queue at once, so no batch runs them.
 import { Overloaded } from '../errors.js';
 
 export interface BatcherOptions {
@@ -16,6 +17,8 @@ export interface BatcherOptions {
 export interface BatchObserver {
   /** Called once per dispatched batch with its size and each item's time in the queue. */
   onBatch?(size: number, queueWaitSeconds: number[]): void;
+  /** Called with the number of items a cancelled request took out of the queue (or never put in). */
+  onCancelled?(items: number): void;
 }
 
 interface Entry<I, O> {
@@ -44,19 +47,53 @@ export class Batcher<I, O> {
     return this.queue.length;
   }
 
-  /** Runs every item through some batch; resolves with their outputs in order. Rejects with Overloaded when full. */
-  run(items: readonly I[]): Promise<O[]> {
+  /**
+   * Runs every item through some batch; resolves with their outputs in order. Rejects with Overloaded when full, and
+   * with `signal`'s reason once it aborts while some of its items still wait: those leave the queue (a batch already
+   * running cannot be stopped, so a request whose items all run resolves as usual).
+   */
+  run(items: readonly I[], signal?: AbortSignal): Promise<O[]> {
+    if (signal?.aborted) {
+      this.observer.onCancelled?.(items.length);
+      return Promise.reject(signal.reason);
+    }
     if (this.queue.length + items.length > this.opts.maxQueue) {
       return Promise.reject(
         new Overloaded(`inference queue is full (${this.queue.length} waiting, limit ${this.opts.maxQueue})`, this.opts.retryAfterSeconds ?? 1),
       );
     }
     const now = performance.now();
+    const entries: Entry<I, O>[] = [];
     const outputs = items.map(
-      (item) => new Promise<O>((resolve, reject) => this.queue.push({ item, enqueuedAt: now, resolve, reject })),
+      (item) =>
+        new Promise<O>((resolve, reject) => {
+          const entry = { item, enqueuedAt: now, resolve, reject };
+          entries.push(entry);
+          this.queue.push(entry);
+        }),
     );
+    const all = Promise.all(outputs);
+    if (signal) {
+      const onAbort = () => this.drop(entries, signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      void all.then(
+        () => signal.removeEventListener('abort', onAbort),
+        () => signal.removeEventListener('abort', onAbort),
+      );
+    }
     this.schedule();
-    return Promise.all(outputs);
+    return all;
+  }
+
+  /** Takes `entries` that are still waiting out of the queue and rejects them with `reason`. */
+  private drop(entries: readonly Entry<I, O>[], reason: unknown): void {
+    const mine = new Set(entries);
+    const waiting = this.queue.filter((e) => mine.has(e));
+    if (waiting.length === 0) return;
+    const kept = this.queue.filter((e) => !mine.has(e));
+    this.queue.splice(0, this.queue.length, ...kept);
+    this.observer.onCancelled?.(waiting.length);
+    for (const e of waiting) e.reject(reason);
   }
 
   private schedule(): void {

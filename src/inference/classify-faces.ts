@@ -5,10 +5,13 @@ import { classify, type Classification } from './classify.js';
 import type { ServedModel } from './model-host.js';
 import { preprocess } from './preprocess.js';
 
-/** faces: (N,) → (N,) classifications in the same order; no faces, no inference request. */
-export async function classifyFaces(model: Pick<ServedModel, 'manifest' | 'inference'>, faces: readonly { pixels: RgbImage }[]): Promise<Classification[]> {
+/**
+ * faces: (N,) → (N,) classifications in the same order; no faces, no inference request. A `signal` that aborts takes
+ * the faces still waiting out of the batcher's queue.
+ */
+export async function classifyFaces(model: Pick<ServedModel, 'manifest' | 'inference'>, faces: readonly { pixels: RgbImage }[], signal?: AbortSignal): Promise<Classification[]> {
   if (faces.length === 0) return [];
   const { input, classes } = model.manifest;
-  const rows = await model.inference.probabilities(faces.map((face) => preprocess(face.pixels, input)));
+  const rows = await model.inference.probabilities(faces.map((face) => preprocess(face.pixels, input)), signal);
   return rows.map((row) => classify(row, classes));
 }

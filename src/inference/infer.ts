@@ -6,8 +6,11 @@ import { tensorSize } from './preprocess.js';
 import type { SessionPool } from '../onnx/session-pool.js';
 
 export interface Inference {
-  /** tensors: one (C, H, W) float32 per image → one (K,) probability row per image, in order. */
-  probabilities(tensors: readonly Float32Array[]): Promise<Float32Array[]>;
+  /**
+   * tensors: one (C, H, W) float32 per image → one (K,) probability row per image, in order. When `signal` aborts,
+   * the images still waiting leave the queue and the promise rejects with its reason.
+   */
+  probabilities(tensors: readonly Float32Array[], signal?: AbortSignal): Promise<Float32Array[]>;
   /** Images waiting for a batch. */
   readonly queued: number;
 }
@@ -17,7 +20,7 @@ export function createInference(
   spec: InputSpec,
   classCount: number,
   opts: BatcherOptions,
-  metrics?: Pick<Metrics, 'observeBatch' | 'observeInference' | 'recordInferenceRequest'>,
+  metrics?: Pick<Metrics, 'observeBatch' | 'observeInference' | 'recordInferenceRequest' | 'recordCancelledImages'>,
 ): Inference {
   const per = tensorSize(spec);
   const runBatch = async (items: Float32Array[]): Promise<Float32Array[]> => {
@@ -31,11 +34,14 @@ export function createInference(
     }
     return items.map((_, i) => out.data.slice(i * classCount, (i + 1) * classCount));
   };
-  const batcher = new Batcher(runBatch, opts, { onBatch: (size, waits) => metrics?.observeBatch(size, waits) });
+  const batcher = new Batcher(runBatch, opts, {
+    onBatch: (size, waits) => metrics?.observeBatch(size, waits),
+    onCancelled: (n) => metrics?.recordCancelledImages('inference', n),
+  });
   return {
-    probabilities: (tensors) => {
+    probabilities: (tensors, signal) => {
       metrics?.recordInferenceRequest();
-      return batcher.run(tensors);
+      return batcher.run(tensors, signal);
     },
     get queued() {
       return batcher.queued;

@@ -27,7 +27,7 @@ interface Entry extends ServedModel {
   retired?: () => void;
 }
 
-type HostMetrics = Pick<Metrics, 'observeBatch' | 'observeInference' | 'recordInferenceRequest' | 'setModelInfo' | 'recordReload'>;
+type HostMetrics = Pick<Metrics, 'observeBatch' | 'observeInference' | 'recordInferenceRequest' | 'recordCancelledImages' | 'setModelInfo' | 'recordReload'>;
 
 /** How the expression model's sessions run (the rest of PoolOptions comes from the bundle). */
 export type SessionSettings = Pick<PoolOptions, 'preferredProviders' | 'workers' | 'intraOpThreads'>;

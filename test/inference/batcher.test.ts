@@ -112,4 +112,52 @@ describe('Batcher', () => {
     expect(seen[0]?.[1]).toHaveLength(2);
     expect(seen[0]?.[1].every((w) => w >= 0 && w < 5)).toBe(true);
   });
+
+  describe('cancellation', () => {
+    it("takes a cancelled request's waiting items out of the queue: no batch runs them, the others still run", async () => {
+      const { run, batches, releaseAll } = gatedRunner();
+      let cancelled = 0;
+      const b = new Batcher(run, { maxBatchSize: 2, maxQueueDelayMs: 10_000, maxQueue: 100, maxInFlight: 1 }, { onCancelled: (n) => (cancelled += n) });
+      const first = b.run([1, 2]);
+      const controller = new AbortController();
+      const gone = b.run([3, 4, 5], controller.signal);
+      const kept = b.run([6, 7]);
+      expect(batches).toEqual([[1, 2]]);
+      const reason = new Error('timed out');
+      controller.abort(reason);
+      await expect(gone).rejects.toBe(reason);
+      expect(cancelled).toBe(3);
+      expect(b.queued).toBe(2);
+      releaseAll();
+      await expect(first).resolves.toEqual([10, 20]);
+      await new Promise((r) => setTimeout(r, 0));
+      releaseAll();
+      await expect(kept).resolves.toEqual([60, 70]);
+      expect(batches).toEqual([[1, 2], [6, 7]]);
+    });
+
+    it('refuses a request whose signal has already aborted, without queueing it', async () => {
+      const { run, batches } = gatedRunner();
+      let cancelled = 0;
+      const b = new Batcher(run, { maxBatchSize: 4, maxQueueDelayMs: 0, maxQueue: 100, maxInFlight: 1 }, { onCancelled: (n) => (cancelled += n) });
+      const reason = new Error('client gone');
+      await expect(b.run([1, 2], AbortSignal.abort(reason))).rejects.toBe(reason);
+      expect(batches).toEqual([]);
+      expect(b.queued).toBe(0);
+      expect(cancelled).toBe(2);
+    });
+
+    it('drops the outputs of a batch already running when its request aborts, and counts nothing as cancelled', async () => {
+      const { run, batches, releaseAll } = gatedRunner();
+      let cancelled = 0;
+      const b = new Batcher(run, { maxBatchSize: 4, maxQueueDelayMs: 0, maxQueue: 100, maxInFlight: 1 }, { onCancelled: (n) => (cancelled += n) });
+      const controller = new AbortController();
+      const running = b.run([1], controller.signal);
+      expect(batches).toEqual([[1]]);
+      controller.abort(new Error('late'));
+      releaseAll();
+      await expect(running).resolves.toEqual([10]);
+      expect(cancelled).toBe(0);
+    });
+  });
 });
