@@ -5,6 +5,9 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 VENV := training/.venv
+# schemathesis for the contract fuzz, in its own venv: it is a test tool of the service, not of the training package
+# (whose pytest would otherwise load its plugin), and its pins never meet torch's.
+CONTRACT_VENV := test/contract/.venv
 DATA ?= $(if $(wildcard ../shared/data/ferplus),../shared/data/ferplus,)
 BUNDLE ?= models/default
 RUN_DIR ?= training/runs/ferplus-ce
@@ -16,7 +19,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # see README "GPU"). npm 11 also honours "allowScripts" in package.json; npm 10 only this variable.
 export ONNXRUNTIME_NODE_INSTALL := skip
 
-.PHONY: help setup serve test test-python test-node browser train finetune export-fixtures clean
+.PHONY: help setup serve test test-python test-node test-contract browser train finetune export-fixtures clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -39,7 +42,7 @@ setup: node_modules/.installed $(VENV)/.installed ## install npm packages and th
 serve: dist/.built ## start the service on PORT (default 8080) with models/default
 	npm start
 
-test: test-python test-node ## run every test, Python and TypeScript (what CI runs)
+test: test-python test-node test-contract ## run every test: Python, TypeScript and the contract fuzz (what CI runs)
 
 # The dataset-audit report is checked in a real headless browser (Debian's chromium).
 browser:
@@ -61,6 +64,16 @@ test-node: node_modules/.installed $(FIXTURES)/bundle/model.json
 	npm run typecheck
 	npm test
 
+$(CONTRACT_VENV)/.installed: test/contract/requirements.txt
+	test -x $(CONTRACT_VENV)/bin/python || $(PYTHON) -m venv $(CONTRACT_VENV)
+	$(CONTRACT_VENV)/bin/pip install --quiet --disable-pip-version-check -r test/contract/requirements.txt
+	touch $@
+
+# schemathesis against the real server, without and with an API key, fixed seed (test/contract/fuzz.ts; the failures
+# it drops are listed with their reasons in test/contract/hooks.py). Ends with "contract fuzz: ok|FAILED ...".
+test-contract: node_modules/.installed $(FIXTURES)/bundle/model.json $(CONTRACT_VENV)/.installed ## fuzz the server against openapi.yaml with schemathesis
+	npx tsx test/contract/fuzz.ts
+
 train: $(VENV)/.installed ## train the base recipe on FER+ (DATA=..., RUN_DIR=...) and export to BUNDLE; `make finetune` then gives the shipped model
 	@test -n "$(DATA)" || { echo "set DATA=<folder with FER2013Train/ and FER2013Valid/>"; exit 2; }
 	$(VENV)/bin/asm-fer train --data $(DATA) --run-dir $(RUN_DIR) --export $(BUNDLE) --name ferplus --weights float16
@@ -71,4 +84,4 @@ finetune: $(VENV)/.installed ## fine-tune RUN_DIR's model on detector-like crops
 		--epochs 6 --lr 3e-4 --lr-decay 0.75 --run-dir $(FINETUNE_DIR) --export $(BUNDLE) --name ferplus --weights float16 --tta flip
 
 clean: ## remove installed packages, builds and generated fixtures (not training runs)
-	rm -rf node_modules dist $(VENV) $(FIXTURES)
+	rm -rf node_modules dist $(VENV) $(CONTRACT_VENV) $(FIXTURES)

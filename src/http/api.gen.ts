@@ -65,7 +65,9 @@ export interface paths {
         };
         /**
          * The audit trail, newest first, filtered and paginated; JSON, CSV or JSON Lines (the review queue export).
-         * @description Filters combine with AND. Pages are cut by `limit`; pass the previous page's `nextCursor` as `cursor` for the
+         * @description Filters combine with AND. A text filter may be form-encoded, as browsers and `URLSearchParams` send it
+         *     (`+` is a space: `annotatorId=ann+7` is "ann 7"), or percent-encoded; `:`, `/`, `@` and the like may be sent
+         *     unencoded. Pages are cut by `limit`; pass the previous page's `nextCursor` as `cursor` for the
          *     next one (records added meanwhile do not shift pages). CSV and JSON Lines carry the next cursor in the
          *     `X-Next-Cursor` header (absent on the last page); every format also gets a `Link: <...>; rel="next"` header.
          *     CSV: a text cell that starts with `=`, `+`, `-`, `@`, tab or carriage return, and every such character that
@@ -344,14 +346,18 @@ export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
         /**
+         * Format: binary
          * @description One or more image files, all under the part name `image`. Each must be a file part: its Content-Disposition
          *     carries a `filename` (any name; it is ignored, as is the part's Content-Type). A part without a filename is a
-         *     text field, not an image, and the request gets 400.
+         *     text field, not an image, and the request gets 400. One part is a binary string, several are an array of
+         *     them (OpenAPI's way of saying "repeat the part"); written as one schema of both types, not a `oneOf`, so
+         *     that generated clients and fuzzers see `format: binary` and send every image as a file.
          */
         ImageParts: string | string[];
         /**
          * @description Optional face box per image, "x,y,width,height" in pixels of the upright image; the i-th box belongs to the
-         *     i-th image, and either every image has one or none does.
+         *     i-th image, and either every image has one or none does. (An empty array is no part at all, the same as
+         *     leaving the field out; so are the other optional parts'.)
          */
         BoxParts: components["schemas"]["Box"] | components["schemas"]["Box"][];
         /**
@@ -1289,7 +1295,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/yaml": string;
+                    "application/yaml": Record<string, never>;
                 };
             };
         };

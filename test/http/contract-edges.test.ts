@@ -207,3 +207,38 @@ describe('GET /v1/audits/summary after a restart', () => {
     }
   });
 });
+
+// Found by the contract fuzz (test/contract/fuzz.ts): a form-encoded space (`+`, as browsers and URLSearchParams send
+// it) in a text filter was refused 400 "must be url encoded" by the validator's reserved-character check.
+describe('GET /v1/audits with a form-encoded text filter', () => {
+  it("reads '+' as a space and ':' '/' '@' as typed, in every text filter", async () => {
+    const annotator = 'ann 7: a/b@c';
+    const audited = await request(t.app).post('/v1/audit').attach('image', await png(), 'a.png').field('label', t.bundle.manifest.classes[0] as string).field('annotatorId', annotator);
+    expect(audited.status).toBe(200);
+    const res = await request(t.app).get('/v1/audits?annotatorId=ann+7:+a/b@c');
+    expect(res.status).toBe(200);
+    expectContract('GET', '/v1/audits', res);
+    expect(res.body.items.map((r: { annotatorId: string }) => r.annotatorId)).toEqual([annotator]);
+    for (const name of ['label', 'predicted', 'datasetId', 'modelVersion']) {
+      const filtered = await request(t.app).get(`/v1/audits/summary?${name}=a+b:c`);
+      expect(filtered.status, name).toBe(200);
+    }
+  });
+});
+
+describe('openapi.yaml as the fuzzer reads it', () => {
+  const doc = parse(readFileSync('openapi.yaml', 'utf8'));
+  it('describes image parts with format binary at the top, so clients send each one as a file', () => {
+    const parts = doc.components.schemas.ImageParts;
+    expect(parts.format).toBe('binary');
+    expect(parts.items.format).toBe('binary');
+  });
+
+  it('takes one image part and several alike', async () => {
+    const one = await request(t.app).post('/v1/predict?detect=never').attach('image', await png(), 'a.png');
+    expect(one.status).toBe(200);
+    const two = await request(t.app).post('/v1/predict?detect=never').attach('image', await png(), 'a.png').attach('image', await png(), 'b.png');
+    expect(two.status).toBe(200);
+    expect(two.body.results).toHaveLength(2);
+  });
+});
