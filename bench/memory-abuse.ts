@@ -8,6 +8,8 @@
 //   abandoned flood  --flood requests at once of 32 small photos each (detect=always); every client gives up after 1 s
 //
 // Usage: npx tsx bench/memory-abuse.ts [--model-dir models/default] [--settle 15] [--flood 40] [--cases a,b,c,d]
+// The service gets MALLOC_*, VIPS_*, UV_THREADPOOL_SIZE, NODE_OPTIONS and ASM_FER_* from this process's environment, so
+// allocator and libvips settings can be compared: `MALLOC_ARENA_MAX=8 npx tsx bench/memory-abuse.ts --cases c`.
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { memoryOf, metric, multipartBody, startService, BOUNDARY } from './e5-load.js';
@@ -48,11 +50,12 @@ async function work(base: string): Promise<{ detections: number; batches: number
   return { detections: metric(text, 'asm_fer_detection_duration_seconds_count'), batches: metric(text, 'asm_fer_batch_executions_total') };
 }
 
-console.log(`memory abuse on ${args['model-dir']}; settled = RSS ${settleS} s after the last answer; one fresh service per case`);
+console.log(`memory abuse on ${args['model-dir']}; settled = RSS ${settleS} s after the last answer (and along the way); one fresh service per case`);
 console.log('| case | wire MB | answers | all refusals problem+json | baseline RSS MiB | peak RSS MiB | settled RSS MiB | detections / batches after the last answer | seconds |');
 console.log('|---|---|---|---|---|---|---|---|---|');
 for (const c of cases) {
-  const svc = await startService({ ASM_FER_MODEL_DIR: String(args['model-dir']) });
+  const passed = Object.entries(process.env).filter(([k]) => /^(MALLOC_|VIPS_|ASM_FER_)/.test(k) || k === 'UV_THREADPOOL_SIZE' || k === 'NODE_OPTIONS');
+  const svc = await startService({ ...(Object.fromEntries(passed) as Record<string, string>), ASM_FER_MODEL_DIR: String(args['model-dir']) });
   const pid = svc.child.pid as number;
   try {
     // Warm: one detected photo, so baseline includes the detector's and the model's first runs.
@@ -83,14 +86,21 @@ for (const c of cases) {
     );
     const seconds = (performance.now() - started) / 1000;
     const atAnswer = await work(svc.base);
-    await sleep(settleS * 1000);
+    // RSS along the settle: at 5, 15 and 30 s (those within it) and at its end.
+    const marks = [...[5, 15, 30].filter((m) => m < settleS), settleS];
+    const along: number[] = [];
+    const settleStart = performance.now();
+    for (const m of marks) {
+      await sleep(Math.max(0, m * 1000 - (performance.now() - settleStart)));
+      along.push(memoryOf(pid).rss);
+    }
     const settled = memoryOf(pid);
     const after = await work(svc.base);
     const answers = [...statuses].sort().map(([s, n]) => `${s}: ${n}`).join(', ');
     const wire = c.requests.reduce((n, b) => n + b.length, 0) / 1e6;
     const f = (bytes: number) => (bytes / MiB).toFixed(0);
     console.log(
-      `| ${c.name} | ${wire.toFixed(1)} | ${answers} | ${problems ? 'yes' : 'no'} | ${f(baseline)} | ${f(settled.peak)} | ${f(settled.rss)} | ` +
+      `| ${c.name} | ${wire.toFixed(1)} | ${answers} | ${problems ? 'yes' : 'no'} | ${f(baseline)} | ${f(settled.peak)} | ${f(settled.rss)} (${marks.map((m, i) => `${m} s: ${f(along[i] as number)}`).join(', ')}) | ` +
         `${after.detections - atAnswer.detections} / ${after.batches - atAnswer.batches} | ${seconds.toFixed(1)} |`,
     );
   } finally {
