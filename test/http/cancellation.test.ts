@@ -30,7 +30,10 @@ describe('a request that times out', () => {
     expect(res.body.type).toBe('https://asm-fer.dev/problems/request-timeout');
     const now = await metrics(t);
     expect(now('asm_fer_queue_depth')).toBe(0);
-    expect(now('asm_fer_cancelled_images_total{stage="inference"}')).toBe(3);
+    // Where each image was when the answer went out depends on the machine's load (on busy cores the 300 ms can
+    // pass while the images are still being decoded); wherever it was, it is cancelled there and goes no further.
+    const cancelled = ['decode', 'detection', 'inference'].map((stage) => now(`asm_fer_cancelled_images_total{stage="${stage}"}`));
+    expect(cancelled.reduce((a, b) => a + b, 0)).toBe(3);
     expect(now('asm_fer_cancelled_requests_total{reason="timeout"}')).toBe(1);
     // Past the queue delay the batch would have run; it never does.
     await sleep(1700);
