@@ -88,7 +88,7 @@ def plot_regime(rows: Sequence[RunRow], out: Path, *, title: str = "") -> Path:
                 ax_row[2].plot(*zip(*f1, strict=True), color=line.get_color(), label=label)
         ax_row[0].set(xlabel="epoch", ylabel="Valid accuracy", title=f"{noise}: Valid accuracy")
         ax_row[1].set(xlabel="epoch", ylabel="share", title=f"{noise}: wrong labels fitted (memorised)", ylim=(0, 1))
-        ax_row[2].set(xlabel="epoch", ylabel="F1", title=f"{noise}: noisy subset vs. true noise", ylim=(0, 1))
+        ax_row[2].set(xlabel="epoch", ylabel="F1", title=f"{noise}: noisy subset vs. true noise", ylim=(0, 1.03))
         for ax in ax_row:
             if ax.lines:
                 ax.legend(fontsize=7)
