@@ -41,6 +41,14 @@ class TrainConfig:
     valid_limit: int = field(
         default=-1, metadata={"help": "validate on a class-stratified subset of about N samples (-1 = as --limit, 0 = all)"}
     )
+    calibration: float = field(
+        default=0.0,
+        metadata={
+            "help": "hold out this share of the training set (class-stratified, seeded by --seed, ids in "
+            "RUN/calibration.txt), never trained on: the exporter learns the thresholds, the temperature and the "
+            "per-class reliability of the verdict on it, out of sample (issue 17; 0 = none, e.g. 0.1)"
+        },
+    )
     # model and input
     method: Literal["ce", "ce2", "asm", "asm-fixed", "codivision", "oracle"] = field(
         default="ce",
@@ -197,6 +205,8 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        if not 0 <= self.calibration < 1:
+            raise ConfigError(f"calibration must be a share in [0, 1); got {self.calibration!r}")
         # flags are checked by argparse; this also catches values from a --config file or from_dict
         hints = typing.get_type_hints(TrainConfig)
         for f in dataclasses.fields(self):

@@ -19,7 +19,7 @@ from torch import nn
 from .asm import MiningState
 from .config import METHOD_FIELDS, RUNTIME_FIELDS, TrainConfig
 from .data import read_label_file, scan
-from .data.dataset import ImageSet, load_images, stratified_limit
+from .data.dataset import ImageSet, calibration_split, load_images, stratified_limit
 from .distributed import World
 from .dlib_classifier import dlib_classifier
 from .evaluate import accuracy, per_class_recall, predict_probs
@@ -30,6 +30,7 @@ from .transforms import InputSpec
 
 CHECKPOINT = "last.pt"
 FINAL = "final.pt"
+CALIBRATION_IDS = "calibration.txt"
 
 
 @dataclass
@@ -39,6 +40,8 @@ class Data:
     valid: ImageSet
     truly_noisy: np.ndarray  # (N_train,) bool mask of wrong training labels
     true_labels: np.ndarray  # (N_train,) the dataset's own (clean / majority) labels
+    # the held-out calibration split (--calibration), with the dataset's own labels and votes; None without one
+    calibration: ImageSet | None = None
 
 
 def input_spec(cfg: TrainConfig) -> InputSpec:
@@ -52,6 +55,8 @@ def load_data(cfg: TrainConfig, *, save_labels: bool = True) -> Data:
     _, valid_samples = scan(cfg.dataset, cfg.data, "valid")
     train_samples = stratified_limit(train_samples, cfg.limit, cfg.seed)
     valid_samples = stratified_limit(valid_samples, cfg.limit if cfg.valid_limit < 0 else cfg.valid_limit, cfg.seed)
+    # carved out before anything is trained, so no network of the run ever sees these images
+    train_samples, calibration_samples = calibration_split(train_samples, cfg.calibration, cfg.seed)
     train = load_images(train_samples, spec, desc="decode train")
     if cfg.noise.startswith("file:"):
         noise = from_file(read_label_file(cfg.dataset, cfg.noise[5:]), train.names, train.labels.numpy())
@@ -63,8 +68,13 @@ def load_data(cfg: TrainConfig, *, save_labels: bool = True) -> Data:
         run = Path(cfg.run_dir)
         run.mkdir(parents=True, exist_ok=True)
         save_noise(noise, train.names, run / "labels.csv")
-    print(f"train {len(train)} images ({cfg.noise}: {noise.rate:.1%} wrong labels), valid {len(valid_samples)}")
-    return Data(classes, train, load_images(valid_samples, spec, desc="decode valid"), noise.truly_noisy, true_labels)
+        if calibration_samples:
+            (run / CALIBRATION_IDS).write_text("".join(f"{s.path.name}\n" for s in calibration_samples))
+    held = f", calibration {len(calibration_samples)} held out" if calibration_samples else ""
+    print(f"train {len(train)} images ({cfg.noise}: {noise.rate:.1%} wrong labels){held}, valid {len(valid_samples)}")
+    calibration = load_images(calibration_samples, spec, desc="decode calibration") if calibration_samples else None
+    valid = load_images(valid_samples, spec, desc="decode valid")
+    return Data(classes, train, valid, noise.truly_noisy, true_labels, calibration)
 
 
 def build_nets(cfg: TrainConfig, num_classes: int, *, pretrained: bool = True) -> list[nn.Module]:
@@ -103,10 +113,20 @@ def _save(obj: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)  # a kill mid-write never leaves a broken checkpoint
 
 
-def _load_pretrained(nets: list[nn.Module], path: str) -> None:
+def _load_pretrained(cfg: TrainConfig, nets: list[nn.Module], path: str) -> None:
     """Start from `path`: another run's checkpoint (fine-tuning; network i takes its network i mod its
     count, so a one-network run seeds both) or a torchvision-named ResNet state dict."""
     weights = torch.load(path, weights_only=True, map_location="cpu")
+    if "config" in weights:
+        # a fine-tune must hold out what its parent held out, or its calibration split is in-sample after all
+        parent = TrainConfig.from_dict(weights["config"])
+        same = ("data", "dataset", "limit", "calibration", "seed")
+        differ = [k for k in same if getattr(parent, k) != getattr(cfg, k)] if parent.calibration or cfg.calibration else []
+        if differ:
+            raise SystemExit(
+                f"--pretrained {path}: that run held out another calibration split (it differs in {', '.join(differ)}); "
+                "fine-tune with the same --data, --limit, --calibration and --seed"
+            )
     if "nets" in weights:
         for i, net in enumerate(nets):
             net.load_state_dict(weights["nets"][i % len(weights["nets"])])
@@ -145,7 +165,7 @@ def restore(
             copy_warm_up_metrics(Path(cfg.warm_start).parent, run, ckpt["epoch"])
         print(f"starting {run} at epoch {ckpt['epoch'] + 1} from the warm-up in {cfg.warm_start}")
     elif cfg.pretrained:
-        _load_pretrained(nets, cfg.pretrained)
+        _load_pretrained(cfg, nets, cfg.pretrained)
     if ckpt is not None:
         for net, net_state in zip(nets, ckpt["nets"], strict=True):
             net.load_state_dict(net_state)

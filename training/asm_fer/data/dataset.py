@@ -52,3 +52,22 @@ def stratified_limit(samples: Sequence[Sample], limit: int, seed: int) -> list[S
         n = max(1, round(limit * len(idx) / len(samples)))
         keep.extend(rng.choice(idx, size=min(n, len(idx)), replace=False).tolist())
     return [samples[i] for i in sorted(keep)]
+
+
+# a stream of its own, so the split does not depend on (or shift) the draws of --limit and of the noise
+CALIBRATION_STREAM = 17
+
+
+def calibration_split(samples: Sequence[Sample], share: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """(train, calibration): about `share` of each class held out, seeded; order kept within each part.
+    A class with a single sample stays in training (its calibration figure would be one coin flip)."""
+    if share <= 0:
+        return list(samples), []
+    rng = np.random.default_rng([seed, CALIBRATION_STREAM])
+    labels = np.array([s.label for s in samples])
+    held = np.zeros(len(samples), dtype=bool)
+    for k in np.unique(labels):
+        idx = np.flatnonzero(labels == k)
+        n = min(len(idx) - 1, max(1, round(share * len(idx))))
+        held[rng.choice(idx, size=n, replace=False)] = True
+    return [s for s, h in zip(samples, held, strict=True) if not h], [s for s, h in zip(samples, held, strict=True) if h]
