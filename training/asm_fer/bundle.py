@@ -17,6 +17,7 @@ MANIFEST = "model.json"
 WEIGHT_DTYPES = ("float32", "float16")
 # Test-time augmentation inside the graph (model.testTimeAugmentation): none, or flip averaging.
 TTA_MODES = ("none", "flip")
+THRESHOLD_SPLITS = ("auto", "calibration", "train")
 
 
 class BundleError(ValueError):

@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .bundle import TTA_MODES, WEIGHT_DTYPES, BundleError
+from .bundle import THRESHOLD_SPLITS, TTA_MODES, WEIGHT_DTYPES, BundleError
 from .config import ConfigError, add_config_arguments, config_from_args
 from .data import FORMATS
 from .data.ferplus import DatasetLayoutError
@@ -22,7 +22,15 @@ def _train(args: argparse.Namespace) -> int:
         from .export import export_bundle
 
         bundle = Path(args.export or Path(cfg.run_dir) / "bundle")
-        export_bundle(final, bundle, name=args.name, data_root=cfg.data, weights=args.weights, tta=args.tta)
+        export_bundle(
+            final,
+            bundle,
+            name=args.name,
+            data_root=cfg.data,
+            weights=args.weights,
+            tta=args.tta,
+            thresholds_from=args.thresholds_from,
+        )
     return 0
 
 
@@ -30,7 +38,15 @@ def _export(args: argparse.Namespace) -> int:
     from .export import export_bundle
     from .run import FINAL
 
-    export_bundle(Path(args.run) / FINAL, Path(args.out), name=args.name, data_root=args.data, weights=args.weights, tta=args.tta)
+    export_bundle(
+        Path(args.run) / FINAL,
+        Path(args.out),
+        name=args.name,
+        data_root=args.data,
+        weights=args.weights,
+        tta=args.tta,
+        thresholds_from=args.thresholds_from,
+    )
     return 0
 
 
@@ -95,7 +111,16 @@ def _add_export_arguments(p: argparse.ArgumentParser) -> None:
         choices=TTA_MODES,
         help="test-time augmentation inside the graph: flip averages each network's logits on the image and its "
         "mirror image (twice the inference; the thresholds are recomputed through the graph, so runs that mine "
-        "refuse it) (default: none)",
+        "refuse it unless they held out a calibration split) (default: none)",
+    )
+    p.add_argument(
+        "--thresholds-from",
+        default="auto",
+        choices=THRESHOLD_SPLITS,
+        help="where Adaptive Threshold Learning gets its class means at export: calibration = the run's held-out "
+        "split (--calibration; out-of-sample, as Confident Learning asks), train = the training images (in-sample), "
+        "auto = calibration when the run has one. With a calibration split the temperature and the per-class "
+        "reliability are always fitted on it (default: auto)",
     )
 
 

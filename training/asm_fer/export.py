@@ -22,14 +22,16 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 from torch.fx.experimental.optimization import fuse
 
-from .bundle import TTA_MODES, WEIGHT_DTYPES, BundleError, input_section, sha256_file, write_bundle
+from .bundle import THRESHOLD_SPLITS, TTA_MODES, WEIGHT_DTYPES, BundleError, input_section, sha256_file, write_bundle
+from .calibrate import injected_noise, label_quality_section, reliability, temperature_section
 from .config import TrainConfig
 from .data import scan
 from .data.dataset import load_images
 from .data.ferplus import SPLITS
 from .evaluate import accuracy, per_class_recall
 from .resnet import Ensemble, count_parameters
-from .run import final_model_thresholds, input_spec, load_data, load_trained
+from .run import Data, final_model_thresholds, input_spec, load_data, load_trained
+from .thresholds import adaptive_thresholds, class_means
 from .transforms import InputSpec, normalise
 
 OPSET = 17
@@ -141,6 +143,11 @@ def check_parity(model: nn.Module, path: Path, x: torch.Tensor) -> float:
     return err
 
 
+def torch_probs(model: nn.Module, x: torch.Tensor, *, batch_size: int = 512) -> np.ndarray:
+    with torch.no_grad():
+        return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]).double().numpy()
+
+
 def architecture(cfg: TrainConfig) -> str:
     if cfg.backbone == "dlib-resnet":  # the resize to the backbone's size is part of the graph
         return f"dlib face-descriptor ResNet at {cfg.backbone_size} px, all-stage head"
@@ -156,26 +163,63 @@ def export_bundle(
     eval_split: str = "valid",
     weights: str = "float32",
     tta: str = "none",
+    thresholds_from: str = "auto",
 ) -> dict[str, Any]:
     """Write `out/model.onnx` + `out/model.json` from a `final.pt`; returns the model.json document.
     `weights` is the dtype the ONNX file stores its weights in (WEIGHT_DTYPES); `tta` the test-time
-    augmentation built into the graph (TTA_MODES)."""
+    augmentation built into the graph (TTA_MODES); `thresholds_from` where the class means of the thresholds
+    come from (THRESHOLD_SPLITS). A run with a calibration split gets its temperature fitted there and folded
+    into the graph, and its label-quality score and per-class reliability measured there."""
     if weights not in WEIGHT_DTYPES:
         raise ValueError(f"weights must be one of {WEIGHT_DTYPES}, got {weights!r}")
     if tta not in TTA_MODES:
         raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
+    if thresholds_from not in THRESHOLD_SPLITS:
+        raise ValueError(f"thresholds_from must be one of {THRESHOLD_SPLITS}, got {thresholds_from!r}")
     revision = code_revision()  # before this export writes into the tree (models/default is tracked)
     cfg, nets, final = load_trained(final_path)
-    if tta != "none" and cfg.mines:
+    held_out = cfg.calibration > 0
+    if thresholds_from == "calibration" and not held_out:
+        raise BundleError("--thresholds-from calibration: this run held out no calibration split (train it with --calibration)")
+    out_of_sample = held_out and thresholds_from != "train"
+    # a mining run's thresholds belong to the probabilities it mined on; flip averaging or a temperature
+    # changes them, and only a held-out split can give thresholds for the new ones
+    if cfg.mines and not out_of_sample and (tta != "none" or held_out):
+        change = f"--tta {tta}" if tta != "none" else "the fitted temperature"
         raise BundleError(
-            f"--tta {tta} would serve other probabilities than the ones the {cfg.method} run mined its thresholds on; "
-            "export it with --tta none"
+            f"{change} would serve other probabilities than the ones the {cfg.method} run mined its thresholds on; "
+            "export it with --tta none, or from a run trained with --calibration (thresholds from that split)"
         )
     spec = input_spec(cfg)
     classes: list[str] = final["classes"]
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = out / ONNX_FILE
     ensemble = Ensemble(nets, flip=tta == "flip").eval()
+    data: Data | None = None
+    if held_out or tta != "none":
+        data = load_data(replace(cfg, data=data_root or cfg.data), save_labels=False)
+    calibration: dict[str, Any] | None = None
+    if held_out:
+        assert data is not None and data.calibration is not None
+        cal = data.calibration
+        cal_x = normalise(cal.pixels, spec)
+        cal_labels = cal.labels.numpy()
+        calibration = {
+            "split": {
+                "from": split_name(cfg.dataset, "train"),
+                "share": cfg.calibration,
+                "seed": cfg.seed,
+                "samples": len(cal),
+                "ids": cal.names,
+            },
+            **temperature_section(torch_probs(ensemble, cal_x), cal_labels),
+        }
+        ensemble.temperature = calibration["temperature"]
+        print(
+            f"temperature {calibration['temperature']:.3f} on {len(cal)} calibration images: "
+            f"ECE {calibration['ece']['before']:.4f} -> {calibration['ece']['after']:.4f}, "
+            f"NLL {calibration['nll']['before']:.4f} -> {calibration['nll']['after']:.4f}"
+        )
     reference = round_weights_to_float16(ensemble) if weights == "float16" else ensemble
     export_onnx(reference, spec, onnx_path, weights=weights)
 
@@ -193,13 +237,50 @@ def export_bundle(
     }
 
     means, thresholds, learning = final["class_means"], final["thresholds"], final["threshold_learning"]
-    if tta != "none":
+    graph = "exported graph" + (f", {tta} averaged" if tta != "none" else "") + (", temperature folded" if held_out else "")
+    cal_probs: np.ndarray | None = None
+    if held_out:
+        cal_probs = onnx_probs(onnx_path, cal_x.numpy())
+    if out_of_sample:
+        # Adaptive Threshold Learning, same formula and options as the run, on probabilities of images no
+        # network was fitted on (Confident Learning's out-of-sample requirement)
+        assert cal_probs is not None
+        mu = class_means(cal_probs, cal_labels, statistic=learning["statistic"])
+        tau = adaptive_thresholds(
+            mu, base=(cfg.t_noisy, cfg.t_clean), mode=learning["mode"], normalisation=learning["normalisation"]
+        )
+        means, thresholds = mu.tolist(), tau.tolist()
+        learning = {**learning, "split": f"calibration split ({cfg.calibration:.0%}, never trained on), {graph}"}
+    elif tta != "none" or held_out:
         # the thresholds of a run that did not mine come from its final model's training-set probabilities;
         # the graph now computes other ones, so they are recomputed through the graph itself
-        train = load_data(replace(cfg, data=data_root or cfg.data), save_labels=False).train
-        train_probs = onnx_probs(onnx_path, normalise(train.pixels, spec).numpy())
-        means, thresholds = (a.tolist() for a in final_model_thresholds(cfg, train_probs, train.labels.numpy()))
-        learning = {**learning, "split": f"training set, exported graph ({tta} averaged), un-augmented"}
+        assert data is not None
+        train_probs = onnx_probs(onnx_path, normalise(data.train.pixels, spec).numpy())
+        means, thresholds = (a.tolist() for a in final_model_thresholds(cfg, train_probs, data.train.labels.numpy()))
+        learning = {**learning, "split": f"training set, {graph}, un-augmented"}
+    measured: dict[str, Any] = {}
+    if held_out:
+        assert cal_probs is not None and calibration is not None
+        noise, noisy = injected_noise(cal_labels, cal.votes, len(classes), cfg.seed)
+        measured = {
+            "calibration": calibration,
+            "labelQuality": label_quality_section(cal_probs, noisy, noise),
+            "reliability": {
+                "noise": noise,
+                "seed": cfg.seed,
+                "samples": len(cal_labels),
+                "perClass": reliability(cal_probs, noisy, np.asarray(thresholds), classes),
+            },
+        }
+        print(
+            f"label-quality score: {measured['labelQuality']['score']} "
+            f"(average precision {measured['labelQuality']['averagePrecision']})"
+        )
+        for c, r in measured["reliability"]["perClass"].items():
+            print(
+                f"  {c:10s} {noise}: {r['submitted']:5d} submitted, {r['mislabelled']:4d} wrong, {r['flagged']:4d} noisy, "
+                f"precision {r['precision']}, recall {r['recall']}"
+            )
     created = datetime.now(UTC).replace(microsecond=0)
     doc: dict[str, Any] = {
         "schemaVersion": 1,
@@ -230,6 +311,7 @@ def export_bundle(
             "epoch": learning["epoch"],
             "split": f"{split_name(cfg.dataset, 'train')} ({learning['split']})",
         },
+        **measured,
         "provenance": {
             "dataset": cfg.dataset,
             "trainSplit": split_name(cfg.dataset, "train"),

@@ -6,6 +6,7 @@ Nothing here touches a real dataset.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -143,7 +144,8 @@ def make_fixtures(out: Path) -> Path:
     from .train import train
 
     data = write_ferplus_fixture(out / "ferplus")
-    cfg = tiny_config(data, out / "run")
+    # with a calibration split, so the bundle carries every section a shipped one has (issue 17)
+    cfg = replace(tiny_config(data, out / "run"), calibration=0.2)
     final = train(cfg)
     bundle = out / "bundle"
     export_bundle(final, bundle, name="tiny-ferplus", data_root=str(data))

@@ -21,13 +21,13 @@ ECE_BINS = 15
 
 
 def self_confidence(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    return probs[np.arange(len(labels)), labels]
+    return np.asarray(probs[np.arange(len(labels)), labels])
 
 
 def normalized_margin(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     others = probs.copy()
     others[np.arange(len(labels)), labels] = -np.inf
-    return (self_confidence(probs, labels) - others.max(1) + 1) / 2
+    return np.asarray((self_confidence(probs, labels) - others.max(1) + 1) / 2)
 
 
 def quality(probs: np.ndarray, labels: np.ndarray, score: QualityScore) -> np.ndarray:
@@ -43,7 +43,7 @@ def mistakenness(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     p = np.clip(probs, 0, 1)
     entropy = -(p * np.log(np.where(p > 0, p, 1))).sum(1)  # 0 log 0 = 0
     sign = np.where(probs.argmax(1) != labels, 1.0, -1.0)
-    return (sign * np.exp(-entropy) + 1) / 2
+    return np.asarray((sign * np.exp(-entropy) + 1) / 2)
 
 
 def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
@@ -78,14 +78,14 @@ def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
 
 def log_probs(probs: np.ndarray) -> np.ndarray:
     """Logits up to a per-row constant, which softmax ignores: what temperature scaling divides."""
-    return np.log(np.clip(probs, 1e-12, 1))
+    return np.asarray(np.log(np.clip(probs, 1e-12, 1)))
 
 
 def softmax_t(logits: np.ndarray, temperature: float) -> np.ndarray:
     z = logits / temperature
     z = z - z.max(1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
+    return np.asarray(e / e.sum(1, keepdims=True))
 
 
 def nll(probs: np.ndarray, labels: np.ndarray) -> float:

@@ -95,16 +95,19 @@ class Ensemble(nn.Module):
     `flip`, each network also sees the image mirrored left to right and its logits on both views join
     the mean (test-time flip averaging: FER faces are left-right symmetric, the recipe trains on flips)."""
 
-    def __init__(self, nets: list[nn.Module], *, flip: bool = False) -> None:
+    def __init__(self, nets: list[nn.Module], *, flip: bool = False, temperature: float = 1.0) -> None:
         super().__init__()
         self.nets = nn.ModuleList(nets)
         self.flip = flip
+        self.temperature = temperature  # temperature scaling, folded into the graph (issue 17)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # both views in one batch: one call per network (batch-norm folding at export fuses each call site)
         views = torch.cat([x, x.flip(3)]) if self.flip else x  # (V*B, C, H, W)
         logits = torch.stack([net(views) for net in self.nets])  # (M, V*B, K)
         logits = logits.reshape(-1, x.shape[0], logits.shape[-1]).mean(0)  # (B, K)
+        if self.temperature != 1.0:  # T = 1 exports the same graph as before calibration existed
+            logits = logits / self.temperature
         return torch.softmax(logits, dim=1)
 
 

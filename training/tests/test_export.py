@@ -40,12 +40,33 @@ def test_exported_bundle_is_valid_and_batch_dynamic(fixtures: Path) -> None:
         np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
 
 
-def test_thresholds_come_from_the_run(fixtures: Path) -> None:
+def calibration_inputs(fixtures: Path, doc: dict) -> tuple[torch.Tensor, np.ndarray]:
+    """The bundle's calibration split (by the ids it names) as network inputs, with their labels."""
+    spec = input_spec_from(doc["input"])
+    ids = set(doc["calibration"]["split"]["ids"])
+    _, samples = scan("ferplus", fixtures / "ferplus", "train")
+    held = load_images([s for s in samples if s.path.name in ids], spec)
+    return normalise(held.pixels, spec), held.labels.numpy()
+
+
+def test_thresholds_come_from_the_calibration_split_through_the_graph(fixtures: Path) -> None:
     doc = read_bundle(fixtures / "bundle")
-    final = torch.load(fixtures / "run" / "final.pt", weights_only=False)
-    got = [[doc["thresholds"][c]["noisy"], doc["thresholds"][c]["clean"]] for c in doc["classes"]]
-    np.testing.assert_allclose(got, final["thresholds"])
-    assert max(t["clean"] for t in doc["thresholds"].values()) == pytest.approx(0.8)
+    x, labels = calibration_inputs(fixtures, doc)
+    probs = onnx_probs(fixtures / "bundle" / "model.onnx", x.numpy())
+    means = np.array([probs[labels == k, k].mean() for k in range(len(doc["classes"]))])
+    np.testing.assert_allclose([doc["thresholdLearning"]["classMeans"][c] for c in doc["classes"]], means)
+    got = np.array([[doc["thresholds"][c]["noisy"], doc["thresholds"][c]["clean"]] for c in doc["classes"]])
+    np.testing.assert_allclose(got, np.outer(means / means.max(), [0.2, 0.8]))
+    assert "calibration split" in doc["thresholdLearning"]["split"]
+
+
+def test_in_sample_thresholds_on_request(fixtures: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    export_bundle(fixtures / "run" / "final.pt", out, name="x", data_root=str(fixtures / "ferplus"), thresholds_from="train")
+    doc = read_bundle(out)
+    assert doc["thresholdLearning"]["split"].startswith("FER2013Train (training set, exported graph, temperature folded")
+    assert doc["calibration"]["temperature"] == read_bundle(fixtures / "bundle")["calibration"]["temperature"]
+    assert doc["thresholds"] != read_bundle(fixtures / "bundle")["thresholds"]
 
 
 def test_tampered_onnx_is_refused(fixtures: Path, tmp_path: Path) -> None:
@@ -128,7 +149,8 @@ def test_float16_bundle_is_smaller_and_float32_at_its_edges(fixtures: Path, floa
 
 def test_float16_graph_computes_the_rounded_torch_model(fixtures: Path, float16_bundle: Path) -> None:
     _, nets, _ = load_trained(fixtures / "run" / "final.pt")
-    reference = round_weights_to_float16(Ensemble(nets))
+    temperature = read_bundle(float16_bundle)["calibration"]["temperature"]
+    reference = round_weights_to_float16(Ensemble(nets, temperature=temperature))
     for t in [*reference.parameters(), *reference.buffers()]:
         if t.is_floating_point():
             assert torch.equal(t, t.half().float())
@@ -195,16 +217,14 @@ def test_flip_averaged_graph_cannot_tell_an_image_from_its_mirror(fixtures: Path
     _, nets, _ = load_trained(fixtures / "run" / "final.pt")
     with torch.no_grad():
         logits = (nets[0](torch.from_numpy(x)) + nets[0](torch.from_numpy(x).flip(3))) / 2
-    np.testing.assert_allclose(flipped, torch.softmax(logits, 1).numpy(), atol=FLOAT16_VS_FLOAT32_ATOL)
+    t = read_bundle(flip_bundle)["calibration"]["temperature"]  # fitted on the flip-averaged probabilities
+    np.testing.assert_allclose(flipped, torch.softmax(logits / t, 1).numpy(), atol=FLOAT16_VS_FLOAT32_ATOL)
 
 
 def test_flip_averaged_bundle_carries_thresholds_of_its_own_probabilities(fixtures: Path, flip_bundle: Path) -> None:
     doc = read_bundle(flip_bundle)
-    spec = input_spec_from(doc["input"])
-    _, samples = scan("ferplus", fixtures / "ferplus", "train")
-    train = load_images(samples, spec)
-    probs = onnx_probs(flip_bundle / "model.onnx", normalise(train.pixels, spec).numpy())
-    labels = train.labels.numpy()
+    x, labels = calibration_inputs(fixtures, doc)
+    probs = onnx_probs(flip_bundle / "model.onnx", x.numpy())
     means = np.array([probs[labels == k, k].mean() for k in range(len(doc["classes"]))])
     np.testing.assert_allclose([doc["thresholdLearning"]["classMeans"][c] for c in doc["classes"]], means)
     got = np.array([[doc["thresholds"][c]["noisy"], doc["thresholds"][c]["clean"]] for c in doc["classes"]])
@@ -221,4 +241,11 @@ def test_flip_averaging_is_refused_for_a_run_that_mined(fixtures: Path, tmp_path
     (tmp_path / "run").mkdir()
     torch.save(final, tmp_path / "run" / "final.pt")
     with pytest.raises(BundleError, match="--tta flip would serve other probabilities"):
-        export_bundle(tmp_path / "run" / "final.pt", tmp_path / "bundle", name="x", tta="flip")
+        export_bundle(tmp_path / "run" / "final.pt", tmp_path / "bundle", name="x", tta="flip", thresholds_from="train")
+    with pytest.raises(BundleError, match="the fitted temperature would serve other probabilities"):
+        export_bundle(tmp_path / "run" / "final.pt", tmp_path / "bundle", name="x", thresholds_from="train")
+    # with a held-out split the thresholds are learnt anew for the served probabilities
+    doc = export_bundle(
+        tmp_path / "run" / "final.pt", tmp_path / "bundle", name="x", data_root=str(fixtures / "ferplus"), tta="flip"
+    )
+    assert "calibration split" in doc["thresholdLearning"]["split"]

@@ -1,0 +1,151 @@
+"""Issue 17: the held-out calibration split, temperature scaling, the label-quality scores and the per-class
+reliability the exporter measures on that split."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from asm_fer.bundle import input_spec_from, read_bundle
+from asm_fer.calibrate import injected_noise, reliability
+from asm_fer.data import scan
+from asm_fer.data.dataset import calibration_split, load_images
+from asm_fer.export import onnx_probs
+from asm_fer.fixtures import tiny_config
+from asm_fer.label_quality import (
+    auroc,
+    average_precision,
+    ece,
+    fit_temperature,
+    mistakenness,
+    normalized_margin,
+    self_confidence,
+    softmax_t,
+)
+from asm_fer.run import CALIBRATION_IDS, load_data
+from asm_fer.train import train
+from asm_fer.transforms import normalise
+
+
+def test_calibration_split_is_stratified_reproducible_and_disjoint(ferplus_root: Path) -> None:
+    _, samples = scan("ferplus", ferplus_root, "train")
+    kept, held = calibration_split(samples, 0.2, seed=3)
+    assert {s.path.name for s in kept}.isdisjoint(s.path.name for s in held)
+    assert len(kept) + len(held) == len(samples)
+    per_class, held_per_class = Counter(s.label for s in samples), Counter(s.label for s in held)
+    assert all(held_per_class[k] == round(0.2 * n) for k, n in per_class.items())  # 2 of each class's 10
+    again = calibration_split(samples, 0.2, seed=3)[1]
+    assert [s.path.name for s in again] == [s.path.name for s in held]
+    assert [s.path.name for s in calibration_split(samples, 0.2, seed=4)[1]] != [s.path.name for s in held]
+    assert calibration_split(samples, 0.0, seed=3) == (list(samples), [])
+
+
+def test_a_run_never_trains_on_its_calibration_split(ferplus_root: Path, tmp_path: Path) -> None:
+    cfg = replace(tiny_config(ferplus_root, tmp_path / "run"), calibration=0.2)
+    data = load_data(cfg)
+    assert data.calibration is not None
+    held = (tmp_path / "run" / CALIBRATION_IDS).read_text().split()
+    assert held == data.calibration.names
+    trained_on = [line.split(",")[0] for line in (tmp_path / "run" / "labels.csv").read_text().splitlines()[1:]]
+    assert len(trained_on) == len(data.train) == 64 and set(trained_on).isdisjoint(held)
+
+
+def test_fine_tune_refuses_a_parent_with_another_calibration_split(fixtures: Path, tmp_path: Path) -> None:
+    cfg = replace(
+        tiny_config(fixtures / "ferplus", tmp_path / "ft"),
+        calibration=0.3,
+        pretrained=str(fixtures / "run" / "final.pt"),
+        epochs=1,
+    )
+    with pytest.raises(SystemExit, match=r"held out another calibration split .* calibration"):
+        train(cfg)
+
+
+def test_bundle_names_the_split_the_run_held_out(fixtures: Path) -> None:
+    doc = read_bundle(fixtures / "bundle")
+    split = doc["calibration"]["split"]
+    assert split["ids"] == (fixtures / "run" / CALIBRATION_IDS).read_text().split()
+    assert split["samples"] == len(split["ids"]) == 16 and split["share"] == 0.2
+
+
+def test_temperature_recovers_planted_overconfidence() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(20000, 8)) * 1.5
+    labels = np.array([rng.choice(8, p=p) for p in softmax_t(logits, 1.0)])  # calibrated at T = 1
+    for planted in (0.5, 3.0):  # under- and over-confident
+        t = fit_temperature(logits * planted, labels)
+        assert t == pytest.approx(planted, rel=0.05)
+        assert ece(softmax_t(logits * planted, t), labels) < ece(softmax_t(logits * planted, 1.0), labels) / 3
+
+
+def test_bundle_temperature_is_folded_into_its_graph(fixtures: Path) -> None:
+    doc = read_bundle(fixtures / "bundle")
+    spec = input_spec_from(doc["input"])
+    _, samples = scan("ferplus", fixtures / "ferplus", "valid")
+    x = normalise(load_images(samples, spec).pixels, spec)
+    from asm_fer.run import load_trained
+
+    _, nets, _ = load_trained(fixtures / "run" / "final.pt")
+    with torch.no_grad():
+        logits = nets[0](x)
+    t = doc["calibration"]["temperature"]
+    np.testing.assert_allclose(
+        onnx_probs(fixtures / "bundle" / "model.onnx", x.numpy()), torch.softmax(logits / t, 1).numpy(), atol=1e-5
+    )
+    assert doc["calibration"]["ece"]["after"] <= doc["calibration"]["ece"]["before"]
+    assert doc["calibration"]["nll"]["after"] <= doc["calibration"]["nll"]["before"]
+
+
+def test_score_formulas_by_hand() -> None:
+    p = np.array([[0.7, 0.2, 0.1], [0.5, 0.5, 0.0]])
+    labels = np.array([1, 0])
+    np.testing.assert_allclose(self_confidence(p, labels), [0.2, 0.5])
+    np.testing.assert_allclose(normalized_margin(p, labels), [(0.2 - 0.7 + 1) / 2, 0.5])
+    h = -(0.7 * np.log(0.7) + 0.2 * np.log(0.2) + 0.1 * np.log(0.1))
+    # row 0: the prediction (0) disagrees with the label (1); row 1: argmax picks 0, the label
+    np.testing.assert_allclose(mistakenness(p, labels), [(np.exp(-h) + 1) / 2, (1 - np.exp(-np.log(2))) / 2])
+
+
+def test_average_precision_and_auroc_by_hand() -> None:
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    positive = np.array([True, False, True, False])
+    assert average_precision(scores, positive) == pytest.approx((1 + 2 / 3) / 2)
+    assert auroc(scores, positive) == pytest.approx(3 / 4)  # pairs (pos, neg) ranked right: 3 of 4
+    assert average_precision(positive.astype(float), positive) == 1.0 and auroc(positive.astype(float), positive) == 1.0
+    assert auroc(np.zeros(4), positive) == 0.5
+
+
+def test_reliability_counts_the_verdict_against_the_injected_truth(fixtures: Path) -> None:
+    doc = read_bundle(fixtures / "bundle")
+    spec = input_spec_from(doc["input"])
+    ids = set(doc["calibration"]["split"]["ids"])
+    _, samples = scan("ferplus", fixtures / "ferplus", "train")
+    held = load_images([s for s in samples if s.path.name in ids], spec)
+    probs = onnx_probs(fixtures / "bundle" / "model.onnx", normalise(held.pixels, spec).numpy())
+    noise, noisy = injected_noise(held.labels.numpy(), held.votes, 8, doc["reliability"]["seed"])
+    assert noise == doc["reliability"]["noise"] == "crowd-1"
+    tau = np.array([[doc["thresholds"][c]["noisy"], doc["thresholds"][c]["clean"]] for c in doc["classes"]])
+    assert reliability(probs, noisy, tau, doc["classes"]) == doc["reliability"]["perClass"]
+    per_class = doc["reliability"]["perClass"].values()
+    assert sum(r["submitted"] for r in per_class) == doc["reliability"]["samples"] == 16
+    assert sum(r["mislabelled"] for r in per_class) == int(noisy.truly_noisy.sum())
+    # planted: every noisy verdict right and every wrong label found gives 1.0 / 1.0
+    perfect = np.full((4, 2), 0.1)
+    perfect[[0, 1], [0, 1]] = 0.9
+    from asm_fer.noise import NoisyLabels
+
+    planted = NoisyLabels(np.array([0, 1, 1, 0]), np.array([False, False, True, True]))
+    r = reliability(perfect, planted, np.array([[0.5, 0.8], [0.5, 0.8]]), ["a", "b"])
+    assert r["a"] == {"submitted": 2, "mislabelled": 1, "flagged": 1, "precision": 1.0, "recall": 1.0}
+    assert r["b"]["precision"] == 1.0 and r["b"]["recall"] == 1.0
+
+
+def test_label_quality_choice_is_the_better_average_precision(fixtures: Path) -> None:
+    lq = read_bundle(fixtures / "bundle")["labelQuality"]
+    assert lq["score"] == max(lq["averagePrecision"], key=lq["averagePrecision"].get)
+    assert set(lq["averagePrecision"]) == {"self-confidence", "normalized-margin"}
