@@ -10,8 +10,10 @@ VENV := training/.venv
 CONTRACT_VENV := test/contract/.venv
 DATA ?= $(if $(wildcard ../shared/data/ferplus),../shared/data/ferplus,)
 BUNDLE ?= models/default
-RUN_DIR ?= training/runs/ferplus-ce
-FINETUNE_DIR ?= training/runs/ferplus-ce-reframe
+RUN_DIR ?= training/runs/ferplus-ce-cal
+FINETUNE_DIR ?= training/runs/ferplus-ce-cal-reframe
+# the held-out share the bundle's thresholds, temperature and reliability are measured on (issue 17)
+CALIBRATION ?= 0.1
 FIXTURES := test/fixtures/generated
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -76,11 +78,11 @@ test-contract: node_modules/.installed $(FIXTURES)/bundle/model.json $(CONTRACT_
 
 train: $(VENV)/.installed ## train the base recipe on FER+ (DATA=..., RUN_DIR=...) and export to BUNDLE; `make finetune` then gives the shipped model
 	@test -n "$(DATA)" || { echo "set DATA=<folder with FER2013Train/ and FER2013Valid/>"; exit 2; }
-	$(VENV)/bin/asm-fer train --data $(DATA) --run-dir $(RUN_DIR) --export $(BUNDLE) --name ferplus --weights float16
+	$(VENV)/bin/asm-fer train --data $(DATA) --calibration $(CALIBRATION) --run-dir $(RUN_DIR) --export $(BUNDLE) --name ferplus --weights float16
 
 finetune: $(VENV)/.installed ## fine-tune RUN_DIR's model on detector-like crops (issue 8) into FINETUNE_DIR, export to BUNDLE with flip averaging
 	@test -n "$(DATA)" || { echo "set DATA=<folder with FER2013Train/ and FER2013Valid/>"; exit 2; }
-	$(VENV)/bin/asm-fer train --data $(DATA) --method ce --pretrained $(RUN_DIR)/final.pt --weak-view reframe \
+	$(VENV)/bin/asm-fer train --data $(DATA) --calibration $(CALIBRATION) --method ce --pretrained $(RUN_DIR)/final.pt --weak-view reframe \
 		--epochs 6 --lr 3e-4 --lr-decay 0.75 --run-dir $(FINETUNE_DIR) --export $(BUNDLE) --name ferplus --weights float16 --tta flip
 
 clean: ## remove installed packages, builds and generated fixtures (not training runs)

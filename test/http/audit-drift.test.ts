@@ -118,9 +118,12 @@ describe('drift', () => {
   });
 
   it('does not flag a class with fewer items than ASM_FER_DRIFT_MIN_SAMPLES, however far it moved', async () => {
-    await audit(u.app, a, 'neutral', 3);
+    // the image whose neutral probability lies farthest from the training mean: a move past the threshold
+    const mean = base.bundle.manifest.thresholdLearning.classMeans.neutral as number;
+    const far = images.reduce((i, _, j) => (Math.abs((probs[j]?.neutral as number) - mean) > Math.abs((probs[i]?.neutral as number) - mean) ? j : i), 0);
+    await audit(u.app, images[far] as Buffer, 'neutral', 3);
     const { row } = await driftOf('neutral');
-    expect(Math.abs(row.shift)).toBeGreaterThan(0.5);
+    expect(Math.abs(row.shift)).toBeGreaterThan((pB - pA) / 2);
     expect(row.samples).toBe(3);
     expect(row.drifted).toBe(false);
   });
