@@ -95,6 +95,15 @@ class TrainConfig:
             "so that crops of a face detector read like FER2013's own; issue 8)",
         },
     )
+    targets: Literal["label", "votes"] = field(
+        default="label",
+        metadata={
+            "help": "ce/ce2 without injected noise: label (cross-entropy on each image's majority label) | votes "
+            "(cross-entropy against its crowd vote distribution, FER+'s 'crossentropy' scheme), so that p(k) "
+            "estimates the share of annotators who would say k, which is what an audit of one annotator's "
+            "vote needs (issue 17)"
+        },
+    )
     stability: float = field(
         default=0.0,
         metadata={
@@ -207,6 +216,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.calibration < 1:
             raise ConfigError(f"calibration must be a share in [0, 1); got {self.calibration!r}")
+        if self.targets == "votes" and (self.method not in ("ce", "ce2") or self.noise != "none"):
+            raise ConfigError(
+                f"--targets votes is for ce and ce2 on the dataset's own labels (method {self.method!r}, noise {self.noise!r}): "
+                "the votes say nothing about injected noise, and ASM's subsets are defined on one label per image"
+            )
         # flags are checked by argparse; this also catches values from a --config file or from_dict
         hints = typing.get_type_hints(TrainConfig)
         for f in dataclasses.fields(self):

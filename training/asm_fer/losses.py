@@ -17,8 +17,9 @@ def _zero(like: torch.Tensor) -> torch.Tensor:
 
 
 def supervised(logits: Sequence[torch.Tensor], labels: torch.Tensor, *, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Mean over networks of CE(f_m(x), y); logits: M tensors (B, K), labels (B,)."""
-    if labels.numel() == 0:
+    """Mean over networks of CE(f_m(x), y); logits: M tensors (B, K), labels (B,) class indices or (B, K)
+    target distributions (e.g. crowd vote shares)."""
+    if labels.shape[0] == 0:
         return _zero(logits[0])
     return torch.stack([F.cross_entropy(lg, labels, label_smoothing=label_smoothing) for lg in logits]).mean()
 

@@ -58,6 +58,7 @@ def _run_epoch(
     gen = torch.Generator().manual_seed((cfg.seed * 100_003 + epoch) * 64 + world.rank + 1)
     batch_size = cfg.batch_size // world.size
     codes = _subset_codes(subsets) if subsets is not None else None
+    votes = torch.from_numpy(data.votes / data.votes.sum(1, keepdims=True)).float() if cfg.targets == "votes" else None
     device = device_of(nets)
     for net in nets:
         net.train()
@@ -83,7 +84,8 @@ def _run_epoch(
             with autocast(device):
                 outputs = [net(to_device(x, device)).float() for net in nets]  # each (B or 2B, K)
             logits = [out[: len(idx)] for out in outputs]
-            loss = supervised(logits, y, label_smoothing=cfg.label_smoothing)
+            target = votes[idx].to(device) if votes is not None else y  # (B, K) vote shares or (B,) labels
+            loss = supervised(logits, target, label_smoothing=cfg.label_smoothing)
             if cfg.stability:
                 steady = torch.stack([symmetric_kl(lg, out[len(idx) :]) for lg, out in zip(logits, outputs, strict=True)]).mean()
                 loss = loss + cfg.stability * steady

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from asm_fer.config import TrainConfig, add_config_arguments, config_from_args
+from asm_fer.config import ConfigError, TrainConfig, add_config_arguments, config_from_args
 
 
 def _parse(argv: list[str]) -> TrainConfig:
@@ -46,3 +46,9 @@ def test_a_config_file_value_outside_the_choices_is_refused_by_name(tmp_path: Pa
     with pytest.raises(SystemExit) as exc:
         main(["train", "--config", str(cfg)])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("change", [{"method": "asm"}, {"noise": "sym-0.3"}])
+def test_vote_targets_are_refused_where_they_do_not_apply(change: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="--targets votes"):
+        TrainConfig(targets="votes", **change)  # type: ignore[arg-type]

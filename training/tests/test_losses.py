@@ -82,3 +82,13 @@ def test_lambda_follows_the_schedule_length_it_is_given() -> None:
     for t in (1, 5, 12, 18, 20):
         expected = 0.9 * math.exp(-0.65 * (1 - min(t / 18, 1.0)) ** 2)
         assert mutual_weight(t, 20) == pytest.approx(expected)
+
+
+def test_supervised_takes_vote_distributions_as_targets() -> None:
+    logits = [torch.randn(5, 4, generator=torch.Generator().manual_seed(3))]
+    labels = torch.tensor([0, 1, 2, 3, 1])
+    one_hot = torch.nn.functional.one_hot(labels, 4).float()
+    assert torch.allclose(supervised(logits, one_hot), supervised(logits, labels))
+    shares = torch.tensor([[0.6, 0.4, 0, 0], [0, 1, 0, 0], [0.1, 0.2, 0.7, 0], [0, 0, 0.5, 0.5], [0.25] * 4])
+    by_hand = -(shares * torch.log_softmax(logits[0], 1)).sum(1).mean()
+    assert torch.allclose(supervised(logits, shares), by_hand)

@@ -41,6 +41,13 @@ def test_planted_classes_are_learned(ferplus_root: Path, tmp_path: Path) -> None
     assert final["valid"]["accuracy"] > 0.4  # chance is 1/8; seeds 0 and 1 reach 0.62-0.70
 
 
+def test_vote_targets_train_on_the_crowd_distribution(ferplus_root: Path, tmp_path: Path) -> None:
+    cfg = dataclasses.replace(tiny_config(ferplus_root, tmp_path / "votes"), targets="votes")
+    _, _, final = load_trained(train(cfg))
+    assert final["valid"]["accuracy"] > 0.4  # the planted label is each image's strict majority vote
+    assert json.loads((tmp_path / "votes" / "config.json").read_text())["targets"] == "votes"
+
+
 def test_asm_mines_planted_noise_better_than_chance(ferplus_root: Path, tmp_path: Path) -> None:
     cfg = dataclasses.replace(
         tiny_config(ferplus_root, tmp_path / "asm"), method="asm", noise="sym-0.3", warmup_epochs=8, epochs=12
