@@ -39,6 +39,7 @@ GRID = np.round(np.arange(0.02, 0.80, 0.01), 2)
 @dataclass(frozen=True)
 class Split:
     probs: np.ndarray  # (N, K)
+    labels: np.ndarray  # (N,) the dataset's majority labels
     votes: np.ndarray  # (N, K)
 
 
@@ -63,12 +64,12 @@ def split_probs(bundle: Path, data: Path, split: str, names: set[str] | None = N
     spec = input_spec_from(doc["input"])
     images = load_images(samples, spec, desc=f"decode {split}")
     probs = onnx_probs(bundle / doc["model"]["file"], normalise(images.pixels, spec).numpy())
-    return Split(probs, images.votes)
+    return Split(probs, images.labels.numpy(), images.votes)
 
 
 def draw(split: Split, seed: int) -> Draw:
     k = split.probs.shape[1]
-    noisy = apply_noise("crowd-1", split.votes.argmax(1), split.votes, k, seed)
+    noisy = apply_noise("crowd-1", split.labels, split.votes, k, seed)
     return Draw(split.probs, noisy.labels, noisy.truly_noisy)
 
 
