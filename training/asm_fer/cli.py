@@ -89,6 +89,22 @@ def _keep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _peers(args: argparse.Namespace) -> int:
+    import json
+
+    from .peers import read_items, report_lines, score
+
+    items = read_items(args.input)
+    classes = args.classes.split(",") if args.classes else [str(k) for k in range(items.probs.shape[1])]
+    if len(classes) != items.probs.shape[1]:
+        raise ConfigError(f"--classes names {len(classes)} classes, the items have {items.probs.shape[1]} probabilities")
+    result = score(items, classes)
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print("\n".join(report_lines(result)))
+    return 0
+
+
 def _fixtures(args: argparse.Namespace) -> int:
     from .fixtures import make_fixtures
 
@@ -190,6 +206,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("run", type=Path, help="finished run folder (holds final.pt)")
     p.add_argument("--into", type=Path, required=True, help="folder to write")
     p.set_defaults(func=_keep)
+
+    p = sub.add_parser(
+        "peers",
+        help="score audited items with cleanlab (find_label_issues, label-quality scores at the verdict's budget) "
+        "beside the verdict, and the AP / AUROC of each ranking score (issue 17; used by bench/audit-eval.ts)",
+    )
+    p.add_argument(
+        "--in",
+        dest="input",
+        type=Path,
+        required=True,
+        help="JSON Lines, one item per line: {probs, label, wrong, noisy[, quality][, handCl]}",
+    )
+    p.add_argument("--out", type=Path, help="write the scores as JSON here (rules overall and per class, rankings)")
+    p.add_argument("--classes", help="comma-separated class names in probability order (for the per-class scores)")
+    p.set_defaults(func=_peers)
 
     p = sub.add_parser(
         "fixtures",
