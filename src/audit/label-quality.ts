@@ -30,13 +30,36 @@ export function quality(probs: readonly number[], label: number, score: QualityS
  * a confident disagreement, near 0 a confident agreement, 0.5 when the model knows nothing.
  */
 export function mistakenness(probs: readonly number[], label: number): number {
-  let entropy = 0;
   let argmax = 0;
-  probs.forEach((raw, j) => {
+  probs.forEach((p, j) => {
+    if (p > (probs[argmax] as number)) argmax = j;
+  });
+  return mistakennessOf(probs, argmax !== label);
+}
+
+/** (s * exp(-H(probs)) + 1) / 2 with s = +1 when the prediction `disagrees` with the label, -1 when it agrees. */
+export function mistakennessOf(probs: readonly number[], disagrees: boolean): number {
+  let entropy = 0;
+  for (const raw of probs) {
     const p = Math.min(Math.max(raw, 0), 1);
     if (p > 0) entropy -= p * Math.log(p);
-    if (raw > (probs[argmax] as number)) argmax = j;
-  });
-  const sign = argmax !== label ? 1 : -1;
-  return (sign * Math.exp(-entropy) + 1) / 2;
+  }
+  return ((disagrees ? 1 : -1) * Math.exp(-entropy) + 1) / 2;
+}
+
+/**
+ * Both scores of `label` given a class → probability map and the model's prediction (classify()'s argmax, first
+ * class on ties): neither score then depends on the map's key order.
+ */
+export function rankLabel(
+  probabilities: Record<string, number>,
+  label: string,
+  predicted: string,
+  score: QualityScore,
+): { quality: number; mistakenness: number } {
+  const classes = Object.keys(probabilities);
+  const probs = classes.map((c) => probabilities[c] as number);
+  const k = classes.indexOf(label);
+  if (k < 0) throw new Error(`label ${label} is not one of the probabilities' classes`);
+  return { quality: quality(probs, k, score), mistakenness: mistakennessOf(probs, predicted !== label) };
 }
