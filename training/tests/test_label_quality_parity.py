@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ def cases() -> tuple[np.ndarray, np.ndarray]:
     return probs, labels
 
 
-def expected() -> dict[str, object]:
+def expected() -> dict[str, Any]:
     probs, labels = cases()
     return {
         "probabilities": probs.tolist(),
@@ -44,7 +45,7 @@ def test_committed_vectors_match_label_quality() -> None:
     assert committed["labels"] == now["labels"]
     np.testing.assert_allclose(committed["probabilities"], now["probabilities"], rtol=0, atol=TOLERANCE)
     for score in QUALITY_SCORES:
-        np.testing.assert_allclose(committed["quality"][score], now["quality"][score], rtol=0, atol=TOLERANCE)  # type: ignore[index]
+        np.testing.assert_allclose(committed["quality"][score], now["quality"][score], rtol=0, atol=TOLERANCE)
     np.testing.assert_allclose(committed["mistakenness"], now["mistakenness"], rtol=0, atol=TOLERANCE)
 
 
