@@ -64,7 +64,7 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * The audit trail, newest first, filtered and paginated; JSON, CSV or JSON Lines (the review queue export).
+         * The audit trail, newest first or ranked by label quality or mistakenness, filtered and paginated; JSON, CSV or JSON Lines (the review queue export).
          * @description Filters combine with AND. A text filter may be form-encoded, as browsers and `URLSearchParams` send it
          *     (`+` is a space: `annotatorId=ann+7` is "ann 7"), or percent-encoded; `:`, `/`, `@` and the like may be sent
          *     unencoded. Pages are cut by `limit`; pass the previous page's `nextCursor` as `cursor` for the
