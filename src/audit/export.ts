@@ -26,6 +26,8 @@ export const CSV_COLUMNS = [
   'faceWidth',
   'faceHeight',
   'faceScore',
+  'quality',
+  'mistakenness',
   'probabilities',
 ] as const;
 
@@ -86,6 +88,8 @@ function csvRow(r: AuditRecord): string {
     faceWidth: r.face?.box.width ?? null,
     faceHeight: r.face?.box.height ?? null,
     faceScore: r.face?.score ?? null,
+    quality: r.quality,
+    mistakenness: r.mistakenness,
     probabilities: JSON.stringify(r.probabilities),
   };
   return CSV_COLUMNS.map((c) => cell(values[c])).join(',');

@@ -1,8 +1,9 @@
 // ASM's mining rule applied to one submitted label, and the audit record it produces: the verdict (clean, ambiguous
 // or noisy against that class's thresholds), the suggested label, and everything the trail keeps about the item.
-import type { Thresholds } from '../bundle/load-bundle.js';
+import type { QualityScore, Thresholds } from '../bundle/load-bundle.js';
 import type { FaceBox } from '../faces/find-faces.js';
 import type { Classification } from '../inference/classify.js';
+import { rankLabel } from './label-quality.js';
 
 export type Verdict = 'clean' | 'ambiguous' | 'noisy';
 
@@ -54,17 +55,23 @@ export interface NewAuditRecord extends LabelledItem {
   confidence: number;
   /** Every class's probability, keyed by class name. */
   probabilities: Record<string, number>;
+  /** The bundle's label-quality score of the label (label-quality.ts): higher = more likely right. */
+  quality: number;
+  /** FiftyOne's mistakenness of the label: near 1 a confident disagreement. */
+  mistakenness: number;
 }
 
 /**
  * The record of `item` given the model's classification of its face and the thresholds of the label's class
- * (`byClass[item.label]` must exist: labels are checked against the model's classes first).
+ * (`byClass[item.label]` must exist: labels are checked against the model's classes first); `score` is the bundle's
+ * labelQuality.score.
  */
 export function judge(
   item: LabelledItem,
   c: Classification,
   thresholds: { source: ThresholdSource; byClass: Record<string, Thresholds> },
   at: { id: string; timeMs: number; model: { name: string; version: string } },
+  score: QualityScore,
 ): NewAuditRecord {
   const t = thresholds.byClass[item.label] as Thresholds;
   const labelProbability = c.probabilities[item.label] as number;
@@ -78,5 +85,6 @@ export function judge(
     predicted: c.label,
     confidence: c.confidence,
     probabilities: c.probabilities,
+    ...rankLabel(c.probabilities, item.label, c.label, score),
   };
 }

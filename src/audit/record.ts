@@ -1,4 +1,6 @@
 // An audited item as the audit trail stores and returns it: the `audits` table, and the mapping to and from its rows.
+import type Database from 'better-sqlite3';
+import { mistakennessOf } from './label-quality.js';
 import { suggestedLabel, type AuditedFace, type NewAuditRecord, type ThresholdSource, type Verdict } from './judge.js';
 
 /** A stored record as the list and get routes return it. */
@@ -36,35 +38,68 @@ CREATE TABLE IF NOT EXISTS audits (
   dataset_id TEXT,
   image_sha256 TEXT NOT NULL,
   image BLOB,
-  face TEXT
+  face TEXT,
+  quality REAL,
+  mistakenness REAL
 );
 CREATE INDEX IF NOT EXISTS audits_time ON audits (time_ms);
 CREATE INDEX IF NOT EXISTS audits_verdict ON audits (verdict, seq);
 CREATE INDEX IF NOT EXISTS audits_label ON audits (label, seq);
 CREATE INDEX IF NOT EXISTS audits_annotator ON audits (annotator_id, seq);
 CREATE INDEX IF NOT EXISTS audits_dataset ON audits (dataset_id, seq);
+CREATE INDEX IF NOT EXISTS audits_quality ON audits (quality, seq);
+CREATE INDEX IF NOT EXISTS audits_mistakenness ON audits (mistakenness, seq);
 `;
 
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
-/** MIGRATIONS[v] brings a database of layout v to v + 1; SCHEMA_SQL alone creates the latest layout. */
-export const MIGRATIONS: Record<number, string> = {
+/**
+ * Version 2 records predate the ranking scores. Every record kept what they need, so both are backfilled and none is
+ * left NULL: quality as self-confidence (its label_probability), the only score a bundle of that time could have
+ * meant (the service read no labelQuality section); mistakenness from its stored probabilities and whether its stored
+ * prediction differs from its label (the same argmax classify() took).
+ */
+function addRankingScores(db: Database.Database): void {
+  db.exec(`ALTER TABLE audits ADD COLUMN quality REAL;
+ALTER TABLE audits ADD COLUMN mistakenness REAL;`);
+  const update = db.prepare('UPDATE audits SET quality = ?, mistakenness = ? WHERE seq = ?');
+  // In chunks: better-sqlite3 cannot write while a read is still iterating, and a whole trail need not fit in memory.
+  const chunk = db.prepare('SELECT seq, label, predicted, label_probability, probabilities FROM audits WHERE seq > ? ORDER BY seq LIMIT 10000');
+  for (let last = -1; ; ) {
+    const rows = chunk.all(last) as { seq: number; label: string; predicted: string; label_probability: number; probabilities: string }[];
+    if (rows.length === 0) break;
+    for (const row of rows) {
+      const probs = Object.values(JSON.parse(row.probabilities) as Record<string, number>);
+      update.run(row.label_probability, mistakennessOf(probs, row.predicted !== row.label), row.seq);
+    }
+    last = (rows[rows.length - 1] as { seq: number }).seq;
+  }
+  db.exec(`CREATE INDEX audits_quality ON audits (quality, seq);
+CREATE INDEX audits_mistakenness ON audits (mistakenness, seq);`);
+}
+
+/**
+ * MIGRATIONS[v] brings a database of layout v to v + 1 (SQL, or a function for what SQL cannot compute); SCHEMA_SQL
+ * alone creates the latest layout.
+ */
+export const MIGRATIONS: Record<number, string | ((db: Database.Database) => void)> = {
   // Version 1 (the first audit trail) predates face detection: its records keep face NULL.
   1: 'ALTER TABLE audits ADD COLUMN face TEXT;',
+  2: addRankingScores,
 };
 
 export const INSERT_SQL = `
 INSERT INTO audits (id, time_ms, model_name, model_version, label, verdict, label_probability, threshold_clean,
   threshold_noisy, threshold_source, predicted, confidence, probabilities, item_id, annotator_id, dataset_id,
-  image_sha256, image, face)
+  image_sha256, image, face, quality, mistakenness)
 VALUES (@id, @time_ms, @model_name, @model_version, @label, @verdict, @label_probability, @threshold_clean,
   @threshold_noisy, @threshold_source, @predicted, @confidence, @probabilities, @item_id, @annotator_id, @dataset_id,
-  @image_sha256, @image, @face)`;
+  @image_sha256, @image, @face, @quality, @mistakenness)`;
 
 /** The columns every query selects (never the image, which only GET /v1/audits/{id}/image reads). */
 export const RECORD_COLUMNS = `seq, id, time_ms, model_name, model_version, label, verdict, label_probability, threshold_clean,
   threshold_noisy, threshold_source, predicted, confidence, probabilities, item_id, annotator_id, dataset_id,
-  image_sha256, image IS NOT NULL AS image_stored, face`;
+  image_sha256, image IS NOT NULL AS image_stored, face, quality, mistakenness`;
 
 export function toRow(r: NewAuditRecord): Record<string, unknown> {
   return {
@@ -87,6 +122,8 @@ export function toRow(r: NewAuditRecord): Record<string, unknown> {
     image_sha256: r.imageSha256,
     image: r.image,
     face: JSON.stringify(r.face),
+    quality: r.quality,
+    mistakenness: r.mistakenness,
   };
 }
 
@@ -113,5 +150,7 @@ export function fromRow(row: Record<string, unknown>): AuditRecord {
     imageSha256: String(row.image_sha256),
     imageStored: Number(row.image_stored) === 1,
     face: row.face === null || row.face === undefined ? null : (JSON.parse(String(row.face)) as AuditedFace),
+    quality: Number(row.quality),
+    mistakenness: Number(row.mistakenness),
   };
 }

@@ -178,7 +178,11 @@ function migrate(db: Database.Database): void {
   if (version > SCHEMA_VERSION) throw new Error(`audit database layout ${version} is newer than this service's ${SCHEMA_VERSION}`);
   db.transaction(() => {
     if (version === 0) db.exec(SCHEMA_SQL);
-    for (let v = version === 0 ? SCHEMA_VERSION : version; v < SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v] as string);
+    for (let v = version === 0 ? SCHEMA_VERSION : version; v < SCHEMA_VERSION; v++) {
+      const step = MIGRATIONS[v] as (typeof MIGRATIONS)[number];
+      if (typeof step === 'string') db.exec(step);
+      else step(db);
+    }
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   })();
 }

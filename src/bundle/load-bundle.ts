@@ -44,6 +44,42 @@ export interface InputSpec {
   std: number[];
 }
 
+/** The `calibration` section: the held-out split the temperature (already folded into the graph) was fitted on. */
+export interface Calibration {
+  /** `ids` names training images; it stays on the server (GET /v1/models leaves it out). */
+  split: { from: string; share: number; seed: number; samples: number; ids: string[] };
+  temperature: number;
+  folded: true;
+  ece: { before: number; after: number; bins: number };
+  nll: { before: number; after: number };
+}
+
+export type QualityScore = 'self-confidence' | 'normalized-margin';
+
+/** The `labelQuality` section: which score ranks submitted labels, chosen by average precision on the split. */
+export interface LabelQuality {
+  score: QualityScore;
+  averagePrecision: Record<string, number>;
+  noise: string;
+}
+
+/** How a `noisy` verdict on one submitted class fared on the calibration split with injected noise. */
+export interface ClassReliability {
+  submitted: number;
+  mislabelled: number;
+  flagged: number;
+  precision: number | null;
+  recall: number | null;
+}
+
+/** The `reliability` section. */
+export interface Reliability {
+  noise: string;
+  seed: number;
+  samples: number;
+  perClass: Record<string, ClassReliability>;
+}
+
 /** model.json as the schema defines it; only the fields the service reads are typed closely. */
 export interface BundleManifest {
   schemaVersion: 1;
@@ -66,6 +102,9 @@ export interface BundleManifest {
   output: { name: string; kind: 'probabilities' };
   thresholds: Record<string, Thresholds>;
   thresholdLearning: ThresholdLearning;
+  calibration?: Calibration;
+  labelQuality?: LabelQuality;
+  reliability?: Reliability;
   provenance: {
     dataset: string;
     trainSplit: string;
@@ -112,6 +151,8 @@ export function checkConsistency(m: BundleManifest): string | undefined {
     const t = m.thresholds[c];
     if (t && t.noisy > t.clean) return `thresholds.${c}: noisy ${t.noisy} is above clean ${t.clean}`;
   }
+  const unknownReliability = Object.keys(m.reliability?.perClass ?? {}).filter((c) => !classes.includes(c));
+  if (unknownReliability.length > 0) return `reliability.perClass names unknown class(es) ${unknownReliability.join(', ')}`;
   return undefined;
 }
 

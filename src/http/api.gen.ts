@@ -64,7 +64,7 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * The audit trail, newest first, filtered and paginated; JSON, CSV or JSON Lines (the review queue export).
+         * The audit trail, newest first or ranked by label quality or mistakenness, filtered and paginated; JSON, CSV or JSON Lines (the review queue export).
          * @description Filters combine with AND. A text filter may be form-encoded, as browsers and `URLSearchParams` send it
          *     (`+` is a space: `annotatorId=ann+7` is "ann 7"), or percent-encoded; `:`, `/`, `@` and the like may be sent
          *     unencoded. Pages are cut by `limit`; pass the previous page's `nextCursor` as `cursor` for the
@@ -485,6 +485,38 @@ export interface components {
             suggestedLabel: string | null;
             probabilities?: components["schemas"]["Probabilities"];
             face: components["schemas"]["AuditedFace"];
+            quality: components["schemas"]["LabelQualityScore"];
+            mistakenness: components["schemas"]["Mistakenness"];
+            /**
+             * @description How far to trust a noisy verdict on the submitted class: the bundle's `reliability.perClass` entry for the
+             *     label, measured on its calibration split with injected noise; null when the bundle has no reliability section.
+             */
+            reliability: components["schemas"]["ClassReliability"] | null;
+        };
+        /**
+         * @description How likely the submitted label is right (higher = more likely), by the bundle's `labelQuality.score`
+         *     (GET /v1/models; self-confidence when the bundle names none), from the calibrated probabilities p (the
+         *     temperature is folded into the graph). self-confidence: p(label). normalized-margin:
+         *     (p(label) - max over the other classes j of p(j) + 1) / 2. Sort by it ascending for the worst labels first.
+         */
+        LabelQualityScore: number;
+        /**
+         * @description FiftyOne's mistakenness of the submitted label: (s * exp(-H(p)) + 1) / 2, where s = +1 when the predicted
+         *     class differs from the label and -1 when it agrees, and H(p) = -sum p(k) ln p(k) (0 ln 0 = 0) is the entropy of
+         *     the probabilities. Near 1: a confident disagreement; near 0: a confident agreement; 0.5: the model knows nothing.
+         */
+        Mistakenness: number;
+        ClassReliability: {
+            /** @description Calibration items submitted with this label. */
+            submitted: number;
+            /** @description Of those, wrong labels (injected noise). */
+            mislabelled: number;
+            /** @description Of those, given the noisy verdict. */
+            flagged: number;
+            /** @description Share of the flagged that were wrong; null when none was flagged. */
+            precision: number | null;
+            /** @description Share of the wrong that were flagged; null when none was wrong. */
+            recall: number | null;
         };
         /**
          * @description `bundle`: the thresholds in model.json; `online`: re-estimated from the live window's class means with the
@@ -519,6 +551,8 @@ export interface components {
             imageStored: boolean;
             /** @description The face the label was audited against; null on records stored before face detection existed. */
             face: components["schemas"]["AuditedFace"] | null;
+            quality: components["schemas"]["LabelQualityScore"];
+            mistakenness: components["schemas"]["Mistakenness"];
         };
         AuditList: {
             items: components["schemas"]["AuditRecord"][];
@@ -675,6 +709,53 @@ export interface components {
             /** @description The onnxruntime execution provider the sessions actually loaded with (e.g. cpu, cuda). */
             executionProvider: string;
             provenance: components["schemas"]["Provenance"];
+            /** @description The bundle's calibration split (without its image ids) and folded temperature; null when it has none. */
+            calibration: components["schemas"]["CalibrationInfo"] | null;
+            /** @description Which label-quality score `quality` is, and why; null when the bundle names none (self-confidence is used). */
+            labelQuality: components["schemas"]["LabelQualityInfo"] | null;
+            /** @description Per submitted class, how the noisy verdict fared on the calibration split; null when the bundle has none. */
+            reliability: components["schemas"]["ReliabilityInfo"] | null;
+        };
+        CalibrationInfo: {
+            /** @description The held-out training images the temperature, thresholds and scores were fitted on (ids stay on the server). */
+            split: {
+                from: string;
+                share: number;
+                seed: number;
+                samples: number;
+            };
+            /** @description T of softmax(logits / T), already folded into the graph. */
+            temperature: number;
+            /** @description Always true: the served probabilities are the calibrated ones. */
+            folded: boolean;
+            /** @description Expected calibration error of the top class on the split, at T = 1 and at the fitted T. */
+            ece: {
+                before: number;
+                after: number;
+                bins: number;
+            };
+            /** @description Negative log-likelihood on the split, at T = 1 and at the fitted T. */
+            nll: {
+                before: number;
+                after: number;
+            };
+        };
+        LabelQualityInfo: {
+            /** @enum {string} */
+            score: "self-confidence" | "normalized-margin";
+            /** @description Each candidate score's average precision at finding the split's wrong labels under `noise`. */
+            averagePrecision: {
+                [key: string]: number;
+            };
+            noise: string;
+        };
+        ReliabilityInfo: {
+            noise: string;
+            seed: number;
+            samples: number;
+            perClass: {
+                [key: string]: components["schemas"]["ClassReliability"];
+            };
         };
         ModelList: {
             models: components["schemas"]["ModelInfo"][];
@@ -829,6 +910,10 @@ export interface components {
          *     `from`.
          */
         ToFilter: string;
+        /** @description Records whose label quality is at most this. */
+        MaxQualityFilter: number;
+        /** @description Records whose mistakenness is at least this. */
+        MinMistakennessFilter: number;
         /**
          * @description Whether to look for faces: `always`, `never` (the image, or its box, is the face), or `auto` (default):
          *     detect unless the image's longer side is at most ASM_FER_DETECT_AUTO_MAX_SIDE pixels (a face crop).
@@ -937,6 +1022,16 @@ export interface operations {
                  *     `from`.
                  */
                 to?: components["parameters"]["ToFilter"];
+                /** @description Records whose label quality is at most this. */
+                maxQuality?: components["parameters"]["MaxQualityFilter"];
+                /** @description Records whose mistakenness is at least this. */
+                minMistakenness?: components["parameters"]["MinMistakennessFilter"];
+                /**
+                 * @description `time`: newest first. `quality`: lowest label quality first (the labels most likely wrong), newest first
+                 *     on ties. `mistakenness`: highest first, newest first on ties. Absent: the sort of `cursor`, else `time`
+                 *     (no schema default, so the cursor alone stays a valid next request). A cursor from another sort is 400.
+                 */
+                sort?: "time" | "quality" | "mistakenness";
                 /** @description Records per page. */
                 limit?: number;
                 /** @description The `nextCursor` of the previous page. */
@@ -992,6 +1087,10 @@ export interface operations {
                  *     `from`.
                  */
                 to?: components["parameters"]["ToFilter"];
+                /** @description Records whose label quality is at most this. */
+                maxQuality?: components["parameters"]["MaxQualityFilter"];
+                /** @description Records whose mistakenness is at least this. */
+                minMistakenness?: components["parameters"]["MinMistakennessFilter"];
             };
             header?: never;
             path?: never;

@@ -3,6 +3,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Router } from 'express';
 import { judge, suggestedLabel } from '../audit/judge.js';
+import { DEFAULT_QUALITY_SCORE } from '../audit/label-quality.js';
 import { NotReady, UnknownLabel } from '../errors.js';
 import { faceBox, findFaces, pickFace } from '../faces/find-faces.js';
 import { classifyFaces } from '../inference/classify-faces.js';
@@ -48,7 +49,10 @@ export function auditLabelsRouter(deps: HttpDeps): Router {
       const thresholds = trail.thresholdsFor(manifest);
       const model = { name: manifest.name, version: manifest.version };
       const timeMs = Date.now();
-      const records = labelled.map(({ item }, i) => judge(item, classified[i] as (typeof classified)[number], thresholds, { id: randomUUID(), timeMs, model }));
+      const score = manifest.labelQuality?.score ?? DEFAULT_QUALITY_SCORE;
+      const records = labelled.map(({ item }, i) =>
+        judge(item, classified[i] as (typeof classified)[number], thresholds, { id: randomUUID(), timeMs, model }, score),
+      );
       // Committed before anything is counted or answered: a 200 means the records are on disk.
       trail.record(records);
       const results = records.map((r): AuditItem => {
@@ -66,6 +70,9 @@ export function auditLabelsRouter(deps: HttpDeps): Router {
           suggestedLabel: suggestedLabel(r),
           probabilities: r.probabilities,
           face: r.face,
+          quality: r.quality,
+          mistakenness: r.mistakenness,
+          reliability: manifest.reliability?.perClass[r.label] ?? null,
         };
       });
       return { model, results };

@@ -2,7 +2,7 @@
 // · GET /v1/audits/{id}/image: reads of the audit trail.
 import { Router, type Request } from 'express';
 import { toCsv, toJsonl } from '../audit/export.js';
-import { decodeCursor, type AuditFilters } from '../audit/query.js';
+import { decodeCursor, type AuditFilters, type AuditSort } from '../audit/query.js';
 import type { Verdict } from '../audit/judge.js';
 import { BadRequest, NotFound } from '../errors.js';
 import { sniffFormat } from '../image/decode.js';
@@ -44,7 +44,15 @@ function filtersOf(req: Request): AuditFilters {
     modelVersion: one(req, 'modelVersion'),
     from,
     to,
+    maxQuality: number(req, 'maxQuality'),
+    minMistakenness: number(req, 'minMistakenness'),
   };
+}
+
+/** A number the validator has already checked (and coerced); undefined when absent. */
+function number(req: Request, name: string): number | undefined {
+  const text = one(req, name);
+  return text === undefined ? undefined : Number(text);
 }
 
 /** The request's own URL with `cursor` replaced, for the Link header. */
@@ -60,10 +68,15 @@ export function auditTrailRouter(deps: HttpDeps): Router {
 
   router.get('/v1/audits', (req, res) => {
     const cursor = one(req, 'cursor');
-    const before = cursor === undefined ? undefined : decodeCursor(cursor);
-    if (cursor !== undefined && before === undefined) throw new BadRequest('cursor is not one this service returned; pass nextCursor from the previous page');
+    const after = cursor === undefined ? undefined : decodeCursor(cursor);
+    if (cursor !== undefined && after === undefined) throw new BadRequest('cursor is not one this service returned; pass nextCursor from the previous page');
+    // No default in openapi.yaml: a cursor alone continues in its own sort.
+    const sort = (one(req, 'sort') as AuditSort | undefined) ?? after?.sort ?? 'time';
+    if (after !== undefined && after.sort !== sort) {
+      throw new BadRequest(`cursor continues a sort=${after.sort} listing, not sort=${sort}; send the same sort as the page it came from, or no sort`);
+    }
     // limit and format always arrive: the validator fills in openapi.yaml's defaults.
-    const page = trail.store.list(filtersOf(req), { limit: Number(one(req, 'limit')), before });
+    const page = trail.store.list(filtersOf(req), { limit: Number(one(req, 'limit')), sort, after });
     if (page.nextCursor !== null) res.setHeader('Link', nextLink(req, page.nextCursor));
     const format = one(req, 'format');
     if (format === 'json') {

@@ -1,6 +1,7 @@
 // GET /v1/models: what is served (classes, thresholds, input contract, execution provider, provenance);
 // POST /v1/models/reload: swap in the bundle on disk again, behind the API key.
 import { Router } from 'express';
+import type { Calibration } from '../bundle/load-bundle.js';
 import type { ServedModel } from '../inference/model-host.js';
 import type { components } from './api.gen.js';
 import { apiKeyRequired } from './auth.js';
@@ -8,6 +9,12 @@ import type { HttpDeps } from './deps.js';
 
 type ModelInfo = components['schemas']['ModelInfo'];
 type ModelList = components['schemas']['ModelList'];
+
+/** The calibration section without `split.ids`: the names of training images are not the clients' business. */
+function calibrationInfo(c: Calibration): NonNullable<ModelInfo['calibration']> {
+  const { ids: _ids, ...split } = c.split;
+  return { split, temperature: c.temperature, folded: c.folded, ece: { ...c.ece }, nll: { ...c.nll } };
+}
 
 export function modelInfo({ manifest: m, pool }: ServedModel): ModelInfo {
   return {
@@ -25,6 +32,9 @@ export function modelInfo({ manifest: m, pool }: ServedModel): ModelInfo {
       accuracy: m.provenance.metrics.accuracy,
       createdAt: m.provenance.createdAt,
     },
+    calibration: m.calibration ? calibrationInfo(m.calibration) : null,
+    labelQuality: m.labelQuality ? structuredClone(m.labelQuality) : null,
+    reliability: m.reliability ? structuredClone(m.reliability) : null,
   };
 }
 

@@ -37,7 +37,7 @@ describe('judge', () => {
   const at = { id: 'r1', timeMs: 1000, model: { name: 'm', version: '1' } };
 
   it("judges the label's probability against its own class's thresholds and keeps the item with the model's answer", () => {
-    expect(judge(item, classification, thresholds, at)).toEqual({
+    expect(judge(item, classification, thresholds, at, 'self-confidence')).toEqual({
       ...at,
       label: 'sad',
       verdict: 'noisy',
@@ -53,6 +53,15 @@ describe('judge', () => {
       imageSha256: 'ab',
       image: null,
       face,
+      quality: 0.15,
+      mistakenness: expect.closeTo((Math.exp(0.8 * Math.log(0.8) + 0.15 * Math.log(0.15) + 0.05 * Math.log(0.05)) + 1) / 2, 12),
     });
+  });
+
+  it("ranks with the bundle's score: normalized margin of a wrong label is below a half", () => {
+    const r = judge(item, classification, thresholds, at, 'normalized-margin');
+    expect(r.quality).toBeCloseTo((0.15 - 0.8 + 1) / 2, 12);
+    expect(r.mistakenness).toBeGreaterThan(0.5);
+    expect(judge({ ...item, label: 'happy' }, classification, thresholds, at, 'normalized-margin').mistakenness).toBeLessThan(0.5);
   });
 });

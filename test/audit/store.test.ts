@@ -1,12 +1,13 @@
-// The audit store on its own: what is committed survives a reopen, every filter, cursor pages, the summary figures on
-// a known set, the upgrade of a first-layout database, and a storage failure reported as AuditStoreUnavailable rather
-// than thrown through.
+// The audit store on its own: what is committed survives a reopen, every filter, cursor pages in each sort, the summary
+// figures on a known set, the upgrade of first- and second-layout databases, and a storage failure reported as
+// AuditStoreUnavailable rather than thrown through.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { decodeCursor, type AuditFilters } from '../../src/audit/query.js';
+import { rankLabel } from '../../src/audit/label-quality.js';
+import { decodeCursor, type AuditFilters, type AuditSort } from '../../src/audit/query.js';
 import type { NewAuditRecord } from '../../src/audit/judge.js';
 import { AuditStore, DB_FILE } from '../../src/audit/store.js';
 import type { Verdict } from '../../src/audit/judge.js';
@@ -45,11 +46,15 @@ CREATE INDEX audits_time ON audits (time_ms);
 PRAGMA user_version = 1;
 `;
 
+/** The second layout (user_version 2): the first plus face, before the ranking scores. */
+const LAYOUT_2 = LAYOUT_1.replace('image BLOB\n', 'image BLOB, face TEXT\n').replace('PRAGMA user_version = 1', 'PRAGMA user_version = 2');
+
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 let n = 0;
 
 function rec(label: string, predicted: string, verdict: Verdict, p: number, extra: Partial<NewAuditRecord> = {}): NewAuditRecord {
   n++;
+  const probabilities = { [label]: p, [predicted]: 0.9 };
   return {
     id: `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`,
     timeMs: T0 + n * 1000,
@@ -61,7 +66,9 @@ function rec(label: string, predicted: string, verdict: Verdict, p: number, extr
     thresholdSource: 'bundle',
     predicted,
     confidence: 0.9,
-    probabilities: { [label]: p, [predicted]: 0.9 },
+    probabilities,
+    quality: p,
+    mistakenness: rankLabel(probabilities, label, predicted, 'self-confidence').mistakenness,
     itemId: null,
     annotatorId: null,
     datasetId: null,
@@ -117,6 +124,8 @@ describe('AuditStore', () => {
       imageSha256: 'a'.repeat(64),
       imageStored: true,
       face,
+      quality: 0.9,
+      mistakenness: records[0]?.mistakenness,
     });
     expect(again.image(records[0]?.id as string)).toEqual(Buffer.from([1, 2, 3]));
     expect(again.image(records[1]?.id as string)).toBeNull();
@@ -134,6 +143,8 @@ describe('AuditStore', () => {
     ['model version', { modelVersion: '1' }, [1, 2, 3, 4, 5]],
     ['time range (from inclusive, to exclusive)', { from: new Date(T0 + 3000), to: new Date(T0 + 6000) }, [3, 4, 5]],
     ['several filters at once', { label: 'a', verdict: ['clean'], annotatorId: 'x' }, [1, 2]],
+    ['maximum quality (inclusive)', { maxQuality: 0.15 }, [3, 6, 7, 10]],
+    ['minimum mistakenness', { minMistakenness: 0.5 }, [3, 4, 6, 7, 9, 10]],
   ])('filters by %s', (_name, filters, positions) => {
     const store = open(tempDir());
     n = 0;
@@ -150,11 +161,35 @@ describe('AuditStore', () => {
     const p1 = store.list({}, { limit: 4 });
     expect(p1.items.map((r) => r.id)).toEqual(records.slice(6).map((r) => r.id).reverse());
     store.insert([rec('a', 'a', 'clean', 0.99)]);
-    const p2 = store.list({}, { limit: 4, before: decodeCursor(p1.nextCursor as string) });
-    const p3 = store.list({}, { limit: 4, before: decodeCursor(p2.nextCursor as string) });
+    const p2 = store.list({}, { limit: 4, after: decodeCursor(p1.nextCursor as string) });
+    const p3 = store.list({}, { limit: 4, after: decodeCursor(p2.nextCursor as string) });
     expect([...p2.items, ...p3.items].map((r) => r.id)).toEqual(records.slice(0, 6).map((r) => r.id).reverse());
     expect(p3.nextCursor).toBeNull();
     expect(decodeCursor('not-a-cursor')).toBeUndefined();
+  });
+
+  it.each<[AuditSort, (r: NewAuditRecord) => number]>([
+    ['quality', (r) => r.quality],
+    ['mistakenness', (r) => -r.mistakenness],
+  ])('pages by %s, worst label first, newest first on ties, with cursors of that sort', (sort, key) => {
+    const store = open(tempDir());
+    const records = [...knownSet(), rec('a', 'b', 'noisy', 0.1), rec('a', 'b', 'noisy', 0.1)];
+    store.insert(records);
+    const want = records
+      .map((r, i) => ({ r, i }))
+      .sort((x, y) => key(x.r) - key(y.r) || y.i - x.i)
+      .map(({ r }) => r.id);
+    const got: string[] = [];
+    let after: ReturnType<typeof decodeCursor>;
+    for (let page = 0; page < 10; page++) {
+      const p = store.list({}, { limit: 3, sort, after });
+      got.push(...p.items.map((r) => r.id));
+      if (p.nextCursor === null) break;
+      after = decodeCursor(p.nextCursor);
+      expect(after?.sort).toBe(sort);
+    }
+    expect(got).toEqual(want);
+    expect(() => store.list({}, { limit: 3, sort: 'time', after })).toThrow(/cursor/);
   });
 
   it('gives the last N outcomes of each label for one model, oldest first, to refill the live windows', () => {
@@ -242,7 +277,49 @@ describe('AuditStore', () => {
     expect(store.get(fresh.id)?.face).toEqual(fresh.face);
     store.close();
     const check = new Database(path.join(dir, DB_FILE), { readonly: true });
-    expect(check.pragma('user_version', { simple: true })).toBe(2);
+    expect(check.pragma('user_version', { simple: true })).toBe(3);
+    check.close();
+  });
+
+  it('upgrades a second-layout database: old records get quality (self-confidence) and mistakenness from their probabilities', () => {
+    const dir = tempDir();
+    const old = new Database(path.join(dir, DB_FILE));
+    old.exec(LAYOUT_2);
+    const insert = old.prepare(
+      `INSERT INTO audits (id, time_ms, model_name, model_version, label, verdict, label_probability, threshold_clean, threshold_noisy,
+        threshold_source, predicted, confidence, probabilities, image_sha256) VALUES (?, ?, 'm', '1', ?, 'clean', ?, 0.8, 0.2, 'bundle', ?, ?, ?, ?)`,
+    );
+    const olds = [
+      { id: '30000000-0000-4000-8000-000000000001', label: 'a', probabilities: { a: 0.7, b: 0.2, c: 0.1 } },
+      { id: '30000000-0000-4000-8000-000000000002', label: 'c', probabilities: { a: 0.05, b: 0.9, c: 0.05 } },
+      { id: '30000000-0000-4000-8000-000000000003', label: 'b', probabilities: { a: 0, b: 1, c: 0 } },
+    ];
+    const predicted = (p: Record<string, number>) => (Object.entries(p).sort((x, y) => y[1] - x[1])[0] as [string, number])[0];
+    olds.forEach((o, i) => {
+      const top = predicted(o.probabilities);
+      insert.run(o.id, T0 + i, o.label, o.probabilities[o.label as 'a'], top, o.probabilities[top as 'a'], JSON.stringify(o.probabilities), 'c'.repeat(64));
+    });
+    old.close();
+
+    const store = open(dir);
+    expect(store.available).toBe(true);
+    for (const o of olds) {
+      const got = store.get(o.id);
+      const want = rankLabel(o.probabilities, o.label, predicted(o.probabilities), 'self-confidence');
+      expect(got?.quality).toBeCloseTo(o.probabilities[o.label as 'a'], 12);
+      expect(got?.quality).toBeCloseTo(want.quality, 12);
+      expect(got?.mistakenness).toBeCloseTo(want.mistakenness, 12);
+    }
+    expect(store.get(olds[2]?.id as string)?.mistakenness).toBe(0);
+    expect(store.list({}, { limit: 10, sort: 'mistakenness' }).items.map((r) => r.id)).toEqual([olds[1]?.id, olds[0]?.id, olds[2]?.id]);
+    const fresh = rec('b', 'a', 'noisy', 0.01);
+    store.insert([fresh]);
+    expect(store.get(fresh.id)).toMatchObject({ quality: fresh.quality, mistakenness: fresh.mistakenness });
+    store.close();
+    const check = new Database(path.join(dir, DB_FILE), { readonly: true });
+    expect(check.pragma('user_version', { simple: true })).toBe(3);
+    const indexes = (check.prepare(`SELECT name FROM sqlite_master WHERE type = 'index'`).all() as { name: string }[]).map((r) => r.name);
+    expect(indexes).toEqual(expect.arrayContaining(['audits_quality', 'audits_mistakenness']));
     check.close();
   });
 

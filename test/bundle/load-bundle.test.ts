@@ -39,6 +39,20 @@ describe('loadBundle', () => {
     expect(b.modelPath).toBe(path.join(dir, 'model.onnx'));
   });
 
+  it('types the optional calibration, labelQuality and reliability sections, and loads a bundle without them', async () => {
+    const b = await loadBundle(dir);
+    expect(b.manifest.calibration).toMatchObject({ folded: true, split: { samples: b.manifest.calibration?.split.ids.length } });
+    expect(b.manifest.labelQuality?.score).toMatch(/^(self-confidence|normalized-margin)$/);
+    expect(Object.keys(b.manifest.reliability?.perClass ?? {})).toEqual(b.manifest.classes);
+    edit((m) => {
+      delete m.calibration;
+      delete m.labelQuality;
+      delete m.reliability;
+    });
+    const bare = await loadBundle(dir);
+    expect([bare.manifest.calibration, bare.manifest.labelQuality, bare.manifest.reliability]).toEqual([undefined, undefined, undefined]);
+  });
+
   const refusals: [string, () => void, RegExp][] = [
     ['a missing model.json', () => rmSync(manifestPath()), /cannot read .*model\.json: ENOENT/],
     ['model.json that is not JSON', () => writeFileSync(manifestPath(), '{'), /is not JSON/],
@@ -50,6 +64,9 @@ describe('loadBundle', () => {
     ['an ONNX file whose sha256 differs', () => writeFileSync(path.join(dir, 'model.onnx'), Buffer.concat([readFileSync(path.join(dir, 'model.onnx')), Buffer.from([0])])), /sha256 of .* is [0-9a-f]{64}, model\.json says/],
     ['an input name the graph lacks', () => edit((m) => (m.input.name = 'pixels')), /ONNX inputs are \[input\], model\.json expects exactly \[pixels\]/],
     ['an output name the graph lacks', () => edit((m) => (m.output.name = 'logits')), /ONNX outputs are \[probabilities\], model\.json expects logits/],
+    ['an unknown label-quality score', () => edit((m) => (m.labelQuality.score = 'margin')), /\/labelQuality\/score must be equal to one of the allowed values/],
+    ['a calibration that is not folded', () => edit((m) => (m.calibration.folded = false)), /\/calibration\/folded must be equal to constant/],
+    ['reliability for an unknown class', () => edit((m) => (m.reliability.perClass.joy = { submitted: 0, mislabelled: 0, flagged: 0, precision: null, recall: null })), /reliability\.perClass names unknown class\(es\) joy/],
   ];
 
   it.each(refusals)('refuses %s with a one-line reason', async (_what, breakIt, reason) => {
