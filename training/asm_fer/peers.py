@@ -36,10 +36,12 @@ class AuditedItems:
     noisy: np.ndarray  # (N,) bool, the verdict flagged noisy
     quality: np.ndarray | None = None  # (N,) the service's label-quality score, higher = more likely right
     hand_cl: np.ndarray | None = None  # (N,) bool, the hand-written Confident Learning rule's flags
+    other_rules: dict[str, np.ndarray] | None = None  # more rules' flags to score the same way (e.g. fixed 0.2)
 
 
 def read_items(path: Path) -> AuditedItems:
-    """One JSON object per line: {probs: [...], label: int, wrong: bool, noisy: bool, quality?: float, handCl?: bool}."""
+    """One JSON object per line: {probs: [...], label: int, wrong: bool, noisy: bool, quality?: float, handCl?: bool,
+    rules?: {name: bool}} (`rules`: other rules' flags, the same names on every line)."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     if not rows:
         raise ValueError(f"{path} holds no items")
@@ -54,6 +56,7 @@ def read_items(path: Path) -> AuditedItems:
         noisy=np.array([r["noisy"] for r in rows], dtype=bool),
         quality=optional("quality", float),
         hand_cl=optional("handCl", bool),
+        other_rules={name: np.array([r["rules"][name] for r in rows], dtype=bool) for name in rows[0].get("rules", {})},
     )
 
 
@@ -85,10 +88,10 @@ def rule_flags(items: AuditedItems) -> dict[str, np.ndarray]:
     )
     for method in ("self_confidence", "normalized_margin"):
         scores = np.asarray(get_label_quality_scores(labels, probs, method=method))
-        flags[f"cleanlab {method} at the verdict's budget ({budget})"] = at_budget(scores, budget)
+        flags[f"cleanlab {method} at the verdict's budget"] = at_budget(scores, budget)
     if items.hand_cl is not None:
         flags["confident learning (hand-written, bundle class means)"] = items.hand_cl
-    return flags
+    return flags | (items.other_rules or {})
 
 
 def rankings(items: AuditedItems) -> dict[str, dict[str, float]]:

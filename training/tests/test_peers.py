@@ -76,3 +76,17 @@ def test_cli_reads_json_lines_and_writes_the_scores(tmp_path: Path, capsys: pyte
     assert set(result["rules"]["ASM verdict (noisy)"]["perClass"]) == set(CLASSES)
     assert "service quality field" in result["rankings"]
     assert "cleanlab find_label_issues (confident_learning)" in capsys.readouterr().out
+
+
+def test_other_rules_on_each_line_are_scored_like_the_verdict(tmp_path: Path) -> None:
+    items = planted(n=120, seed=5)
+    fixed = items.probs[np.arange(len(items.labels)), items.labels] < 0.2
+    lines = [
+        json.dumps({"probs": p.tolist(), "label": int(y), "wrong": bool(w), "noisy": bool(f), "rules": {"fixed 0.2": bool(r)}})
+        for p, y, w, f, r in zip(items.probs, items.labels, items.wrong, items.noisy, fixed, strict=True)
+    ]
+    (tmp_path / "items.jsonl").write_text("\n".join(lines) + "\n")
+    assert main(["peers", "--in", str(tmp_path / "items.jsonl"), "--out", str(tmp_path / "s.json"), "--classes", "a,b,c,d"]) == 0
+    rules = json.loads((tmp_path / "s.json").read_text())["rules"]
+    # `noisy` above is the same p(label) < 0.2 rule, so both rows must score alike
+    assert rules["fixed 0.2"] == rules["ASM verdict (noisy)"]
