@@ -47,7 +47,8 @@ export interface InputSpec {
 /** The `calibration` section: the held-out split the temperature (already folded into the graph) was fitted on. */
 export interface Calibration {
   /** `ids` names training images; it stays on the server (GET /v1/models leaves it out). */
-  split: { from: string; share: number; seed: number; samples: number; ids: string[] };
+  /** `fold` (I/K): one of K folds was held out; `folds` (K): the out-of-fold images of K cross-fitted runs. */
+  split: { from: string; share: number; seed: number; samples: number; ids: string[]; fold?: string; folds?: number };
   temperature: number;
   folded: true;
   ece: { before: number; after: number; bins: number };

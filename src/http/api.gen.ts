@@ -723,6 +723,10 @@ export interface components {
                 share: number;
                 seed: number;
                 samples: number;
+                /** @description I/K when the split is fold I of K class-stratified folds. */
+                fold?: string;
+                /** @description K when the figures come from the out-of-fold probabilities of K cross-fitted runs. */
+                folds?: number;
             };
             /** @description T of softmax(logits / T), already folded into the graph. */
             temperature: number;

@@ -283,3 +283,28 @@ describe('a bundle whose labelQuality score is normalized-margin', () => {
     for (const r of res.body.results as Ranked[]) expect(r.quality).toBeCloseTo(expectedScores(r, 'normalized-margin').quality, 12);
   });
 });
+
+describe('a bundle calibrated on cross-fitted folds (export --crossfit)', () => {
+  let crossfit: TestApp;
+  let dir = '';
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'asm-fer-crossfit-'));
+    await cp(FIXTURE_BUNDLE_DIR, dir, { recursive: true });
+    const file = path.join(dir, 'model.json');
+    const m = JSON.parse(await readFile(file, 'utf8')) as { calibration: { split: Record<string, unknown> } };
+    m.calibration.split = { ...m.calibration.split, share: 1, folds: 5 };
+    await writeFile(file, JSON.stringify(m, null, 2));
+    crossfit = await startTestApp({ ASM_FER_MODEL_DIR: dir });
+  });
+  afterAll(async () => {
+    await crossfit.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('loads, and GET /v1/models names the folds (still without the ids)', async () => {
+    const res = await request(crossfit.app).get('/v1/models');
+    expectContract('GET', '/v1/models', res);
+    expect(res.body.models[0].calibration.split).toMatchObject({ share: 1, folds: 5 });
+    expect(res.body.models[0].calibration.split).not.toHaveProperty('ids');
+  });
+});

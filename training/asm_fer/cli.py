@@ -46,6 +46,7 @@ def _export(args: argparse.Namespace) -> int:
         weights=args.weights,
         tta=args.tta,
         thresholds_from=args.thresholds_from,
+        crossfit=[Path(run) / FINAL for run in args.crossfit],
     )
     return 0
 
@@ -161,6 +162,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--data", help="dataset root for the Valid accuracy and, with --tta flip, the thresholds (default: the run's --data)"
     )
     _add_export_arguments(p)
+    p.add_argument(
+        "--crossfit",
+        nargs="+",
+        metavar="RUN",
+        default=[],
+        help="the K run folders trained with --calibration-fold 0/K .. K-1/K (same data and seed as --run): fit the "
+        "temperature, learn the thresholds and measure the reliability on all their out-of-fold probabilities "
+        "instead of on --run's own calibration split (K trainings buy K times the held-out images)",
+    )
     p.set_defaults(func=_export)
 
     p = sub.add_parser("bench", help="E6: training cost on this machine (matmul peak, FLOPs, images/s)")

@@ -49,6 +49,15 @@ class TrainConfig:
             "per-class reliability of the verdict on it, out of sample (issue 17; 0 = none, e.g. 0.1)"
         },
     )
+    calibration_fold: str = field(
+        default="",
+        metadata={
+            "help": "hold out fold I of K class-stratified folds of the training set (I/K, I from 0; seeded by --seed) "
+            "instead of a --calibration share: K runs with I = 0..K-1 together hold out every training image "
+            "exactly once, and `asm-fer crossfit` pools their out-of-fold probabilities into cross-fitted "
+            "thresholds, temperature and reliability for `asm-fer export --crossfit` (issue 17)"
+        },
+    )
     # model and input
     method: Literal["ce", "ce2", "asm", "asm-fixed", "codivision", "oracle"] = field(
         default="ce",
@@ -216,6 +225,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.calibration < 1:
             raise ConfigError(f"calibration must be a share in [0, 1); got {self.calibration!r}")
+        if self.calibration_fold:
+            if self.calibration:
+                raise ConfigError("give --calibration (a share) or --calibration-fold (one fold of K), not both")
+            _ = self.fold  # parses and checks I/K
         if self.targets == "votes" and (self.method not in ("ce", "ce2") or self.noise != "none"):
             raise ConfigError(
                 f"--targets votes is for ce and ce2 on the dataset's own labels (method {self.method!r}, noise {self.noise!r}): "
@@ -231,6 +244,25 @@ class TrainConfig:
     def without(self, names: frozenset[str]) -> dict[str, Any]:
         """The config as a dict minus `names`: what two runs must share to be comparable."""
         return {k: v for k, v in self.to_dict().items() if k not in names}
+
+    @property
+    def fold(self) -> tuple[int, int] | None:
+        """(I, K) of --calibration-fold, or None."""
+        if not self.calibration_fold:
+            return None
+        try:
+            i, k = (int(v) for v in self.calibration_fold.split("/"))
+        except ValueError:
+            raise ConfigError(f"calibration_fold must be I/K, e.g. 0/5; got {self.calibration_fold!r}") from None
+        if not (k >= 2 and 0 <= i < k):
+            raise ConfigError(f"calibration_fold I/K needs K >= 2 and 0 <= I < K; got {self.calibration_fold!r}")
+        return i, k
+
+    @property
+    def calibration_share(self) -> float:
+        """The share of the training set held out for calibration, by --calibration or --calibration-fold."""
+        fold = self.fold
+        return 1 / fold[1] if fold else self.calibration
 
     @property
     def networks(self) -> int:

@@ -9,6 +9,7 @@ the file is half the size, while inputs, outputs and all arithmetic stay float32
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,10 +26,12 @@ from torch.fx.experimental.optimization import fuse
 from .bundle import THRESHOLD_SPLITS, TTA_MODES, WEIGHT_DTYPES, BundleError, input_section, sha256_file, write_bundle
 from .calibrate import injected_noise, label_quality_section, reliability, temperature_section
 from .config import TrainConfig
+from .crossfit import out_of_fold
 from .data import scan
 from .data.dataset import load_images
 from .data.ferplus import SPLITS
 from .evaluate import accuracy, per_class_recall
+from .label_quality import log_probs, softmax_t
 from .resnet import Ensemble, count_parameters
 from .run import Data, final_model_thresholds, input_spec, load_data, load_trained
 from .thresholds import adaptive_thresholds, class_means
@@ -164,12 +167,15 @@ def export_bundle(
     weights: str = "float32",
     tta: str = "none",
     thresholds_from: str = "auto",
+    crossfit: Sequence[Path] = (),
 ) -> dict[str, Any]:
     """Write `out/model.onnx` + `out/model.json` from a `final.pt`; returns the model.json document.
     `weights` is the dtype the ONNX file stores its weights in (WEIGHT_DTYPES); `tta` the test-time
     augmentation built into the graph (TTA_MODES); `thresholds_from` where the class means of the thresholds
     come from (THRESHOLD_SPLITS). A run with a calibration split gets its temperature fitted there and folded
-    into the graph, and its label-quality score and per-class reliability measured there."""
+    into the graph, and its label-quality score and per-class reliability measured there. `crossfit` (the
+    final.pt files of K runs trained with --calibration-fold 0/K .. K-1/K) replaces that split with all their
+    out-of-fold probabilities (crossfit.py)."""
     if weights not in WEIGHT_DTYPES:
         raise ValueError(f"weights must be one of {WEIGHT_DTYPES}, got {weights!r}")
     if tta not in TTA_MODES:
@@ -178,7 +184,10 @@ def export_bundle(
         raise ValueError(f"thresholds_from must be one of {THRESHOLD_SPLITS}, got {thresholds_from!r}")
     revision = code_revision()  # before this export writes into the tree (models/default is tracked)
     cfg, nets, final = load_trained(final_path)
-    held_out = cfg.calibration > 0
+    oof = out_of_fold(crossfit, like=cfg, tta=tta, data_root=data_root) if crossfit else None
+    held_out = cfg.calibration_share > 0 or oof is not None
+    if thresholds_from == "train" and oof is not None:
+        raise BundleError("--crossfit gives out-of-fold thresholds; --thresholds-from train asks for in-sample ones")
     if thresholds_from == "calibration" and not held_out:
         raise BundleError("--thresholds-from calibration: this run held out no calibration split (train it with --calibration)")
     out_of_sample = held_out and thresholds_from != "train"
@@ -196,27 +205,27 @@ def export_bundle(
     onnx_path = out / ONNX_FILE
     ensemble = Ensemble(nets, flip=tta == "flip").eval()
     data: Data | None = None
-    if held_out or tta != "none":
+    if cfg.calibration_share > 0 or tta != "none":
         data = load_data(replace(cfg, data=data_root or cfg.data), save_labels=False)
     calibration: dict[str, Any] | None = None
-    if held_out:
+    if oof is not None:
+        cal_labels, cal_votes, raw_probs = oof.labels, oof.votes, oof.probs
+        split = {"share": oof.share, "samples": len(oof.names), "ids": oof.names, "folds": oof.folds}
+    elif held_out:
         assert data is not None and data.calibration is not None
-        cal = data.calibration
-        cal_x = normalise(cal.pixels, spec)
-        cal_labels = cal.labels.numpy()
+        cal_x = normalise(data.calibration.pixels, spec)
+        cal_labels, cal_votes = data.calibration.labels.numpy(), data.calibration.votes
+        raw_probs = torch_probs(ensemble, cal_x)
+        split = {"share": cfg.calibration_share, "samples": len(cal_labels), "ids": data.calibration.names}
+        split |= {"fold": cfg.calibration_fold} if cfg.fold else {}
+    if held_out:
         calibration = {
-            "split": {
-                "from": split_name(cfg.dataset, "train"),
-                "share": cfg.calibration,
-                "seed": cfg.seed,
-                "samples": len(cal),
-                "ids": cal.names,
-            },
-            **temperature_section(torch_probs(ensemble, cal_x), cal_labels),
+            "split": {"from": split_name(cfg.dataset, "train"), "seed": cfg.seed, **split},
+            **temperature_section(raw_probs, cal_labels),
         }
         ensemble.temperature = calibration["temperature"]
         print(
-            f"temperature {calibration['temperature']:.3f} on {len(cal)} calibration images: "
+            f"temperature {calibration['temperature']:.3f} on {len(cal_labels)} calibration images: "
             f"ECE {calibration['ece']['before']:.4f} -> {calibration['ece']['after']:.4f}, "
             f"NLL {calibration['nll']['before']:.4f} -> {calibration['nll']['after']:.4f}"
         )
@@ -239,7 +248,10 @@ def export_bundle(
     means, thresholds, learning = final["class_means"], final["thresholds"], final["threshold_learning"]
     graph = "exported graph" + (f", {tta} averaged" if tta != "none" else "") + (", temperature folded" if held_out else "")
     cal_probs: np.ndarray | None = None
-    if held_out:
+    if oof is not None:  # the K runs' graphs are not exported: their probabilities at the fitted temperature
+        assert calibration is not None
+        cal_probs = softmax_t(log_probs(raw_probs), calibration["temperature"])
+    elif held_out:
         cal_probs = onnx_probs(onnx_path, cal_x.numpy())
     if out_of_sample:
         # Adaptive Threshold Learning, same formula and options as the run, on probabilities of images no
@@ -250,7 +262,12 @@ def export_bundle(
             mu, base=(cfg.t_noisy, cfg.t_clean), mode=learning["mode"], normalisation=learning["normalisation"]
         )
         means, thresholds = mu.tolist(), tau.tolist()
-        learning = {**learning, "split": f"calibration split ({cfg.calibration:.0%}, never trained on), {graph}"}
+        where = (
+            f"out-of-fold probabilities of {oof.folds} cross-fitted runs, temperature applied"
+            if oof is not None
+            else f"calibration split ({cfg.calibration_share:.0%}, never trained on), {graph}"
+        )
+        learning = {**learning, "split": where}
     elif tta != "none" or held_out:
         # the thresholds of a run that did not mine come from its final model's training-set probabilities;
         # the graph now computes other ones, so they are recomputed through the graph itself
@@ -261,7 +278,7 @@ def export_bundle(
     measured: dict[str, Any] = {}
     if held_out:
         assert cal_probs is not None and calibration is not None
-        noise, noisy = injected_noise(cal_labels, cal.votes, len(classes), cfg.seed)
+        noise, noisy = injected_noise(cal_labels, cal_votes, len(classes), cfg.seed)
         measured = {
             "calibration": calibration,
             "labelQuality": label_quality_section(cal_probs, noisy, noise),

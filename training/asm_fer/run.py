@@ -56,7 +56,7 @@ def load_data(cfg: TrainConfig, *, save_labels: bool = True) -> Data:
     train_samples = stratified_limit(train_samples, cfg.limit, cfg.seed)
     valid_samples = stratified_limit(valid_samples, cfg.limit if cfg.valid_limit < 0 else cfg.valid_limit, cfg.seed)
     # carved out before anything is trained, so no network of the run ever sees these images
-    train_samples, calibration_samples = calibration_split(train_samples, cfg.calibration, cfg.seed)
+    train_samples, calibration_samples = calibration_split(train_samples, cfg.calibration, cfg.seed, cfg.fold)
     train = load_images(train_samples, spec, desc="decode train")
     if cfg.noise.startswith("file:"):
         noise = from_file(read_label_file(cfg.dataset, cfg.noise[5:]), train.names, train.labels.numpy())
@@ -120,12 +120,13 @@ def _load_pretrained(cfg: TrainConfig, nets: list[nn.Module], path: str) -> None
     if "config" in weights:
         # a fine-tune must hold out what its parent held out, or its calibration split is in-sample after all
         parent = TrainConfig.from_dict(weights["config"])
-        same = ("data", "dataset", "limit", "calibration", "seed")
-        differ = [k for k in same if getattr(parent, k) != getattr(cfg, k)] if parent.calibration or cfg.calibration else []
+        same = ("data", "dataset", "limit", "calibration", "calibration_fold", "seed")
+        held = parent.calibration_share or cfg.calibration_share
+        differ = [k for k in same if getattr(parent, k) != getattr(cfg, k)] if held else []
         if differ:
             raise SystemExit(
                 f"--pretrained {path}: that run held out another calibration split (it differs in {', '.join(differ)}); "
-                "fine-tune with the same --data, --limit, --calibration and --seed"
+                "fine-tune with the same --data, --limit, --calibration / --calibration-fold and --seed"
             )
     if "nets" in weights:
         for i, net in enumerate(nets):

@@ -58,16 +58,29 @@ def stratified_limit(samples: Sequence[Sample], limit: int, seed: int) -> list[S
 CALIBRATION_STREAM = 17
 
 
-def calibration_split(samples: Sequence[Sample], share: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+def calibration_split(
+    samples: Sequence[Sample], share: float, seed: int, fold: tuple[int, int] | None = None
+) -> tuple[list[Sample], list[Sample]]:
     """(train, calibration): about `share` of each class held out, seeded; order kept within each part.
-    A class with a single sample stays in training (its calibration figure would be one coin flip)."""
-    if share <= 0:
+    A class with a single sample stays in training (its calibration figure would be one coin flip).
+    With `fold` = (I, K) the calibration part is fold I of K class-stratified folds instead (`share` is
+    ignored): each class is shuffled once per (seed, K) and dealt round-robin, so the K folds of one seed
+    partition the samples and differ in size by at most one per class."""
+    if fold is None and share <= 0:
         return list(samples), []
-    rng = np.random.default_rng([seed, CALIBRATION_STREAM])
     labels = np.array([s.label for s in samples])
     held = np.zeros(len(samples), dtype=bool)
-    for k in np.unique(labels):
-        idx = np.flatnonzero(labels == k)
-        n = min(len(idx) - 1, max(1, round(share * len(idx))))
-        held[rng.choice(idx, size=n, replace=False)] = True
+    if fold is not None:
+        i, k = fold
+        rng = np.random.default_rng([seed, CALIBRATION_STREAM, k])
+        for c in np.unique(labels):
+            idx = rng.permutation(np.flatnonzero(labels == c))
+            if len(idx) > 1:
+                held[idx[i::k]] = True
+    else:
+        rng = np.random.default_rng([seed, CALIBRATION_STREAM])
+        for c in np.unique(labels):
+            idx = np.flatnonzero(labels == c)
+            n = min(len(idx) - 1, max(1, round(share * len(idx))))
+            held[rng.choice(idx, size=n, replace=False)] = True
     return [s for s, h in zip(samples, held, strict=True) if not h], [s for s, h in zip(samples, held, strict=True) if h]
