@@ -18,6 +18,8 @@ WEIGHT_DTYPES = ("float32", "float16")
 # Test-time augmentation inside the graph (model.testTimeAugmentation): none, or flip averaging.
 TTA_MODES = ("none", "flip")
 THRESHOLD_SPLITS = ("auto", "calibration", "train")
+# export --noisy-base: the run's base pair (the paper's [0.2, 0.8]) or one fitted on the held-out split's injected noise
+NOISY_BASES = ("paper", "fitted")
 
 
 class BundleError(ValueError):

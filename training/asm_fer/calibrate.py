@@ -23,8 +23,12 @@ from .label_quality import (
     softmax_t,
 )
 from .noise import NoisyLabels, apply_noise
+from .thresholds import Normalisation, adaptive_thresholds
 
 FALLBACK_NOISE = "sym-0.2"
+# export --noisy-base fitted: the T_n tried, and the injected draws each is scored on
+BASE_GRID = np.round(np.arange(0.02, 0.61, 0.01), 2)
+FIT_DRAWS = 5
 
 
 def temperature_section(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -72,3 +76,46 @@ def label_quality_section(probs: np.ndarray, noisy: NoisyLabels, noise: str) -> 
     ap = {s: average_precision(-quality(probs, noisy.labels, s), noisy.truly_noisy) for s in QUALITY_SCORES}
     best = max(QUALITY_SCORES, key=lambda s: ap[s])
     return {"score": best, "averagePrecision": ap, "noise": noise}
+
+
+def f1_score(flags: np.ndarray, wrong: np.ndarray) -> float:
+    tp = int((flags & wrong).sum())
+    return 2 * tp / (int(flags.sum()) + int(wrong.sum())) if flags.any() or wrong.any() else 0.0
+
+
+def fit_base(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    votes: np.ndarray,
+    means: np.ndarray,
+    *,
+    seed: int,
+    base: tuple[float, float],
+    mode: str,
+    normalisation: Normalisation,
+) -> dict[str, Any]:
+    """The verdict's base pair fitted on injected noise instead of taken from the paper (export --noisy-base
+    fitted). For both modes (adaptive: tau_k = base * rho_k from `means`; fixed: the base for every class) and
+    every T_n of BASE_GRID (T_c keeps the base pair's ratio), the F1 of `noisy` at finding the wrong labels of
+    FIT_DRAWS injected draws over the split; the best wins (the first in grid order on a tie, adaptive first).
+    `base` and `mode` are the run's own, scored the same way for comparison."""
+    k = probs.shape[1]
+    draws = [injected_noise(labels, votes, k, seed + i) for i in range(FIT_DRAWS)]
+    given = np.concatenate([d.labels for _, d in draws])
+    wrong = np.concatenate([d.truly_noisy for _, d in draws])
+    p = np.concatenate([probs[np.arange(len(labels)), d.labels] for _, d in draws])
+    shape = {
+        "adaptive": adaptive_thresholds(means, base=base, normalisation=normalisation)[:, 0] / base[0],
+        "fixed": np.ones(k),
+    }
+    ratio = base[1] / base[0]
+    scores = {(m, float(t)): f1_score(p < t * rho[given], wrong) for m, rho in shape.items() for t in BASE_GRID if t * ratio <= 1}
+    best_mode, t_noisy = max(scores, key=lambda key: scores[key])
+    return {
+        "mode": best_mode,
+        "base": (t_noisy, t_noisy * ratio),
+        "noise": draws[0][0],
+        "draws": FIT_DRAWS,
+        "f1": scores[(best_mode, t_noisy)],
+        "runBaseF1": f1_score(p < base[0] * shape[mode][given], wrong),
+    }

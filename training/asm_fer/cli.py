@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .bundle import THRESHOLD_SPLITS, TTA_MODES, WEIGHT_DTYPES, BundleError
+from .bundle import NOISY_BASES, THRESHOLD_SPLITS, TTA_MODES, WEIGHT_DTYPES, BundleError
 from .config import ConfigError, add_config_arguments, config_from_args
 from .data import FORMATS
 from .data.ferplus import DatasetLayoutError
@@ -30,6 +30,7 @@ def _train(args: argparse.Namespace) -> int:
             weights=args.weights,
             tta=args.tta,
             thresholds_from=args.thresholds_from,
+            noisy_base=args.noisy_base,
         )
     return 0
 
@@ -46,6 +47,7 @@ def _export(args: argparse.Namespace) -> int:
         weights=args.weights,
         tta=args.tta,
         thresholds_from=args.thresholds_from,
+        noisy_base=args.noisy_base,
         crossfit=[Path(run) / FINAL for run in args.crossfit],
     )
     return 0
@@ -138,6 +140,15 @@ def _add_export_arguments(p: argparse.ArgumentParser) -> None:
         "split (--calibration; out-of-sample, as Confident Learning asks), train = the training images (in-sample), "
         "auto = calibration when the run has one. With a calibration split the temperature and the per-class "
         "reliability are always fitted on it (default: auto)",
+    )
+    p.add_argument(
+        "--noisy-base",
+        default="paper",
+        choices=NOISY_BASES,
+        help="the base pair of the thresholds: paper = the run's --t-noisy/--t-clean and mode (Adaptive Threshold "
+        "Learning as the paper has it), fitted = the T_n (T_c keeping the pair's ratio) and mode (adaptive or fixed) "
+        "that give the noisy verdict its best F1 on 5 draws of injected noise (crowd-1 where the dataset has votes) "
+        "over the held-out split; model.json records both F1s under thresholdLearning.fitted (default: paper)",
     )
 
 

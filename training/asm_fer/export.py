@@ -23,8 +23,8 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 from torch.fx.experimental.optimization import fuse
 
-from .bundle import THRESHOLD_SPLITS, TTA_MODES, WEIGHT_DTYPES, BundleError, input_section, sha256_file, write_bundle
-from .calibrate import injected_noise, label_quality_section, reliability, temperature_section
+from .bundle import NOISY_BASES, THRESHOLD_SPLITS, TTA_MODES, WEIGHT_DTYPES, BundleError, input_section, sha256_file, write_bundle
+from .calibrate import fit_base, injected_noise, label_quality_section, reliability, temperature_section
 from .config import TrainConfig
 from .crossfit import out_of_fold
 from .data import scan
@@ -168,6 +168,7 @@ def export_bundle(
     tta: str = "none",
     thresholds_from: str = "auto",
     crossfit: Sequence[Path] = (),
+    noisy_base: str = "paper",
 ) -> dict[str, Any]:
     """Write `out/model.onnx` + `out/model.json` from a `final.pt`; returns the model.json document.
     `weights` is the dtype the ONNX file stores its weights in (WEIGHT_DTYPES); `tta` the test-time
@@ -175,7 +176,10 @@ def export_bundle(
     come from (THRESHOLD_SPLITS). A run with a calibration split gets its temperature fitted there and folded
     into the graph, and its label-quality score and per-class reliability measured there. `crossfit` (the
     final.pt files of K runs trained with --calibration-fold 0/K .. K-1/K) replaces that split with all their
-    out-of-fold probabilities (crossfit.py)."""
+    out-of-fold probabilities (crossfit.py). `noisy_base` (NOISY_BASES): the run's base pair and mode (paper), or
+    the ones that give the `noisy` verdict its best F1 on injected noise there (fitted; calibrate.fit_base)."""
+    if noisy_base not in NOISY_BASES:
+        raise ValueError(f"noisy_base must be one of {NOISY_BASES}, got {noisy_base!r}")
     if weights not in WEIGHT_DTYPES:
         raise ValueError(f"weights must be one of {WEIGHT_DTYPES}, got {weights!r}")
     if tta not in TTA_MODES:
@@ -188,6 +192,8 @@ def export_bundle(
     held_out = cfg.calibration_share > 0 or oof is not None
     if thresholds_from == "train" and oof is not None:
         raise BundleError("--crossfit gives out-of-fold thresholds; --thresholds-from train asks for in-sample ones")
+    if noisy_base == "fitted" and (not held_out or thresholds_from == "train"):
+        raise BundleError("--noisy-base fitted fits on a held-out split: train with --calibration (or use --crossfit)")
     if thresholds_from == "calibration" and not held_out:
         raise BundleError("--thresholds-from calibration: this run held out no calibration split (train it with --calibration)")
     out_of_sample = held_out and thresholds_from != "train"
@@ -246,6 +252,7 @@ def export_bundle(
     }
 
     means, thresholds, learning = final["class_means"], final["thresholds"], final["threshold_learning"]
+    base = (cfg.t_noisy, cfg.t_clean)
     graph = "exported graph" + (f", {tta} averaged" if tta != "none" else "") + (", temperature folded" if held_out else "")
     cal_probs: np.ndarray | None = None
     if oof is not None:  # the K runs' graphs are not exported: their probabilities at the fitted temperature
@@ -258,9 +265,23 @@ def export_bundle(
         # network was fitted on (Confident Learning's out-of-sample requirement)
         assert cal_probs is not None
         mu = class_means(cal_probs, cal_labels, statistic=learning["statistic"])
-        tau = adaptive_thresholds(
-            mu, base=(cfg.t_noisy, cfg.t_clean), mode=learning["mode"], normalisation=learning["normalisation"]
-        )
+        if noisy_base == "fitted":
+            fitted = fit_base(
+                cal_probs,
+                cal_labels,
+                cal_votes,
+                mu,
+                seed=cfg.seed,
+                base=base,
+                mode=learning["mode"],
+                normalisation=learning["normalisation"],
+            )
+            base, learning = fitted.pop("base"), {**learning, "mode": fitted.pop("mode"), "fitted": fitted}
+            print(
+                f"noisy base fitted on {fitted['draws']} {fitted['noise']} draws: {learning['mode']} T_n {base[0]:.2f} "
+                f"(F1 {fitted['f1']:.3f}; the run's base {cfg.t_noisy}: {fitted['runBaseF1']:.3f})"
+            )
+        tau = adaptive_thresholds(mu, base=base, mode=learning["mode"], normalisation=learning["normalisation"])
         means, thresholds = mu.tolist(), tau.tolist()
         where = (
             f"out-of-fold probabilities of {oof.folds} cross-fitted runs, temperature applied"
@@ -319,7 +340,7 @@ def export_bundle(
         "thresholds": {c: {"clean": t[1], "noisy": t[0]} for c, t in zip(classes, thresholds, strict=True)},
         "thresholdLearning": {
             "mode": learning["mode"],
-            "base": {"noisy": cfg.t_noisy, "clean": cfg.t_clean},
+            "base": {"noisy": base[0], "clean": base[1]},
             "statistic": learning["statistic"],
             "normalisation": learning["normalisation"],
             "source": learning["source"],
@@ -327,6 +348,7 @@ def export_bundle(
             "classMeans": dict(zip(classes, means, strict=True)),
             "epoch": learning["epoch"],
             "split": f"{split_name(cfg.dataset, 'train')} ({learning['split']})",
+            **({"fitted": learning["fitted"]} if "fitted" in learning else {}),
         },
         **measured,
         "provenance": {

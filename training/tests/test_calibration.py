@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from asm_fer.bundle import input_spec_from, read_bundle
-from asm_fer.calibrate import injected_noise, reliability
+from asm_fer.bundle import BundleError, input_spec_from, read_bundle
+from asm_fer.calibrate import BASE_GRID, FIT_DRAWS, f1_score, injected_noise, reliability
 from asm_fer.data import scan
 from asm_fer.data.dataset import calibration_split, load_images
-from asm_fer.export import onnx_probs
+from asm_fer.export import export_bundle, onnx_probs
 from asm_fer.fixtures import tiny_config
 from asm_fer.label_quality import (
     auroc,
@@ -28,6 +28,7 @@ from asm_fer.label_quality import (
     softmax_t,
 )
 from asm_fer.run import CALIBRATION_IDS, load_data
+from asm_fer.thresholds import adaptive_thresholds
 from asm_fer.train import train
 from asm_fer.transforms import normalise
 
@@ -149,3 +150,37 @@ def test_label_quality_choice_is_the_better_average_precision(fixtures: Path) ->
     lq = read_bundle(fixtures / "bundle")["labelQuality"]
     assert lq["score"] == max(lq["averagePrecision"], key=lq["averagePrecision"].get)
     assert set(lq["averagePrecision"]) == {"self-confidence", "normalized-margin"}
+
+
+def test_fitted_base_is_the_best_of_its_grid_and_no_worse_than_the_paper(fixtures: Path, tmp_path: Path) -> None:
+    doc = export_bundle(fixtures / "run" / "final.pt", tmp_path / "b", name="x", noisy_base="fitted")
+    learning = doc["thresholdLearning"]
+    fitted = learning["fitted"]
+    assert fitted["f1"] >= fitted["runBaseF1"] and fitted["draws"] == FIT_DRAWS
+    mu = np.array([learning["classMeans"][c] for c in doc["classes"]])
+    base = (learning["base"]["noisy"], learning["base"]["clean"])
+    assert base[1] == pytest.approx(4 * base[0]) and base[0] in BASE_GRID
+    got = np.array([[doc["thresholds"][c]["noisy"], doc["thresholds"][c]["clean"]] for c in doc["classes"]])
+    np.testing.assert_allclose(got, adaptive_thresholds(mu, base=base, mode=learning["mode"]))
+    # brute force over the same grid on the same draws, from the bundle's own graph on its calibration split
+    spec = input_spec_from(doc["input"])
+    _, samples = scan("ferplus", fixtures / "ferplus", "train")
+    names = set(doc["calibration"]["split"]["ids"])
+    cal = load_images([s for s in samples if s.path.name in names], spec)
+    probs = onnx_probs(tmp_path / "b" / "model.onnx", normalise(cal.pixels, spec).numpy())
+    draws = [injected_noise(cal.labels.numpy(), cal.votes, 8, i)[1] for i in range(FIT_DRAWS)]
+    given = np.concatenate([d.labels for d in draws])
+    wrong = np.concatenate([d.truly_noisy for d in draws])
+    p = np.concatenate([probs[np.arange(len(d.labels)), d.labels] for d in draws])
+    best = max(
+        f1_score(p < adaptive_thresholds(mu, base=(t, 4 * t), mode=m)[given, 0], wrong)
+        for m in ("adaptive", "fixed")
+        for t in BASE_GRID
+        if 4 * t <= 1
+    )
+    assert fitted["f1"] == pytest.approx(best)
+
+
+def test_fitted_base_needs_a_held_out_split(fixtures: Path, tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="held-out split"):
+        export_bundle(fixtures / "run" / "final.pt", tmp_path / "b", name="x", noisy_base="fitted", thresholds_from="train")
