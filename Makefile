@@ -78,12 +78,12 @@ test-contract: node_modules/.installed $(FIXTURES)/bundle/model.json $(CONTRACT_
 
 train: $(VENV)/.installed ## train the base recipe on FER+ (DATA=..., RUN_DIR=...) and export to BUNDLE; `make finetune` then gives the shipped model
 	@test -n "$(DATA)" || { echo "set DATA=<folder with FER2013Train/ and FER2013Valid/>"; exit 2; }
-	$(VENV)/bin/asm-fer train --data $(DATA) --calibration $(CALIBRATION) --run-dir $(RUN_DIR) --export $(BUNDLE) --name ferplus --weights float16
+	$(VENV)/bin/asm-fer train --data $(DATA) --calibration $(CALIBRATION) --run-dir $(RUN_DIR) --export $(BUNDLE) --name ferplus --weights float16 --noisy-base fitted
 
 finetune: $(VENV)/.installed ## fine-tune RUN_DIR's model on detector-like crops (issue 8) into FINETUNE_DIR, export to BUNDLE with flip averaging
 	@test -n "$(DATA)" || { echo "set DATA=<folder with FER2013Train/ and FER2013Valid/>"; exit 2; }
 	$(VENV)/bin/asm-fer train --data $(DATA) --calibration $(CALIBRATION) --method ce --pretrained $(RUN_DIR)/final.pt --weak-view reframe \
-		--epochs 6 --lr 3e-4 --lr-decay 0.75 --run-dir $(FINETUNE_DIR) --export $(BUNDLE) --name ferplus --weights float16 --tta flip
+		--epochs 6 --lr 3e-4 --lr-decay 0.75 --run-dir $(FINETUNE_DIR) --export $(BUNDLE) --name ferplus --weights float16 --tta flip --noisy-base fitted
 
 clean: ## remove installed packages, builds and generated fixtures (not training runs)
 	rm -rf node_modules dist $(VENV) $(CONTRACT_VENV) $(FIXTURES)
