@@ -224,27 +224,38 @@ describe('GET /v1/models ranking sections', () => {
   });
 });
 
-describe('a bundle without calibration, labelQuality and reliability', () => {
-  let bare: TestApp;
+/**
+ * The fixture bundle copied to a temporary folder, its model.json changed by `edit`, served by an app of its own
+ * for the describe block that calls this (started before its tests, closed and removed after).
+ */
+function servedEdited(prefix: string, edit: (manifest: Record<string, any>) => void): () => TestApp {
+  let served: TestApp;
   let dir = '';
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'asm-fer-bare-'));
+    dir = await mkdtemp(path.join(tmpdir(), prefix));
     await cp(FIXTURE_BUNDLE_DIR, dir, { recursive: true });
     const file = path.join(dir, 'model.json');
-    const m = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    const manifest = JSON.parse(await readFile(file, 'utf8')) as Record<string, any>;
+    edit(manifest);
+    await writeFile(file, JSON.stringify(manifest, null, 2));
+    served = await startTestApp({ ASM_FER_MODEL_DIR: dir });
+  });
+  afterAll(async () => {
+    await served.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  return () => served;
+}
+
+describe('a bundle without calibration, labelQuality and reliability', () => {
+  const bare = servedEdited('asm-fer-bare-', (m) => {
     delete m.calibration;
     delete m.labelQuality;
     delete m.reliability;
-    await writeFile(file, JSON.stringify(m, null, 2));
-    bare = await startTestApp({ ASM_FER_MODEL_DIR: dir });
-  });
-  afterAll(async () => {
-    await bare.close();
-    await rm(dir, { recursive: true, force: true });
   });
 
   it('ranks by self-confidence and gives reliability null', async () => {
-    const res = await request(bare.app).post('/v1/audit').attach('image', await png(), 'a.png').field('label', 'fear');
+    const res = await request(bare().app).post('/v1/audit').attach('image', await png(), 'a.png').field('label', 'fear');
     expect(res.status).toBe(200);
     expectContract('POST', '/v1/audit', res);
     const [r] = res.body.results as Ranked[];
@@ -254,55 +265,31 @@ describe('a bundle without calibration, labelQuality and reliability', () => {
   });
 
   it('shows the three sections as null on GET /v1/models', async () => {
-    const res = await request(bare.app).get('/v1/models');
+    const res = await request(bare().app).get('/v1/models');
     expectContract('GET', '/v1/models', res);
     expect(res.body.models[0]).toMatchObject({ calibration: null, labelQuality: null, reliability: null });
   });
 });
 
 describe('a bundle whose labelQuality score is normalized-margin', () => {
-  let margin: TestApp;
-  let dir = '';
-  beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'asm-fer-margin-'));
-    await cp(FIXTURE_BUNDLE_DIR, dir, { recursive: true });
-    const file = path.join(dir, 'model.json');
-    const m = JSON.parse(await readFile(file, 'utf8')) as { labelQuality: { score: string } };
+  const margin = servedEdited('asm-fer-margin-', (m) => {
     m.labelQuality.score = 'normalized-margin';
-    await writeFile(file, JSON.stringify(m, null, 2));
-    margin = await startTestApp({ ASM_FER_MODEL_DIR: dir });
-  });
-  afterAll(async () => {
-    await margin.close();
-    await rm(dir, { recursive: true, force: true });
   });
 
   it('answers quality as the normalized margin', async () => {
-    const res = await request(margin.app).post('/v1/audit').attach('image', await jpeg(80, 80), 'a.jpg').field('label', 'sadness').attach('image', await png(), 'b.png').field('label', 'neutral');
+    const res = await request(margin().app).post('/v1/audit').attach('image', await jpeg(80, 80), 'a.jpg').field('label', 'sadness').attach('image', await png(), 'b.png').field('label', 'neutral');
     expect(res.status).toBe(200);
     for (const r of res.body.results as Ranked[]) expect(r.quality).toBeCloseTo(expectedScores(r, 'normalized-margin').quality, 12);
   });
 });
 
 describe('a bundle calibrated on cross-fitted folds (export --crossfit)', () => {
-  let crossfit: TestApp;
-  let dir = '';
-  beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'asm-fer-crossfit-'));
-    await cp(FIXTURE_BUNDLE_DIR, dir, { recursive: true });
-    const file = path.join(dir, 'model.json');
-    const m = JSON.parse(await readFile(file, 'utf8')) as { calibration: { split: Record<string, unknown> } };
+  const crossfit = servedEdited('asm-fer-crossfit-', (m) => {
     m.calibration.split = { ...m.calibration.split, share: 1, folds: 5 };
-    await writeFile(file, JSON.stringify(m, null, 2));
-    crossfit = await startTestApp({ ASM_FER_MODEL_DIR: dir });
-  });
-  afterAll(async () => {
-    await crossfit.close();
-    await rm(dir, { recursive: true, force: true });
   });
 
   it('loads, and GET /v1/models names the folds (still without the ids)', async () => {
-    const res = await request(crossfit.app).get('/v1/models');
+    const res = await request(crossfit().app).get('/v1/models');
     expectContract('GET', '/v1/models', res);
     expect(res.body.models[0].calibration.split).toMatchObject({ share: 1, folds: 5 });
     expect(res.body.models[0].calibration.split).not.toHaveProperty('ids');
