@@ -19,6 +19,7 @@ from .label_quality import (
     fit_temperature,
     log_probs,
     nll,
+    prf,
     quality,
     softmax_t,
 )
@@ -78,11 +79,6 @@ def label_quality_section(probs: np.ndarray, noisy: NoisyLabels, noise: str) -> 
     return {"score": best, "averagePrecision": ap, "noise": noise}
 
 
-def f1_score(flags: np.ndarray, wrong: np.ndarray) -> float:
-    tp = int((flags & wrong).sum())
-    return 2 * tp / (int(flags.sum()) + int(wrong.sum())) if flags.any() or wrong.any() else 0.0
-
-
 def fit_base(
     probs: np.ndarray,
     labels: np.ndarray,
@@ -109,7 +105,8 @@ def fit_base(
         "fixed": np.ones(k),
     }
     ratio = base[1] / base[0]
-    scores = {(m, float(t)): f1_score(p < t * rho[given], wrong) for m, rho in shape.items() for t in BASE_GRID if t * ratio <= 1}
+    grid = [(m, float(t)) for m in shape for t in BASE_GRID if t * ratio <= 1]
+    scores = {(m, t): float(prf(p < t * shape[m][given], wrong)["f1"]) for m, t in grid}
     best_mode, t_noisy = max(scores, key=lambda key: scores[key])
     return {
         "mode": best_mode,
@@ -117,5 +114,5 @@ def fit_base(
         "noise": draws[0][0],
         "draws": FIT_DRAWS,
         "f1": scores[(best_mode, t_noisy)],
-        "runBaseF1": f1_score(p < base[0] * shape[mode][given], wrong),
+        "runBaseF1": float(prf(p < base[0] * shape[mode][given], wrong)["f1"]),
     }

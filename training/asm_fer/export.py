@@ -211,7 +211,9 @@ def export_bundle(
     onnx_path = out / ONNX_FILE
     ensemble = Ensemble(nets, flip=tta == "flip").eval()
     data: Data | None = None
-    if cfg.calibration_share > 0 or tta != "none":
+    # the run's own split when it is the calibration split, its training images when the thresholds are recomputed
+    # in sample (below); a cross-fitted export needs neither
+    if (oof is None and held_out) or (not out_of_sample and (tta != "none" or held_out)):
         data = load_data(replace(cfg, data=data_root or cfg.data), save_labels=False)
     calibration: dict[str, Any] | None = None
     if oof is not None:

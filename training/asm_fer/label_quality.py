@@ -46,6 +46,15 @@ def mistakenness(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.asarray((sign * np.exp(-entropy) + 1) / 2)
 
 
+def prf(flags: np.ndarray, wrong: np.ndarray) -> dict[str, float | int]:
+    """How flags fare at finding the wrong labels: flagged count, precision, recall and F1 (0 where undefined)."""
+    tp = int((flags & wrong).sum())
+    precision = tp / int(flags.sum()) if flags.any() else 0.0
+    recall = tp / int(wrong.sum()) if wrong.any() else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"flagged": int(flags.sum()), "precision": precision, "recall": recall, "f1": f1}
+
+
 def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
     """Average precision of ranking by `scores`, highest first, at finding `positive` (no interpolation,
     ties broken by order: as scikit-learn's average_precision_score up to tie handling)."""

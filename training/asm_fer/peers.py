@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .label_quality import auroc, average_precision, mistakenness, normalized_margin, self_confidence
+from .label_quality import auroc, average_precision, mistakenness, normalized_margin, prf, self_confidence
 
 
 @dataclass(frozen=True)
@@ -58,14 +58,6 @@ def read_items(path: Path) -> AuditedItems:
         hand_cl=optional("handCl", bool),
         other_rules={name: np.array([r["rules"][name] for r in rows], dtype=bool) for name in rows[0].get("rules", {})},
     )
-
-
-def prf(flags: np.ndarray, wrong: np.ndarray) -> dict[str, float | int]:
-    tp = int((flags & wrong).sum())
-    precision = tp / int(flags.sum()) if flags.any() else 0.0
-    recall = tp / int(wrong.sum()) if wrong.any() else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"flagged": int(flags.sum()), "precision": precision, "recall": recall, "f1": f1}
 
 
 def at_budget(scores: np.ndarray, k: int) -> np.ndarray:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from asm_fer.bundle import BundleError, input_spec_from, read_bundle
-from asm_fer.calibrate import BASE_GRID, FIT_DRAWS, f1_score, injected_noise, reliability
+from asm_fer.calibrate import BASE_GRID, FIT_DRAWS, injected_noise, reliability
 from asm_fer.data import scan
 from asm_fer.data.dataset import calibration_split, load_images
 from asm_fer.export import export_bundle, onnx_probs
@@ -24,6 +24,7 @@ from asm_fer.label_quality import (
     fit_temperature,
     mistakenness,
     normalized_margin,
+    prf,
     self_confidence,
     softmax_t,
 )
@@ -173,7 +174,7 @@ def test_fitted_base_is_the_best_of_its_grid_and_no_worse_than_the_paper(fixture
     wrong = np.concatenate([d.truly_noisy for d in draws])
     p = np.concatenate([probs[np.arange(len(d.labels)), d.labels] for d in draws])
     best = max(
-        f1_score(p < adaptive_thresholds(mu, base=(t, 4 * t), mode=m)[given, 0], wrong)
+        prf(p < adaptive_thresholds(mu, base=(t, 4 * t), mode=m)[given, 0], wrong)["f1"]
         for m in ("adaptive", "fixed")
         for t in BASE_GRID
         if 4 * t <= 1
