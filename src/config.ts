@@ -53,6 +53,24 @@ export const configSchema = z.object({
       'Bearer key for the audit routes (/v1/audit, /v1/audits*) and POST /v1/models/reload; unset leaves the audit routes open and disables reload over HTTP (SIGHUP still reloads).',
     ),
   ASM_FER_DATA_DIR: z.string().min(1).default('./data').describe('Folder of the audit trail (SQLite database audits.db with its WAL files); created when missing.'),
+  ASM_FER_AUDIT_DB: z
+    .string()
+    .regex(/^postgres(ql)?:\/\/\S+$/, 'must be a postgres:// or postgresql:// URL (unset: the SQLite trail under ASM_FER_DATA_DIR)')
+    .optional()
+    .describe(
+      'PostgreSQL URL of a shared audit trail (postgres://user:password@host:5432/db); unset keeps the embedded SQLite trail under ASM_FER_DATA_DIR. Replicas that share it also share the live windows, drift and online thresholds.',
+    ),
+  ASM_FER_AUDIT_DB_POOL_SIZE: int(1, 1000).default(10).describe('PostgreSQL trail: most connections this process holds.'),
+  ASM_FER_AUDIT_DB_ACQUIRE_TIMEOUT_MS: int(1, 600_000)
+    .default(2000)
+    .describe('PostgreSQL trail: longest wait for a connection (every one busy, or the server slow to answer) before the request gets 503 audit-store-unavailable.'),
+  ASM_FER_AUDIT_DB_QUERY_TIMEOUT_MS: int(1, 600_000).default(10_000).describe('PostgreSQL trail: longest a statement may run (statement_timeout) before the request gets 503.'),
+  ASM_FER_STATS_CACHE_MS: int(0, 3_600_000)
+    .default(2000)
+    .describe('Shared (PostgreSQL) trail: windows read from it for drift, online thresholds and the live summary are reused this long before they are read again.'),
+  ASM_FER_SHUTDOWN_DELAY_MS: int(0, 600_000)
+    .default(0)
+    .describe('On SIGTERM, answer /v2/health/ready 503 this long while still serving, so a load balancer stops sending before the listener closes.'),
   ASM_FER_AUDIT_STORE_IMAGES: flag.default(false).describe('Keep each audited image in the audit trail, not only its sha256.'),
   ASM_FER_AUDIT_MAX_BYTES: int(64 * 1024, Number.MAX_SAFE_INTEGER)
     .optional()
@@ -105,8 +123,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const issue = parsed.error.issues[0];
     const key = String(issue?.path[0] ?? 'environment');
     // A secret is named, never echoed.
-    const shown = key === 'ASM_FER_API_KEY' ? '(hidden)' : JSON.stringify(env[key] ?? '');
+    const shown = key === 'ASM_FER_API_KEY' || key === 'ASM_FER_AUDIT_DB' ? '(hidden)' : JSON.stringify(env[key] ?? '');
     throw new ConfigError(`invalid ${key}=${shown}: ${issue?.message ?? 'invalid value'}`);
+  }
+  if (parsed.data.ASM_FER_AUDIT_DB !== undefined && parsed.data.ASM_FER_AUDIT_MAX_BYTES !== undefined) {
+    throw new ConfigError('invalid ASM_FER_AUDIT_MAX_BYTES: it caps the SQLite trail only; a PostgreSQL trail is bounded by its server');
   }
   const { ASM_FER_REQUEST_PIXEL_BUDGET: perRequest, ASM_FER_PROCESS_PIXEL_BUDGET: perProcess } = parsed.data;
   if (perProcess < perRequest) {

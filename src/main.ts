@@ -1,5 +1,6 @@
 // Entry point: config → startService (models warmed up, audit trail, app) → listen; SIGHUP reloads the model,
-// SIGTERM/SIGINT stop gracefully (readiness false, stop accepting, finish in-flight requests, exit).
+// SIGTERM/SIGINT stop gracefully (readiness false, optionally keep serving a while, stop accepting, finish in-flight
+// requests, exit).
 import type { Server } from 'node:http';
 import { loadConfig } from './config.js';
 import { listen } from './http/server.js';
@@ -33,22 +34,27 @@ async function main(): Promise<void> {
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    // Readiness first, so a load balancer polling /v2/health/ready stops sending before the listener closes.
-    readiness.ready = false;
-    logger.info({ signal }, 'shutting down');
-    const force = setTimeout(() => {
-      logger.warn('grace period over; closing remaining connections');
-      server.closeAllConnections();
-    }, SHUTDOWN_GRACE_MS);
-    force.unref();
-    server.close(() => {
-      void service.close().then(() => {
-        logger.info('stopped');
-        process.exit(0);
+    // Readiness first, so a load balancer polling /v2/health/ready stops sending before the listener closes; with
+    // ASM_FER_SHUTDOWN_DELAY_MS the process keeps serving that long first, for balancers that poll (HAProxy, a
+    // Kubernetes Service) rather than learn of the stop at once.
+    readiness.draining = true;
+    logger.info({ signal, delayMs: service.shutdownDelayMs }, 'shutting down');
+    setTimeout(() => {
+      readiness.ready = false;
+      const force = setTimeout(() => {
+        logger.warn('grace period over; closing remaining connections');
+        server.closeAllConnections();
+      }, SHUTDOWN_GRACE_MS);
+      force.unref();
+      server.close(() => {
+        void service.close().then(() => {
+          logger.info('stopped');
+          process.exit(0);
+        });
       });
-    });
-    // Keep-alive connections turn idle as their last response ends; close them as they do, not after keepAliveTimeout.
-    setInterval(() => server.closeIdleConnections(), 100).unref();
+      // Keep-alive connections turn idle as their last response ends; close them as they do, not after keepAliveTimeout.
+      setInterval(() => server.closeIdleConnections(), 100).unref();
+    }, service.shutdownDelayMs);
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));

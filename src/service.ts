@@ -54,8 +54,17 @@ export function moduleOptions(config: Config): {
     },
     pixels: { perRequest: config.ASM_FER_REQUEST_PIXEL_BUDGET, perProcess: config.ASM_FER_PROCESS_PIXEL_BUDGET },
     trail: {
-      dir: config.ASM_FER_DATA_DIR,
-      maxBytes: config.ASM_FER_AUDIT_MAX_BYTES,
+      database:
+        config.ASM_FER_AUDIT_DB === undefined
+          ? { kind: 'sqlite', dir: config.ASM_FER_DATA_DIR, maxBytes: config.ASM_FER_AUDIT_MAX_BYTES }
+          : {
+              kind: 'postgres',
+              url: config.ASM_FER_AUDIT_DB,
+              poolSize: config.ASM_FER_AUDIT_DB_POOL_SIZE,
+              acquireTimeoutMs: config.ASM_FER_AUDIT_DB_ACQUIRE_TIMEOUT_MS,
+              queryTimeoutMs: config.ASM_FER_AUDIT_DB_QUERY_TIMEOUT_MS,
+            },
+      sharedStatsTtlMs: config.ASM_FER_STATS_CACHE_MS,
       windowSize: config.ASM_FER_STATS_WINDOW,
       onlineThresholds: config.ASM_FER_ONLINE_THRESHOLDS,
       driftThreshold: config.ASM_FER_DRIFT_THRESHOLD,
@@ -79,8 +88,13 @@ export interface Service extends Models {
   config: Config;
   trail: AuditTrail;
   app: HttpApp;
-  /** Ready from start until `ready` is set false (main.ts does on SIGTERM, before the listener closes). */
-  readiness: { ready: boolean; isReady(): boolean };
+  /**
+   * Ready from start until `draining` is set (main.ts does on SIGTERM): /v2/health/ready then answers 503 while
+   * requests are still served, until `ready` is set false just before the listener closes.
+   */
+  readiness: { ready: boolean; draining: boolean; isReady(): boolean; isServing(): boolean };
+  /** How long a stopping process keeps serving after its readiness turns false (ASM_FER_SHUTDOWN_DELAY_MS). */
+  shutdownDelayMs: number;
 }
 
 /** Loads, verifies and warms up the expression model (reloadable) and the face detector, each in its own workers. */
@@ -122,14 +136,17 @@ export async function startModels(config: Config, hooks: ServiceHooks = {}): Pro
 export async function startService(config: Config, hooks: ServiceHooks = {}): Promise<Service> {
   const models = await startModels(config, hooks);
   const { host, logger, metrics } = models;
-  const trail = openAuditTrail(moduleOptions(config).trail, {
+  const trail = await openAuditTrail(moduleOptions(config).trail, {
     onFailure: (err) => logger.error({ err: err instanceof Error ? err.message : String(err) }, 'audit trail unusable; audits answer 503 until it can be written again'),
     onRecovery: () => logger.info('audit trail usable again'),
   });
-  logger.info({ file: trail.store.file, available: trail.store.available }, 'audit trail');
+  logger.info({ location: trail.store.location, shared: trail.store.shared, available: trail.store.available }, 'audit trail');
   try {
-    const restored = trail.restoreLive(host.current.manifest);
-    logger.info({ restored, windowSize: config.ASM_FER_STATS_WINDOW }, 'live audit windows refilled from the stored records of the served model');
+    if (trail.store.shared) logger.info({ windowSize: config.ASM_FER_STATS_WINDOW, cacheMs: config.ASM_FER_STATS_CACHE_MS }, 'live audit windows are read from the shared trail');
+    else {
+      const restored = await trail.restoreLive(host.current.manifest);
+      logger.info({ restored, windowSize: config.ASM_FER_STATS_WINDOW }, 'live audit windows refilled from the stored records of the served model');
+    }
   } catch (err) {
     logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'live audit windows start empty: the audit trail cannot be read now');
   }
@@ -137,13 +154,14 @@ export async function startService(config: Config, hooks: ServiceHooks = {}): Pr
   const pixels = new PixelBudget(moduleOptions(config).pixels);
   metrics.trackPixels(() => pixels.inUse);
   metrics.trackQueueDepth(() => host.current.inference.queued);
-  metrics.trackAuditStats(() => {
-    const { manifest } = host.current;
-    return { live: trail.live.snapshot(manifest.classes), drift: trail.drift(manifest) };
-  });
+  metrics.trackAuditStats(() => trail.statsNow(host.current.manifest));
   const readiness = {
     ready: true,
+    draining: false,
     isReady() {
+      return this.ready && !this.draining;
+    },
+    isServing() {
       return this.ready;
     },
   };
@@ -151,7 +169,7 @@ export async function startService(config: Config, hooks: ServiceHooks = {}): Pr
   const app = createHttpApp({ config, host, detector: models.detector, pixels, metrics, logger, readiness, trail, apiSpecPath: API_SPEC_PATH, serverVersion: version });
   const close = async () => {
     await models.close();
-    trail.store.close();
+    await trail.store.close();
   };
-  return { ...models, config, trail, app, readiness, close };
+  return { ...models, config, trail, app, readiness, shutdownDelayMs: config.ASM_FER_SHUTDOWN_DELAY_MS, close };
 }

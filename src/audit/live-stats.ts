@@ -31,6 +31,11 @@ export interface ClassLive {
 export interface LiveSnapshot {
   /** When these statistics started: this process's start, or the first audit by a model other than the previous one. */
   since: string;
+  /**
+   * Whose items the windows hold: this process's (refilled from its own trail at start), or every replica's, read
+   * from the shared trail. sinceStart is always this process's.
+   */
+  windowScope: 'process' | 'shared';
   model: { name: string; version: string } | null;
   windowSize: number;
   classes: ClassLive[];
@@ -136,17 +141,22 @@ export class LiveStats {
     return { mean: w?.meanLabelProbability ?? null, count: w?.count ?? 0 };
   }
 
-  /** `classOrder` (the served model's classes) lists every class, audited or not, in that order. */
-  snapshot(classOrder: readonly string[]): LiveSnapshot {
-    const labels = [...new Set([...classOrder, ...this.classes.keys()])];
+  /**
+   * `classOrder` (the served model's classes) lists every class, audited or not, in that order. `shared`: windows
+   * read from the shared trail (restoreWindows into another LiveStats), reported in place of this process's.
+   */
+  snapshot(classOrder: readonly string[], shared?: LiveStats): LiveSnapshot {
+    const windows = shared ?? this;
+    const labels = [...new Set([...classOrder, ...this.classes.keys(), ...windows.classes.keys()])];
     const empty = new Running().aggregate();
     return {
       since: this.since.toISOString(),
-      model: this.current && { ...this.current },
+      windowScope: shared ? 'shared' : 'process',
+      model: shared ? shared.model : this.current && { ...this.current },
       windowSize: this.windowSize,
       classes: labels.map((label) => {
         const c = this.classes.get(label);
-        return { label, sinceStart: c?.total.aggregate() ?? empty, window: c?.window.aggregate() ?? empty };
+        return { label, sinceStart: c?.total.aggregate() ?? empty, window: windows.classes.get(label)?.window.aggregate() ?? empty };
       }),
     };
   }

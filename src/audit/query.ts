@@ -1,7 +1,7 @@
 // Filtered, cursor-paginated reads of the audit trail (newest first, or ranked by label quality or mistakenness),
 // shared by the list route and the summary.
-import type Database from 'better-sqlite3';
 import { RECORD_COLUMNS, fromRow, type AuditRecord } from './record.js';
+import type { Sql } from './sql.js';
 import type { Verdict } from './judge.js';
 
 /** Every filter is optional; `from` is inclusive, `to` exclusive. */
@@ -115,7 +115,7 @@ const ORDER = {
 } as const;
 
 /** One page of records matching `filters` in `page.sort` order. `page.after` must have the same sort. */
-export function listAudits(db: Database.Database, filters: AuditFilters, page: PageRequest): AuditPage {
+export async function listAudits(db: Sql, filters: AuditFilters, page: PageRequest): Promise<AuditPage> {
   const where = whereClause(filters);
   const sort = page.sort ?? 'time';
   const order = ORDER[sort];
@@ -128,7 +128,7 @@ export function listAudits(db: Database.Database, filters: AuditFilters, page: P
     params.push(...order.params(after as Cursor & { value: number }));
   }
   // One row more than asked tells whether another page exists.
-  const rows = db.prepare(`SELECT ${RECORD_COLUMNS} FROM audits ${sql} ORDER BY ${order.by} LIMIT ?`).all(...params, page.limit + 1) as Record<string, unknown>[];
+  const rows = await db.all(`SELECT ${RECORD_COLUMNS} FROM audits ${sql} ORDER BY ${order.by} LIMIT ?`, [...params, page.limit + 1]);
   const more = rows.length > page.limit;
   const kept = more ? rows.slice(0, page.limit) : rows;
   const last = kept[kept.length - 1];

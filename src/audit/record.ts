@@ -1,5 +1,4 @@
 // An audited item as the audit trail stores and returns it: the `audits` table, and the mapping to and from its rows.
-import type Database from 'better-sqlite3';
 import { mistakennessOf } from './label-quality.js';
 import { suggestedLabel, type AuditedFace, type NewAuditRecord, type ThresholdSource, type Verdict } from './judge.js';
 
@@ -12,35 +11,50 @@ export interface AuditRecord extends Omit<NewAuditRecord, 'timeMs' | 'image' | '
   imageStored: boolean;
 }
 
+/** The two SQL dialects the trail is kept in: embedded SQLite (the default) and a shared PostgreSQL. */
+export type Dialect = 'sqlite' | 'postgres';
+
 /**
- * `seq` orders records by commit and never repeats (AUTOINCREMENT), so cursors stay valid while records are added.
- * `face` is the AuditedFace as JSON: it is only ever read back whole. PRAGMA user_version marks the layout; see
- * SCHEMA_VERSION and MIGRATIONS.
+ * Column types per dialect. PostgreSQL's REAL is single precision, so probabilities are DOUBLE PRECISION there (what
+ * SQLite's REAL is); JSON stays TEXT in both, since JSONB would reorder the class keys of `probabilities`.
  */
-export const SCHEMA_SQL = `
+const TYPES = {
+  sqlite: { seq: 'INTEGER PRIMARY KEY AUTOINCREMENT', int: 'INTEGER', real: 'REAL', blob: 'BLOB' },
+  postgres: { seq: 'BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY', int: 'BIGINT', real: 'DOUBLE PRECISION', blob: 'BYTEA' },
+} as const;
+
+/**
+ * The latest layout. `seq` orders records by commit and never repeats (AUTOINCREMENT; on PostgreSQL an identity whose
+ * inserts are serialised, see postgres-store.ts), so cursors stay valid while records are added. `face` is the
+ * AuditedFace as JSON: it is only ever read back whole. The layout version is kept beside it (SQLite: PRAGMA
+ * user_version; PostgreSQL: asm_fer_schema); see SCHEMA_VERSION and MIGRATIONS.
+ */
+export function schemaSql(dialect: Dialect): string {
+  const t = TYPES[dialect];
+  return `
 CREATE TABLE IF NOT EXISTS audits (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  seq ${t.seq},
   id TEXT NOT NULL UNIQUE,
-  time_ms INTEGER NOT NULL,
+  time_ms ${t.int} NOT NULL,
   model_name TEXT NOT NULL,
   model_version TEXT NOT NULL,
   label TEXT NOT NULL,
   verdict TEXT NOT NULL CHECK (verdict IN ('clean', 'ambiguous', 'noisy')),
-  label_probability REAL NOT NULL,
-  threshold_clean REAL NOT NULL,
-  threshold_noisy REAL NOT NULL,
+  label_probability ${t.real} NOT NULL,
+  threshold_clean ${t.real} NOT NULL,
+  threshold_noisy ${t.real} NOT NULL,
   threshold_source TEXT NOT NULL CHECK (threshold_source IN ('bundle', 'online')),
   predicted TEXT NOT NULL,
-  confidence REAL NOT NULL,
+  confidence ${t.real} NOT NULL,
   probabilities TEXT NOT NULL,
   item_id TEXT,
   annotator_id TEXT,
   dataset_id TEXT,
   image_sha256 TEXT NOT NULL,
-  image BLOB,
+  image ${t.blob},
   face TEXT,
-  quality REAL,
-  mistakenness REAL
+  quality ${t.real},
+  mistakenness ${t.real}
 );
 CREATE INDEX IF NOT EXISTS audits_time ON audits (time_ms);
 CREATE INDEX IF NOT EXISTS audits_verdict ON audits (verdict, seq);
@@ -50,8 +64,16 @@ CREATE INDEX IF NOT EXISTS audits_dataset ON audits (dataset_id, seq);
 CREATE INDEX IF NOT EXISTS audits_quality ON audits (quality, seq);
 CREATE INDEX IF NOT EXISTS audits_mistakenness ON audits (mistakenness, seq);
 `;
+}
 
 export const SCHEMA_VERSION = 3;
+
+/** What a migration step may do to the database it upgrades: statements with `?` parameters, in its transaction. */
+export interface MigrationTarget {
+  readonly dialect: Dialect;
+  exec(sql: string): Promise<void>;
+  all(sql: string, params?: readonly unknown[]): Promise<Record<string, unknown>[]>;
+}
 
 /**
  * Version 2 records predate the ranking scores. Every record kept what they need, so both are backfilled and none is
@@ -59,50 +81,65 @@ export const SCHEMA_VERSION = 3;
  * meant (the service read no labelQuality section); mistakenness from its stored probabilities and whether its stored
  * prediction differs from its label (the same argmax classify() took).
  */
-function addRankingScores(db: Database.Database): void {
-  db.exec(`ALTER TABLE audits ADD COLUMN quality REAL;
-ALTER TABLE audits ADD COLUMN mistakenness REAL;`);
-  const update = db.prepare('UPDATE audits SET quality = ?, mistakenness = ? WHERE seq = ?');
+async function addRankingScores(db: MigrationTarget): Promise<void> {
+  const real = TYPES[db.dialect].real;
+  await db.exec(`ALTER TABLE audits ADD COLUMN quality ${real};
+ALTER TABLE audits ADD COLUMN mistakenness ${real};`);
   // In chunks: better-sqlite3 cannot write while a read is still iterating, and a whole trail need not fit in memory.
-  const chunk = db.prepare('SELECT seq, label, predicted, label_probability, probabilities FROM audits WHERE seq > ? ORDER BY seq LIMIT 10000');
   for (let last = -1; ; ) {
-    const rows = chunk.all(last) as { seq: number; label: string; predicted: string; label_probability: number; probabilities: string }[];
+    const rows = await db.all('SELECT seq, label, predicted, label_probability, probabilities FROM audits WHERE seq > ? ORDER BY seq LIMIT 10000', [last]);
     if (rows.length === 0) break;
     for (const row of rows) {
-      const probs = Object.values(JSON.parse(row.probabilities) as Record<string, number>);
-      update.run(row.label_probability, mistakennessOf(probs, row.predicted !== row.label), row.seq);
+      const probs = Object.values(JSON.parse(String(row.probabilities)) as Record<string, number>);
+      await db.all('UPDATE audits SET quality = ?, mistakenness = ? WHERE seq = ?', [Number(row.label_probability), mistakennessOf(probs, row.predicted !== row.label), row.seq]);
     }
-    last = (rows[rows.length - 1] as { seq: number }).seq;
+    last = Number((rows[rows.length - 1] as { seq: unknown }).seq);
   }
-  db.exec(`CREATE INDEX audits_quality ON audits (quality, seq);
+  await db.exec(`CREATE INDEX audits_quality ON audits (quality, seq);
 CREATE INDEX audits_mistakenness ON audits (mistakenness, seq);`);
 }
 
 /**
- * MIGRATIONS[v] brings a database of layout v to v + 1 (SQL, or a function for what SQL cannot compute); SCHEMA_SQL
- * alone creates the latest layout.
+ * MIGRATIONS[v] brings a database of layout v to v + 1, in either dialect; schemaSql alone creates the latest layout.
  */
-export const MIGRATIONS: Record<number, string | ((db: Database.Database) => void)> = {
+export const MIGRATIONS: Record<number, (db: MigrationTarget) => Promise<void>> = {
   // Version 1 (the first audit trail) predates face detection: its records keep face NULL.
-  1: 'ALTER TABLE audits ADD COLUMN face TEXT;',
+  1: (db) => db.exec('ALTER TABLE audits ADD COLUMN face TEXT;'),
   2: addRankingScores,
 };
 
-export const INSERT_SQL = `
-INSERT INTO audits (id, time_ms, model_name, model_version, label, verdict, label_probability, threshold_clean,
-  threshold_noisy, threshold_source, predicted, confidence, probabilities, item_id, annotator_id, dataset_id,
-  image_sha256, image, face, quality, mistakenness)
-VALUES (@id, @time_ms, @model_name, @model_version, @label, @verdict, @label_probability, @threshold_clean,
-  @threshold_noisy, @threshold_source, @predicted, @confidence, @probabilities, @item_id, @annotator_id, @dataset_id,
-  @image_sha256, @image, @face, @quality, @mistakenness)`;
+/**
+ * Creates the latest layout in a database without one (`version` 0), or upgrades an older one step by step; the
+ * caller holds the transaction (and, on a shared database, the lock) and stores the version this returns.
+ */
+export async function migrate(db: MigrationTarget, version: number): Promise<number> {
+  if (version > SCHEMA_VERSION) throw new Error(`audit database layout ${version} is newer than this service's ${SCHEMA_VERSION}`);
+  if (version === 0) await db.exec(schemaSql(db.dialect));
+  for (let v = version === 0 ? SCHEMA_VERSION : version; v < SCHEMA_VERSION; v++) await (MIGRATIONS[v] as (typeof MIGRATIONS)[number])(db);
+  return SCHEMA_VERSION;
+}
+
+/** The stored columns in INSERT order; toRow gives their values in the same order. */
+const INSERT_COLUMNS = [
+  'id', 'time_ms', 'model_name', 'model_version', 'label', 'verdict', 'label_probability', 'threshold_clean', 'threshold_noisy',
+  'threshold_source', 'predicted', 'confidence', 'probabilities', 'item_id', 'annotator_id', 'dataset_id', 'image_sha256',
+  'image', 'face', 'quality', 'mistakenness',
+] as const;
+
+/** INSERT of `count` records, each row's values in toRow order, with `?` parameters. */
+export function insertSql(count: number): string {
+  const row = `(${INSERT_COLUMNS.map(() => '?').join(', ')})`;
+  return `INSERT INTO audits (${INSERT_COLUMNS.join(', ')}) VALUES ${Array.from({ length: count }, () => row).join(', ')}`;
+}
 
 /** The columns every query selects (never the image, which only GET /v1/audits/{id}/image reads). */
 export const RECORD_COLUMNS = `seq, id, time_ms, model_name, model_version, label, verdict, label_probability, threshold_clean,
   threshold_noisy, threshold_source, predicted, confidence, probabilities, item_id, annotator_id, dataset_id,
   image_sha256, image IS NOT NULL AS image_stored, face, quality, mistakenness`;
 
-export function toRow(r: NewAuditRecord): Record<string, unknown> {
-  return {
+/** The values of `r` in INSERT_COLUMNS order. */
+export function toRow(r: NewAuditRecord): unknown[] {
+  const row: Record<(typeof INSERT_COLUMNS)[number], unknown> = {
     id: r.id,
     time_ms: r.timeMs,
     model_name: r.model.name,
@@ -125,6 +162,7 @@ export function toRow(r: NewAuditRecord): Record<string, unknown> {
     quality: r.quality,
     mistakenness: r.mistakenness,
   };
+  return INSERT_COLUMNS.map((c) => row[c]);
 }
 
 /** A row selected with RECORD_COLUMNS. */
@@ -148,6 +186,7 @@ export function fromRow(row: Record<string, unknown>): AuditRecord {
     annotatorId: (row.annotator_id as string | null) ?? null,
     datasetId: (row.dataset_id as string | null) ?? null,
     imageSha256: String(row.image_sha256),
+    // SQLite answers 0/1, PostgreSQL a boolean.
     imageStored: Number(row.image_stored) === 1,
     face: row.face === null || row.face === undefined ? null : (JSON.parse(String(row.face)) as AuditedFace),
     quality: Number(row.quality),

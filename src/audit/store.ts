@@ -1,188 +1,200 @@
-// The durable audit trail: one SQLite database (WAL, synchronous=FULL) under ASM_FER_DATA_DIR. A write returns only
-// once its transaction is committed; a store that cannot be opened or written answers AuditStoreUnavailable and tries
-// again later, so predictions never depend on it.
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
-import Database from 'better-sqlite3';
+// The durable audit trail behind one interface, kept in embedded SQLite (sqlite-store.ts, the default) or a shared
+// PostgreSQL (postgres-store.ts, ASM_FER_AUDIT_DB=postgres://...). Both give the same guarantees: a write returns only
+// once its transaction is committed; the same queries (query.ts, summary.ts) answer list, cursor and summary; a
+// database that cannot be reached, written or read answers AuditStoreUnavailable and is tried again later, so
+// predictions never depend on it.
 import { AuditStoreUnavailable } from '../errors.js';
+import type { NewAuditRecord } from './judge.js';
 import type { AuditedOutcome } from './live-stats.js';
 import { listAudits, type AuditFilters, type AuditPage, type PageRequest } from './query.js';
-import { fromRow, INSERT_SQL, MIGRATIONS, RECORD_COLUMNS, SCHEMA_SQL, SCHEMA_VERSION, toRow, type AuditRecord } from './record.js';
-import type { NewAuditRecord } from './judge.js';
+import { fromRow, RECORD_COLUMNS, toRow, type AuditRecord } from './record.js';
+import type { Sql } from './sql.js';
 import { summarise, type AuditSummary } from './summary.js';
-
-export const DB_FILE = 'audits.db';
 
 /** After a failure the store waits this long before opening the database again, so a full disk is not hammered. */
 const REOPEN_AFTER_MS = 1000;
 
-/**
- * SQLite result codes that mean the storage, not the query, is at fault (full, read-only, I/O, locked, unopenable,
- * corrupt): the store reports itself unavailable instead of a 500.
- */
-const STORAGE_FAILURE = /^SQLITE_(FULL|READONLY|IOERR|CANTOPEN|BUSY|LOCKED|CORRUPT|NOTADB|PERM|NOMEM)/;
+export interface AuditStore {
+  /** Where the trail is kept, for the log: a file, or a database URL without its password. */
+  readonly location: string;
+  /** Whether other processes write the same trail (PostgreSQL), so live windows are read from it, not kept here. */
+  readonly shared: boolean;
+  /** Whether the database is usable right now (false after a storage failure, until it opens again). */
+  readonly available: boolean;
+  /** Commits all records in one transaction (all or none) before resolving. */
+  insert(records: readonly NewAuditRecord[]): Promise<void>;
+  get(id: string): Promise<AuditRecord | undefined>;
+  /** The stored image of record `id`: undefined when there is no such record, null when its image was not kept. */
+  image(id: string): Promise<Buffer | null | undefined>;
+  list(filters: AuditFilters, page: PageRequest): Promise<AuditPage>;
+  /**
+   * The last `perLabel` items of each of `labels` that `model` audited, oldest first within each label: what the live
+   * windows hold. Walks the (label, seq) index backwards, so it reads about `perLabel` rows per label.
+   */
+  recentOutcomes(model: { name: string; version: string }, labels: readonly string[], perLabel: number): Promise<AuditedOutcome[]>;
+  /** `classOrder`: the served model's classes, which order the summary's labels. */
+  summary(filters: AuditFilters, classOrder: readonly string[]): Promise<AuditSummary>;
+  close(): Promise<void>;
+}
 
-export interface StoreOptions {
-  dir: string;
-  /** Cap on the database size (SQLite max_page_count); reaching it is reported like a full disk. */
-  maxBytes?: number | undefined;
+/** A storage failure: `down` when the database itself failed (back off, reopen), not when it is only busy. */
+export interface StorageFailure {
+  /** A short code for the log and the problem's detail (never the driver's message, which may name paths or hosts). */
+  code: string;
+  down: boolean;
+}
+
+/** What each database gives the store: its connection, its transactions and what its errors mean. */
+export interface Backend extends Sql {
+  readonly location: string;
+  readonly shared: boolean;
+  /** Opens the database (or checks it answers) and brings its layout up to date; throws when it cannot. */
+  open(): Promise<void>;
+  /** Commits `rows` (toRow values) in one transaction, all or none. */
+  insert(rows: unknown[][]): Promise<void>;
+  /** Drops what a failed database left open, so the next open() starts afresh. */
+  reset(): Promise<void>;
+  /** The storage failure `err` is, or undefined when it is not the storage's fault (a bug: reported as a 500). */
+  failure(err: unknown): StorageFailure | undefined;
+  close(): Promise<void>;
+}
+
+export interface StoreEvents {
   /** Called with the error at the start of each failure episode, for the log. */
   onFailure?: (err: unknown) => void;
   /** Called when the database opens again after a failure. */
   onRecovery?: () => void;
 }
 
-function codeOf(err: unknown): string {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' ? code : 'error';
-}
-
 const unavailable = (code: string) => new AuditStoreUnavailable(`the audit trail cannot be written or read now (${code}); predictions still work`);
 
-export class AuditStore {
-  private db: Database.Database | undefined;
+/** The AuditStore over either backend: the failure episodes, the back-off and the queries, written once. */
+export class SqlAuditStore implements AuditStore {
+  private ready = false;
+  private opening: Promise<void> | undefined;
   private lastAttempt = 0;
-  /** The error code of the current failure (never its message, which may name paths); undefined while healthy. */
+  /** The code of the current failure; undefined while healthy. */
   private lastFailure: string | undefined;
+  private closed = false;
 
-  private constructor(private readonly opts: StoreOptions) {}
+  private constructor(
+    private readonly backend: Backend,
+    private readonly events: StoreEvents,
+  ) {}
 
-  /** Never throws: a store that cannot open now is unavailable until a later attempt succeeds. */
-  static open(opts: StoreOptions): AuditStore {
-    const store = new AuditStore(opts);
-    store.tryOpen();
+  /** Never rejects: a store that cannot open now is unavailable until a later attempt succeeds. */
+  static async open(backend: Backend, events: StoreEvents = {}): Promise<SqlAuditStore> {
+    const store = new SqlAuditStore(backend, events);
+    await store.tryOpen();
     return store;
   }
 
-  get file(): string {
-    return path.join(path.resolve(this.opts.dir), DB_FILE);
+  get location(): string {
+    return this.backend.location;
   }
 
-  /** Whether the database is open right now (false after a storage failure, until it reopens). */
+  get shared(): boolean {
+    return this.backend.shared;
+  }
+
   get available(): boolean {
-    return this.db !== undefined;
+    return this.ready;
   }
 
-  /** Commits all records in one transaction (all or none) before returning. */
-  insert(records: readonly NewAuditRecord[]): void {
-    this.run((db) => {
-      const stmt = db.prepare(INSERT_SQL);
-      db.transaction(() => {
-        for (const r of records) stmt.run(toRow(r));
-      })();
-    });
+  insert(records: readonly NewAuditRecord[]): Promise<void> {
+    return this.run(() => this.backend.insert(records.map(toRow)));
   }
 
-  get(id: string): AuditRecord | undefined {
-    return this.run((db) => {
-      const row = db.prepare(`SELECT ${RECORD_COLUMNS} FROM audits WHERE id = ?`).get(id) as Record<string, unknown> | undefined;
+  get(id: string): Promise<AuditRecord | undefined> {
+    return this.run(async (db) => {
+      const [row] = await db.all(`SELECT ${RECORD_COLUMNS} FROM audits WHERE id = ?`, [id]);
       return row && fromRow(row);
     });
   }
 
-  /** The stored image of record `id`: undefined when there is no such record, null when its image was not kept. */
-  image(id: string): Buffer | null | undefined {
-    return this.run((db) => {
-      const row = db.prepare(`SELECT image FROM audits WHERE id = ?`).get(id) as { image: Buffer | null } | undefined;
-      return row === undefined ? undefined : row.image;
+  image(id: string): Promise<Buffer | null | undefined> {
+    return this.run(async (db) => {
+      const [row] = await db.all('SELECT image FROM audits WHERE id = ?', [id]);
+      return row === undefined ? undefined : ((row.image as Buffer | null) ?? null);
     });
   }
 
-  list(filters: AuditFilters, page: PageRequest): AuditPage {
+  list(filters: AuditFilters, page: PageRequest): Promise<AuditPage> {
     return this.run((db) => listAudits(db, filters, page));
   }
 
-  /**
-   * The last `perLabel` items of each of `labels` that `model` audited, oldest first within each label: what the live
-   * windows held. Walks the (label, seq) index backwards, so it reads about `perLabel` rows per label.
-   */
-  recentOutcomes(model: { name: string; version: string }, labels: readonly string[], perLabel: number): AuditedOutcome[] {
-    return this.run((db) => {
-      const stmt = db.prepare(
-        'SELECT label, label_probability, verdict FROM audits WHERE label = ? AND model_name = ? AND model_version = ? ORDER BY seq DESC LIMIT ?',
-      );
-      return labels.flatMap((label) =>
-        (stmt.all(label, model.name, model.version, perLabel) as { label: string; label_probability: number; verdict: AuditedOutcome['verdict'] }[])
-          .reverse()
-          .map((r) => ({ label: r.label, labelProbability: r.label_probability, verdict: r.verdict })),
-      );
+  recentOutcomes(model: { name: string; version: string }, labels: readonly string[], perLabel: number): Promise<AuditedOutcome[]> {
+    return this.run(async (db) => {
+      const sql = 'SELECT label, label_probability, verdict FROM audits WHERE label = ? AND model_name = ? AND model_version = ? ORDER BY seq DESC LIMIT ?';
+      const out: AuditedOutcome[] = [];
+      for (const label of labels) {
+        const rows = await db.all(sql, [label, model.name, model.version, perLabel]);
+        for (const r of rows.reverse()) out.push({ label: String(r.label), labelProbability: Number(r.label_probability), verdict: r.verdict as AuditedOutcome['verdict'] });
+      }
+      return out;
     });
   }
 
-  /** `classOrder`: the served model's classes, which order the summary's labels. */
-  summary(filters: AuditFilters, classOrder: readonly string[]): AuditSummary {
+  summary(filters: AuditFilters, classOrder: readonly string[]): Promise<AuditSummary> {
     return this.run((db) => summarise(db, filters, classOrder));
   }
 
-  close(): void {
-    this.db?.close();
-    this.db = undefined;
+  async close(): Promise<void> {
+    this.closed = true;
+    this.ready = false;
+    await this.backend.close();
   }
 
-  private run<T>(fn: (db: Database.Database) => T): T {
-    const db = this.connection();
+  private async run<T>(fn: (db: Sql) => Promise<T>): Promise<T> {
+    await this.connection();
     try {
-      return fn(db);
+      return await fn(this.backend);
     } catch (err) {
-      const code = codeOf(err);
-      if (!STORAGE_FAILURE.test(code)) throw err;
-      this.fail(err);
-      throw unavailable(code);
+      const failure = this.backend.failure(err);
+      if (failure === undefined) throw err;
+      if (failure.down) await this.fail(err, failure.code);
+      throw unavailable(failure.code);
     }
   }
 
-  /** The open database, opening it when the last failure is old enough; throws AuditStoreUnavailable otherwise. */
-  private connection(): Database.Database {
-    if (this.db) return this.db;
-    if (Date.now() - this.lastAttempt >= REOPEN_AFTER_MS) this.tryOpen();
-    if (this.db) return this.db;
-    throw unavailable(this.lastFailure ?? 'not open');
+  /** Resolves once the database is open, opening it when the last failure is old enough; else AuditStoreUnavailable. */
+  private async connection(): Promise<void> {
+    if (this.ready) return;
+    if (this.closed) throw unavailable('closed');
+    if (Date.now() - this.lastAttempt >= REOPEN_AFTER_MS) await this.tryOpen();
+    if (!this.ready) throw unavailable(this.lastFailure ?? 'not open');
   }
 
-  private tryOpen(): void {
-    this.lastAttempt = Date.now();
-    let db: Database.Database | undefined;
-    try {
-      mkdirSync(this.opts.dir, { recursive: true });
-      db = new Database(this.file);
-      db.pragma('journal_mode = WAL');
-      // FULL: a commit is on disk (WAL fsynced) before the 200, so even a power cut loses nothing acknowledged.
-      db.pragma('synchronous = FULL');
-      db.pragma('busy_timeout = 2000');
-      if (this.opts.maxBytes !== undefined) {
-        const pageSize = db.pragma('page_size', { simple: true }) as number;
-        db.pragma(`max_page_count = ${Math.max(1, Math.floor(this.opts.maxBytes / pageSize))}`);
+  /** One attempt at a time: requests that arrive while it runs wait for its outcome. */
+  private tryOpen(): Promise<void> {
+    this.opening ??= (async () => {
+      this.lastAttempt = Date.now();
+      try {
+        await this.backend.open();
+        this.ready = true;
+        if (this.lastFailure !== undefined) this.events.onRecovery?.();
+        this.lastFailure = undefined;
+      } catch (err) {
+        await this.fail(err, this.backend.failure(err)?.code ?? codeOf(err));
+      } finally {
+        this.opening = undefined;
       }
-      migrate(db);
-      this.db = db;
-      if (this.lastFailure !== undefined) this.opts.onRecovery?.();
-      this.lastFailure = undefined;
-    } catch (err) {
-      db?.close();
-      this.fail(err);
-    }
+    })();
+    return this.opening;
   }
 
-  /** Closes the connection so the next use reopens it: a remounted or freed disk then works again without a restart. */
-  private fail(err: unknown): void {
-    this.close();
-    if (this.lastFailure === undefined) this.opts.onFailure?.(err);
-    this.lastFailure = codeOf(err);
+  /** Drops the connection so the next use reopens it: a remounted disk or a restarted server then works without a restart. */
+  private async fail(err: unknown, code: string): Promise<void> {
+    this.ready = false;
+    await this.backend.reset().catch(() => undefined);
+    if (this.lastFailure === undefined) this.events.onFailure?.(err);
+    this.lastFailure = code;
     this.lastAttempt = Date.now();
   }
 }
 
-/** Creates the latest layout in a new database, or upgrades an older one step by step, in one transaction. */
-function migrate(db: Database.Database): void {
-  const version = db.pragma('user_version', { simple: true }) as number;
-  if (version > SCHEMA_VERSION) throw new Error(`audit database layout ${version} is newer than this service's ${SCHEMA_VERSION}`);
-  db.transaction(() => {
-    if (version === 0) db.exec(SCHEMA_SQL);
-    for (let v = version === 0 ? SCHEMA_VERSION : version; v < SCHEMA_VERSION; v++) {
-      const step = MIGRATIONS[v] as (typeof MIGRATIONS)[number];
-      if (typeof step === 'string') db.exec(step);
-      else step(db);
-    }
-    db.pragma(`user_version = ${SCHEMA_VERSION}`);
-  })();
+/** The error's `code` when it has one (driver codes such as SQLITE_FULL, ECONNREFUSED or a SQLSTATE), else 'error'. */
+export function codeOf(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : 'error';
 }

@@ -1,8 +1,8 @@
 // Aggregates over the stored audits (filtered like the list): per submitted class and per annotator, counts by
 // verdict and the estimated noise rate; the submitted x predicted confusion.
-import type Database from 'better-sqlite3';
 import { whereClause, type AuditFilters } from './query.js';
 import type { Verdict } from './judge.js';
+import type { Sql } from './sql.js';
 
 export type VerdictCounts = Record<Verdict, number>;
 
@@ -30,6 +30,9 @@ interface GroupRow {
   p: number;
 }
 
+/** PostgreSQL answers COUNT(*) as a bigint string; SQLite as a number. */
+const groupRow = (r: Record<string, unknown>): GroupRow => ({ key: String(r.key), verdict: r.verdict as Verdict, n: Number(r.n), p: Number(r.p) });
+
 function groups(rows: GroupRow[]): Map<string, GroupStats> {
   const out = new Map<string, GroupStats & { sum: number }>();
   for (const r of rows) {
@@ -48,19 +51,17 @@ function groups(rows: GroupRow[]): Map<string, GroupStats> {
 }
 
 /** `classOrder` (the served model's classes) orders labels; labels it lacks (older models) follow alphabetically. */
-export function summarise(db: Database.Database, filters: AuditFilters, classOrder: readonly string[] = []): AuditSummary {
+export async function summarise(db: Sql, filters: AuditFilters, classOrder: readonly string[] = []): Promise<AuditSummary> {
   const { sql, params } = whereClause(filters);
-  const byGroup = (column: string, extra: string) =>
-    db
-      .prepare(`SELECT ${column} AS key, verdict, COUNT(*) AS n, SUM(label_probability) AS p FROM audits ${sql}${extra} GROUP BY ${column}, verdict`)
-      .all(...params) as GroupRow[];
-  const classes = groups(byGroup('label', ''));
-  const annotators = groups(byGroup('annotator_id', `${sql ? ' AND' : ' WHERE'} annotator_id IS NOT NULL`));
-  const pairs = db.prepare(`SELECT label, predicted, COUNT(*) AS n FROM audits ${sql} GROUP BY label, predicted`).all(...params) as {
-    label: string;
-    predicted: string;
-    n: number;
-  }[];
+  const byGroup = async (column: string, extra: string) =>
+    (await db.all(`SELECT ${column} AS key, verdict, COUNT(*) AS n, SUM(label_probability) AS p FROM audits ${sql}${extra} GROUP BY ${column}, verdict`, params)).map(groupRow);
+  const classes = groups(await byGroup('label', ''));
+  const annotators = groups(await byGroup('annotator_id', `${sql ? ' AND' : ' WHERE'} annotator_id IS NOT NULL`));
+  const pairs = (await db.all(`SELECT label, predicted, COUNT(*) AS n FROM audits ${sql} GROUP BY label, predicted`, params)).map((r) => ({
+    label: String(r.label),
+    predicted: String(r.predicted),
+    n: Number(r.n),
+  }));
 
   const rank = (c: string) => {
     const i = classOrder.indexOf(c);

@@ -1,14 +1,18 @@
 // The audit trail as the audit routes use it: which thresholds judge the next items (the bundle's, or re-estimated
 // online), committing audited items and then counting them in the live statistics, and the summary with its live and
-// drift sections.
+// drift sections. On a shared trail (PostgreSQL, several replicas) the windows behind drift and online thresholds are
+// read from the stored records of every replica (shared-windows.ts) instead of kept by this process.
 import type { BundleManifest, Thresholds } from '../bundle/load-bundle.js';
 import { detectDrift, type DriftReport } from './drift.js';
-import { LiveStats, type LiveSnapshot } from './live-stats.js';
-import type { AuditFilters } from './query.js';
 import type { NewAuditRecord, ThresholdSource } from './judge.js';
-import { AuditStore, type StoreOptions } from './store.js';
-import type { AuditSummary } from './summary.js';
+import { LiveStats, type LiveSnapshot } from './live-stats.js';
 import { adaptiveThresholds } from './online-thresholds.js';
+import { PostgresBackend, type PostgresOptions } from './postgres-store.js';
+import type { AuditFilters } from './query.js';
+import { SharedWindows } from './shared-windows.js';
+import { SqliteBackend, type SqliteOptions } from './sqlite-store.js';
+import { SqlAuditStore, type AuditStore, type StoreEvents } from './store.js';
+import type { AuditSummary } from './summary.js';
 
 export interface TrailOptions {
   /** Re-estimate thresholds from the live window's class means (ASM_FER_ONLINE_THRESHOLDS). */
@@ -31,30 +35,48 @@ export interface FullSummary extends AuditSummary {
 
 type Model = Pick<BundleManifest, 'name' | 'version' | 'classes' | 'thresholds' | 'thresholdLearning'>;
 
+type WindowMean = (label: string) => { mean: number | null; count: number };
+
 export class AuditTrail {
   constructor(
     readonly store: AuditStore,
     readonly live: LiveStats,
     private readonly opts: TrailOptions,
+    /** Set when the store is shared: the windows of every replica, read from it. */
+    private readonly shared?: SharedWindows,
   ) {}
 
-  /** Live means are used only when they describe `model` and measure the bundle's statistic (given-label). */
-  private windowMean(model: Model): (label: string) => { mean: number | null; count: number } {
-    const current = this.live.model;
+  /** The windows drift and online thresholds use: this process's, or (shared trail) every replica's, read now. */
+  private async windows(model: Model): Promise<LiveStats> {
+    return this.shared ? this.shared.read(model, model.classes) : this.live;
+  }
+
+  /** Live means are used only when they describe `model`. */
+  private windowMean(model: Model, windows: LiveStats): WindowMean {
+    const current = windows.model;
     const same = current?.name === model.name && current.version === model.version;
-    return (label) => (same ? this.live.windowMean(label) : { mean: null, count: 0 });
+    return (label) => (same ? windows.windowMean(label) : { mean: null, count: 0 });
   }
 
   /**
    * Online: mu_k is the window mean of each class with at least minSamples items, else the training mean (as training
    * keeps the previous mu of a class without samples), and the training rule turns the means into thresholds.
+   * Throws AuditStoreUnavailable when a shared trail's windows cannot be read.
    */
-  thresholdsFor(model: Model): ThresholdChoice {
+  async thresholdsFor(model: Model): Promise<ThresholdChoice> {
+    if (!this.online(model)) return this.choose(model, undefined);
+    return this.choose(model, this.windowMean(model, await this.windows(model)));
+  }
+
+  private online(model: Model): boolean {
+    return this.opts.onlineThresholds && model.thresholdLearning.statistic === 'given-label';
+  }
+
+  private choose(model: Model, windowMean: WindowMean | undefined): ThresholdChoice {
     const learning = model.thresholdLearning;
-    if (!this.opts.onlineThresholds || learning.statistic !== 'given-label') {
+    if (windowMean === undefined || !this.online(model)) {
       return { source: 'bundle', byClass: Object.fromEntries(model.classes.map((c) => [c, { ...(model.thresholds[c] as Thresholds) }])) };
     }
-    const windowMean = this.windowMean(model);
     const means = model.classes.map((c) => {
       const w = windowMean(c);
       return w.mean !== null && w.count >= this.opts.minSamples ? w.mean : (learning.classMeans[c] ?? 1);
@@ -64,42 +86,65 @@ export class AuditTrail {
   }
 
   /**
-   * Refills the live windows with `model`'s latest stored items, so online thresholds and drift carry on across a
-   * restart; returns how many items it restored. Throws AuditStoreUnavailable when the store cannot be read.
+   * Refills this process's windows with `model`'s latest stored items, so online thresholds and drift carry on across
+   * a restart; returns how many items it restored (none on a shared trail, whose windows are read when needed).
+   * Rejects with AuditStoreUnavailable when the store cannot be read.
    */
-  restoreLive(model: Pick<Model, 'name' | 'version' | 'classes'>): number {
-    const items = this.store.recentOutcomes(model, model.classes, this.live.windowSize);
+  async restoreLive(model: Pick<Model, 'name' | 'version' | 'classes'>): Promise<number> {
+    if (this.shared) return 0;
+    const items = await this.store.recentOutcomes(model, model.classes, this.live.windowSize);
     this.live.restoreWindows(model, items);
     return items.length;
   }
 
   /** Commits `records` (throws AuditStoreUnavailable when it cannot), then counts them in the live statistics. */
-  record(records: readonly NewAuditRecord[]): void {
-    this.store.insert(records);
+  async record(records: readonly NewAuditRecord[]): Promise<void> {
+    await this.store.insert(records);
     for (const r of records) this.live.observe(r.model, r.label, r.labelProbability, r.verdict);
   }
 
-  drift(model: Model): DriftReport {
-    return detectDrift(model.classes, model.thresholdLearning, this.windowMean(model), { threshold: this.opts.driftThreshold, minSamples: this.opts.minSamples });
+  private driftOf(model: Model, windows: LiveStats): DriftReport {
+    return detectDrift(model.classes, model.thresholdLearning, this.windowMean(model, windows), { threshold: this.opts.driftThreshold, minSamples: this.opts.minSamples });
   }
 
-  summary(model: Model, filters: AuditFilters): FullSummary {
-    return { ...this.store.summary(filters, model.classes), live: this.live.snapshot(model.classes), drift: this.drift(model), thresholds: this.thresholdsFor(model) };
+  async summary(model: Model, filters: AuditFilters): Promise<FullSummary> {
+    const stored = await this.store.summary(filters, model.classes);
+    const windows = await this.windows(model);
+    return {
+      ...stored,
+      live: this.live.snapshot(model.classes, this.shared ? windows : undefined),
+      drift: this.driftOf(model, windows),
+      thresholds: this.choose(model, this.windowMean(model, windows)),
+    };
+  }
+
+  /**
+   * Live statistics and drift without waiting, for a metrics scrape: a shared trail's last windows read (a stale read
+   * starts a new one for the next scrape); before the first read, or when it fails, this process's own.
+   */
+  statsNow(model: Model): { live: LiveSnapshot; drift: DriftReport } {
+    const windows = this.shared?.latest(model, model.classes) ?? this.live;
+    return { live: this.live.snapshot(model.classes, windows === this.live ? undefined : windows), drift: this.driftOf(model, windows) };
   }
 }
+
+/** Where the trail is kept: an SQLite file under a folder (the default), or a shared PostgreSQL database. */
+export type TrailDatabase = ({ kind: 'sqlite' } & SqliteOptions) | ({ kind: 'postgres' } & PostgresOptions);
 
 /** Where the trail is kept and how its live statistics are judged. */
-export interface AuditTrailOptions extends TrailOptions, Pick<StoreOptions, 'dir' | 'maxBytes'> {
+export interface AuditTrailOptions extends TrailOptions {
+  database: TrailDatabase;
   /** Items per class in the live statistics' sliding window. */
   windowSize: number;
+  /** How long windows read from a shared trail are reused before they are read again. */
+  sharedStatsTtlMs: number;
 }
 
-/** The trail `opts` describe; never throws (an unusable store answers 503 until it can be used). */
-export function openAuditTrail(opts: AuditTrailOptions, events: Pick<StoreOptions, 'onFailure' | 'onRecovery'> = {}): AuditTrail {
-  const store = AuditStore.open({ dir: opts.dir, maxBytes: opts.maxBytes, ...events });
-  return new AuditTrail(store, new LiveStats(opts.windowSize), {
-    onlineThresholds: opts.onlineThresholds,
-    driftThreshold: opts.driftThreshold,
-    minSamples: opts.minSamples,
-  });
+/** The trail `opts` describe; never rejects (an unusable store answers 503 until it can be used). */
+export async function openAuditTrail(opts: AuditTrailOptions, events: StoreEvents = {}): Promise<AuditTrail> {
+  const { database } = opts;
+  const backend = database.kind === 'postgres' ? new PostgresBackend(database) : new SqliteBackend(database);
+  const store = await SqlAuditStore.open(backend, events);
+  const shared = store.shared ? new SharedWindows(store, opts.windowSize, opts.sharedStatsTtlMs) : undefined;
+  return new AuditTrail(store, new LiveStats(opts.windowSize), { onlineThresholds: opts.onlineThresholds, driftThreshold: opts.driftThreshold, minSamples: opts.minSamples }, shared);
 }

@@ -94,10 +94,13 @@ export interface paths {
         /**
          * Per class and per annotator verdict counts and noise rates, the submitted x predicted confusion, live statistics and drift.
          * @description `total`, `classes`, `annotators` and `confusion` aggregate the stored records that match the filters (the same
-         *     as GET /v1/audits): the durable view, which survives restarts. `live`, `drift` and `thresholds` describe the
-         *     audited traffic of the served model as kept per item in memory (not recomputed, not filtered): `sinceStart`
-         *     counts what this process audited, the windows are refilled from the stored records at start. Needs
-         *     `Authorization: Bearer <ASM_FER_API_KEY>` when a key is configured.
+         *     as GET /v1/audits): the durable view, which survives restarts and is the same whichever replica answers.
+         *     `live`, `drift` and `thresholds` describe the audited traffic of the served model (not filtered): `sinceStart`
+         *     is always per process (what this process audited); the windows behind `live.classes[].window`, `drift` and
+         *     `thresholds` are per process with the embedded SQLite trail (kept per item in memory, refilled from the stored
+         *     records at start) and cover every replica with a shared PostgreSQL trail (read from the stored records, reused
+         *     for ASM_FER_STATS_CACHE_MS); `live.windowScope` says which. Needs `Authorization: Bearer <ASM_FER_API_KEY>`
+         *     when a key is configured.
          */
         get: operations["auditSummary"];
         put?: never;
@@ -604,10 +607,17 @@ export interface components {
             /**
              * @description Per class, the items this process has audited since `since` (`sinceStart`: a restart starts it at zero) and
              *     the last `windowSize` items of each class audited with `model` (`window`: refilled from the stored records
-             *     when the process starts, so it carries on across restarts). For counts over every stored record use
-             *     `classes`.
+             *     when the process starts, so it carries on across restarts; with a shared trail, every replica's last items,
+             *     read from it). For counts over every stored record use `classes`.
              */
             live: {
+                /**
+                 * @description `process`: the windows hold this process's audits (embedded SQLite trail). `shared`: they hold the last
+                 *     items of every replica writing the shared PostgreSQL trail, read from it at most
+                 *     ASM_FER_STATS_CACHE_MS ago. `sinceStart` is per process either way.
+                 * @enum {string}
+                 */
+                windowScope: "process" | "shared";
                 /**
                  * Format: date-time
                  * @description When this process started, or, if it has since audited with a different model, when it first did.

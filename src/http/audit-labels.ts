@@ -19,7 +19,7 @@ export function auditLabelsRouter(deps: HttpDeps): Router {
   const { host, metrics, config, readiness, trail } = deps;
   const router = Router();
   router.post('/v1/audit', async (req, res) => {
-    if (!readiness.isReady()) throw new NotReady();
+    if (!readiness.isServing()) throw new NotReady();
     const { mode, items } = auditRequest(req);
     const body = await host.use((served) => withRequestWork(deps, res, mode, served, async (search, signal): Promise<AuditResponse> => {
       const { manifest } = served;
@@ -46,7 +46,7 @@ export function auditLabelsRouter(deps: HttpDeps): Router {
       const classified = await classifyFaces(served, labelled.map(({ pick }) => pick.face), signal);
       // Nothing is committed for a request already answered (timed out) or abandoned.
       signal.throwIfAborted();
-      const thresholds = trail.thresholdsFor(manifest);
+      const thresholds = await trail.thresholdsFor(manifest);
       const model = { name: manifest.name, version: manifest.version };
       const timeMs = Date.now();
       const score = manifest.labelQuality?.score ?? DEFAULT_QUALITY_SCORE;
@@ -54,7 +54,7 @@ export function auditLabelsRouter(deps: HttpDeps): Router {
         judge(item, classified[i] as (typeof classified)[number], thresholds, { id: randomUUID(), timeMs, model }, score),
       );
       // Committed before anything is counted or answered: a 200 means the records are on disk.
-      trail.record(records);
+      await trail.record(records);
       const results = records.map((r): AuditItem => {
         metrics.recordVerdict(r.label, r.verdict);
         metrics.recordPrediction(r.predicted);

@@ -66,7 +66,7 @@ export function auditTrailRouter(deps: HttpDeps): Router {
   const { trail, host } = deps;
   const router = Router();
 
-  router.get('/v1/audits', (req, res) => {
+  router.get('/v1/audits', async (req, res) => {
     const cursor = one(req, 'cursor');
     const after = cursor === undefined ? undefined : decodeCursor(cursor);
     if (cursor !== undefined && after === undefined) throw new BadRequest('cursor is not one this service returned; pass nextCursor from the previous page');
@@ -76,7 +76,7 @@ export function auditTrailRouter(deps: HttpDeps): Router {
       throw new BadRequest(`cursor continues a sort=${after.sort} listing, not sort=${sort}; send the same sort as the page it came from, or no sort`);
     }
     // limit and format always arrive: the validator fills in openapi.yaml's defaults.
-    const page = trail.store.list(filtersOf(req), { limit: Number(one(req, 'limit')), sort, after });
+    const page = await trail.store.list(filtersOf(req), { limit: Number(one(req, 'limit')), sort, after });
     if (page.nextCursor !== null) res.setHeader('Link', nextLink(req, page.nextCursor));
     const format = one(req, 'format');
     if (format === 'json') {
@@ -89,20 +89,20 @@ export function auditTrailRouter(deps: HttpDeps): Router {
     else res.type('application/x-ndjson; charset=utf-8').send(toJsonl(page.items));
   });
 
-  router.get('/v1/audits/summary', (req, res) => {
-    const body: AuditSummary = trail.summary(host.current.manifest, filtersOf(req));
+  router.get('/v1/audits/summary', async (req, res) => {
+    const body: AuditSummary = await trail.summary(host.current.manifest, filtersOf(req));
     res.json(body);
   });
 
-  router.get('/v1/audits/:id', (req, res) => {
-    const record = trail.store.get(String(req.params.id));
+  router.get('/v1/audits/:id', async (req, res) => {
+    const record = await trail.store.get(String(req.params.id));
     if (!record) throw new NotFound(`no audit record ${req.params.id}`);
     const body: AuditRecord = record;
     res.json(body);
   });
 
-  router.get('/v1/audits/:id/image', (req, res) => {
-    const image = trail.store.image(String(req.params.id));
+  router.get('/v1/audits/:id/image', async (req, res) => {
+    const image = await trail.store.image(String(req.params.id));
     if (image === undefined) throw new NotFound(`no audit record ${req.params.id}`);
     if (image === null) throw new NotFound(`the image of audit record ${req.params.id} was not kept (ASM_FER_AUDIT_STORE_IMAGES was off)`);
     const format = sniffFormat(image);

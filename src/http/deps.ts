@@ -13,7 +13,10 @@ import type { Metrics } from '../metrics.js';
 export type HttpApp = Express;
 
 export interface Readiness {
+  /** What /v2/health/ready reports: false from the start of a shutdown, so load balancers stop sending. */
   isReady(): boolean;
+  /** Whether requests are still served: true while a shutdown drains (ASM_FER_SHUTDOWN_DELAY_MS). */
+  isServing(): boolean;
 }
 
 export interface HttpDeps {

@@ -22,7 +22,7 @@ export function predictRouter(deps: HttpDeps): Router {
   const { host, metrics, readiness } = deps;
   const router = Router();
   router.post('/v1/predict', async (req, res) => {
-    if (!readiness.isReady()) throw new NotReady();
+    if (!readiness.isServing()) throw new NotReady();
     const { mode, items } = predictRequest(req);
     const body = await host.use((model) => withRequestWork(deps, res, mode, model, async (search, signal): Promise<PredictResponse> => {
       const { manifest } = model;

@@ -80,7 +80,7 @@ export function v2Router(deps: HttpDeps): Router {
     res.json(body);
   });
   router.post('/v2/models/:name/infer', async (req, res) => {
-    if (!readiness.isReady()) throw new NotReady();
+    if (!readiness.isServing()) throw new NotReady();
     const request = req.body as InferRequest;
     const body = await host.use(async (model): Promise<InferResponse> => {
       const { manifest, inference } = named(req, model);

@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DB_FILE } from '../../src/audit/store.js';
+import { DB_FILE } from '../../src/audit/sqlite-store.js';
 import { jpeg, png } from '../fixtures/make-images.js';
 import { FIXTURE_BUNDLE_DIR } from '../fixtures/paths.js';
 import { listeningPort, startServer, stopServers } from '../fixtures/server-process.js';

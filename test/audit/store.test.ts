@@ -1,38 +1,64 @@
-// The audit store on its own: what is committed survives a reopen, every filter, cursor pages in each sort, the summary
-// figures on a known set, the upgrade of first- and second-layout databases, and a storage failure reported as
-// AuditStoreUnavailable rather than thrown through.
+// The audit store on its own, on both backends (SQLite and PostgreSQL): what is committed survives a reopen, every
+// filter, cursor pages in each sort, the summary figures on a known set, the upgrade of first- and second-layout
+// databases, and a storage failure reported as AuditStoreUnavailable rather than thrown through. The failures each
+// backend has of its own (a full SQLite file, a PostgreSQL server down, read-only or out of connections) follow.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, inject, it } from 'vitest';
 import { rankLabel } from '../../src/audit/label-quality.js';
+import { PostgresBackend } from '../../src/audit/postgres-store.js';
 import { decodeCursor, type AuditFilters, type AuditSort } from '../../src/audit/query.js';
 import type { NewAuditRecord } from '../../src/audit/judge.js';
-import { AuditStore, DB_FILE } from '../../src/audit/store.js';
+import { DB_FILE, SqliteBackend } from '../../src/audit/sqlite-store.js';
+import { SqlAuditStore, type AuditStore, type StoreEvents } from '../../src/audit/store.js';
 import type { Verdict } from '../../src/audit/judge.js';
 import { AuditStoreUnavailable } from '../../src/errors.js';
+import { BACKENDS, type BackendKind } from '../fixtures/backends.js';
+import { adminQuery, freshDatabase, startCluster, TEST_PG_PORT } from '../fixtures/postgres.js';
 
-const dirs: string[] = [];
+const cleanups: (() => Promise<void> | void)[] = [];
 const stores: AuditStore[] = [];
-afterEach(() => {
-  for (const s of stores.splice(0)) s.close();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+afterEach(async () => {
+  for (const s of stores.splice(0)) await s.close();
+  for (const c of cleanups.splice(0).reverse()) await c();
 });
 
 function tempDir(): string {
   const d = mkdtempSync(path.join(tmpdir(), 'asm-fer-store-'));
-  dirs.push(d);
+  cleanups.push(() => rmSync(d, { recursive: true, force: true }));
   return d;
 }
 
-function open(dir: string, maxBytes?: number): AuditStore {
-  const s = AuditStore.open({ dir, maxBytes });
+/** A fresh, empty place for a trail on `kind`: a folder, or a new database's URL. */
+async function freshPlace(kind: BackendKind): Promise<string> {
+  if (kind === 'sqlite') return tempDir();
+  const db = await freshDatabase(inject('postgresAdminUrl'));
+  cleanups.push(db.drop);
+  return db.url;
+}
+
+const pgOptions = (url: string) => ({ url, poolSize: 4, acquireTimeoutMs: 2000, queryTimeoutMs: 10_000 });
+
+async function open(kind: BackendKind, where: string, opts: { maxBytes?: number; poolSize?: number; acquireTimeoutMs?: number } & StoreEvents = {}): Promise<AuditStore> {
+  const backend = kind === 'sqlite' ? new SqliteBackend({ dir: where, maxBytes: opts.maxBytes }) : new PostgresBackend({ ...pgOptions(where), ...pick(opts) });
+  const s = await SqlAuditStore.open(backend, opts);
   stores.push(s);
   return s;
 }
 
-/** The audit trail's first layout (user_version 1), as databases written before face detection have it. */
+function pick(o: { poolSize?: number; acquireTimeoutMs?: number }): { poolSize?: number; acquireTimeoutMs?: number } {
+  return Object.fromEntries(Object.entries({ poolSize: o.poolSize, acquireTimeoutMs: o.acquireTimeoutMs }).filter(([, v]) => v !== undefined));
+}
+
+/** A store on a fresh, empty trail. */
+const openFresh = async (kind: BackendKind) => open(kind, await freshPlace(kind));
+
+/**
+ * The audit trail's first layout (version 1), as databases written before face detection have it; in PostgreSQL's
+ * types the same layout, with its version in asm_fer_schema.
+ */
 const LAYOUT_1 = `
 CREATE TABLE audits (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, time_ms INTEGER NOT NULL, model_name TEXT NOT NULL,
@@ -46,8 +72,55 @@ CREATE INDEX audits_time ON audits (time_ms);
 PRAGMA user_version = 1;
 `;
 
-/** The second layout (user_version 2): the first plus face, before the ranking scores. */
+/** The second layout (version 2): the first plus face, before the ranking scores. */
 const LAYOUT_2 = LAYOUT_1.replace('image BLOB\n', 'image BLOB, face TEXT\n').replace('PRAGMA user_version = 1', 'PRAGMA user_version = 2');
+
+function inPostgres(layout: string): string {
+  const version = /PRAGMA user_version = (\d)/.exec(layout)?.[1];
+  return layout
+    .replace('INTEGER PRIMARY KEY AUTOINCREMENT', 'BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY')
+    .replace('time_ms INTEGER', 'time_ms BIGINT')
+    .replace(/ REAL /g, ' DOUBLE PRECISION ')
+    .replace('BLOB', 'BYTEA')
+    .replace(/PRAGMA user_version = \d;/, `CREATE TABLE asm_fer_schema (version INTEGER NOT NULL); INSERT INTO asm_fer_schema VALUES (${version});`);
+}
+
+/** Writes an old `layout` into the empty trail at `where` and inserts rows with `?` parameters into it. */
+async function writeOldLayout(kind: BackendKind, where: string, layout: string, rows: { sql: string; params: unknown[] }[]): Promise<void> {
+  if (kind === 'sqlite') {
+    const old = new Database(path.join(where, DB_FILE));
+    old.exec(layout);
+    for (const r of rows) old.prepare(r.sql).run(...r.params);
+    old.close();
+    return;
+  }
+  await adminQuery(where, inPostgres(layout));
+  for (const r of rows) {
+    let i = 0;
+    await adminQuery(where, r.sql.replace(/\?/g, () => `$${++i}`), r.params);
+  }
+}
+
+/** The layout version the trail at `where` records. */
+async function layoutVersion(kind: BackendKind, where: string): Promise<number> {
+  if (kind === 'postgres') return Number((await adminQuery(where, 'SELECT version FROM asm_fer_schema'))[0]?.version);
+  const check = new Database(path.join(where, DB_FILE), { readonly: true });
+  try {
+    return check.pragma('user_version', { simple: true }) as number;
+  } finally {
+    check.close();
+  }
+}
+
+async function indexNames(kind: BackendKind, where: string): Promise<string[]> {
+  if (kind === 'postgres') return (await adminQuery(where, `SELECT indexname AS name FROM pg_indexes WHERE tablename = 'audits'`)).map((r) => String(r.name));
+  const check = new Database(path.join(where, DB_FILE), { readonly: true });
+  try {
+    return (check.prepare(`SELECT name FROM sqlite_master WHERE type = 'index'`).all() as { name: string }[]).map((r) => r.name);
+  } finally {
+    check.close();
+  }
+}
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 let n = 0;
@@ -95,16 +168,16 @@ function knownSet(): NewAuditRecord[] {
   ];
 }
 
-describe('AuditStore', () => {
-  it('keeps committed records across a close and reopen, with every field', () => {
-    const dir = tempDir();
+describe.each(BACKENDS)('AuditStore on %s', (kind) => {
+  it('keeps committed records across a close and reopen, with every field', async () => {
+    const where = await freshPlace(kind);
     const records = knownSet();
     const face = { index: 2, box: { x: 410, y: 96, width: 120, height: 121, relative: { x: 0.4271, y: 0.15, width: 0.125, height: 0.1891 } }, score: 0.8125 };
     records[0] = { ...records[0], image: Buffer.from([1, 2, 3]), itemId: 'item-1', face } as NewAuditRecord;
-    open(dir).insert(records);
-    stores.pop()?.close();
-    const again = open(dir);
-    const first = again.get(records[0]?.id as string);
+    await (await open(kind, where)).insert(records);
+    await stores.pop()?.close();
+    const again = await open(kind, where);
+    const first = await again.get(records[0]?.id as string);
     expect(first).toEqual({
       id: records[0]?.id,
       time: new Date(records[0]?.timeMs as number).toISOString(),
@@ -127,10 +200,11 @@ describe('AuditStore', () => {
       quality: 0.9,
       mistakenness: records[0]?.mistakenness,
     });
-    expect(again.image(records[0]?.id as string)).toEqual(Buffer.from([1, 2, 3]));
-    expect(again.image(records[1]?.id as string)).toBeNull();
-    expect(again.get(records[2]?.id as string)?.suggestedLabel).toBe('b');
-    expect(again.list({}, { limit: 100 }).items).toHaveLength(10);
+    expect(await again.image(records[0]?.id as string)).toEqual(Buffer.from([1, 2, 3]));
+    expect(await again.image(records[1]?.id as string)).toBeNull();
+    expect(await again.image('00000000-0000-4000-8000-999999999999')).toBeUndefined();
+    expect((await again.get(records[2]?.id as string))?.suggestedLabel).toBe('b');
+    expect((await again.list({}, { limit: 100 })).items).toHaveLength(10);
   });
 
   it.each<[string, AuditFilters, number[]]>([
@@ -145,24 +219,24 @@ describe('AuditStore', () => {
     ['several filters at once', { label: 'a', verdict: ['clean'], annotatorId: 'x' }, [1, 2]],
     ['maximum quality (inclusive)', { maxQuality: 0.15 }, [3, 6, 7, 10]],
     ['minimum mistakenness', { minMistakenness: 0.5 }, [3, 4, 6, 7, 9, 10]],
-  ])('filters by %s', (_name, filters, positions) => {
-    const store = open(tempDir());
+  ])('filters by %s', async (_name, filters, positions) => {
+    const store = await openFresh(kind);
     n = 0;
     const records = knownSet();
-    store.insert(records);
-    const got = store.list(filters, { limit: 100 }).items.map((r) => r.id);
+    await store.insert(records);
+    const got = (await store.list(filters, { limit: 100 })).items.map((r) => r.id);
     expect(got).toEqual(positions.map((i) => records[i - 1]?.id).reverse());
   });
 
-  it('pages newest first with cursors that stay valid while records are added', () => {
-    const store = open(tempDir());
+  it('pages newest first with cursors that stay valid while records are added', async () => {
+    const store = await openFresh(kind);
     const records = knownSet();
-    store.insert(records);
-    const p1 = store.list({}, { limit: 4 });
+    await store.insert(records);
+    const p1 = await store.list({}, { limit: 4 });
     expect(p1.items.map((r) => r.id)).toEqual(records.slice(6).map((r) => r.id).reverse());
-    store.insert([rec('a', 'a', 'clean', 0.99)]);
-    const p2 = store.list({}, { limit: 4, after: decodeCursor(p1.nextCursor as string) });
-    const p3 = store.list({}, { limit: 4, after: decodeCursor(p2.nextCursor as string) });
+    await store.insert([rec('a', 'a', 'clean', 0.99)]);
+    const p2 = await store.list({}, { limit: 4, after: decodeCursor(p1.nextCursor as string) });
+    const p3 = await store.list({}, { limit: 4, after: decodeCursor(p2.nextCursor as string) });
     expect([...p2.items, ...p3.items].map((r) => r.id)).toEqual(records.slice(0, 6).map((r) => r.id).reverse());
     expect(p3.nextCursor).toBeNull();
     expect(decodeCursor('not-a-cursor')).toBeUndefined();
@@ -171,10 +245,10 @@ describe('AuditStore', () => {
   it.each<[AuditSort, (r: NewAuditRecord) => number]>([
     ['quality', (r) => r.quality],
     ['mistakenness', (r) => -r.mistakenness],
-  ])('pages by %s, worst label first, newest first on ties, with cursors of that sort', (sort, key) => {
-    const store = open(tempDir());
+  ])('pages by %s, worst label first, newest first on ties, with cursors of that sort', async (sort, key) => {
+    const store = await openFresh(kind);
     const records = [...knownSet(), rec('a', 'b', 'noisy', 0.1), rec('a', 'b', 'noisy', 0.1)];
-    store.insert(records);
+    await store.insert(records);
     const want = records
       .map((r, i) => ({ r, i }))
       .sort((x, y) => key(x.r) - key(y.r) || y.i - x.i)
@@ -182,33 +256,33 @@ describe('AuditStore', () => {
     const got: string[] = [];
     let after: ReturnType<typeof decodeCursor>;
     for (let page = 0; page < 10; page++) {
-      const p = store.list({}, { limit: 3, sort, after });
+      const p = await store.list({}, { limit: 3, sort, after });
       got.push(...p.items.map((r) => r.id));
       if (p.nextCursor === null) break;
       after = decodeCursor(p.nextCursor);
       expect(after?.sort).toBe(sort);
     }
     expect(got).toEqual(want);
-    expect(() => store.list({}, { limit: 3, sort: 'time', after })).toThrow(/cursor/);
+    await expect(store.list({}, { limit: 3, sort: 'time', after })).rejects.toThrow(/cursor/);
   });
 
-  it('gives the last N outcomes of each label for one model, oldest first, to refill the live windows', () => {
-    const store = open(tempDir());
+  it('gives the last N outcomes of each label for one model, oldest first, to refill the live windows', async () => {
+    const store = await openFresh(kind);
     const v2 = { model: { name: 'm', version: '2' } };
-    store.insert([rec('a', 'a', 'clean', 0.1), rec('a', 'a', 'clean', 0.2, v2), rec('b', 'b', 'noisy', 0.3)]);
-    store.insert([rec('a', 'b', 'ambiguous', 0.4), rec('a', 'a', 'clean', 0.5), rec('a', 'a', 'noisy', 0.6, v2)]);
-    expect(store.recentOutcomes({ name: 'm', version: '1' }, ['a', 'b', 'c'], 2)).toEqual([
+    await store.insert([rec('a', 'a', 'clean', 0.1), rec('a', 'a', 'clean', 0.2, v2), rec('b', 'b', 'noisy', 0.3)]);
+    await store.insert([rec('a', 'b', 'ambiguous', 0.4), rec('a', 'a', 'clean', 0.5), rec('a', 'a', 'noisy', 0.6, v2)]);
+    expect(await store.recentOutcomes({ name: 'm', version: '1' }, ['a', 'b', 'c'], 2)).toEqual([
       { label: 'a', labelProbability: 0.4, verdict: 'ambiguous' },
       { label: 'a', labelProbability: 0.5, verdict: 'clean' },
       { label: 'b', labelProbability: 0.3, verdict: 'noisy' },
     ]);
-    expect(store.recentOutcomes({ name: 'm', version: '2' }, ['a'], 5).map((o) => o.labelProbability)).toEqual([0.2, 0.6]);
+    expect((await store.recentOutcomes({ name: 'm', version: '2' }, ['a'], 5)).map((o) => o.labelProbability)).toEqual([0.2, 0.6]);
   });
 
-  it('sums a known set per class and annotator, with noise rates and the confusion matrix', () => {
-    const store = open(tempDir());
-    store.insert(knownSet());
-    const s = store.summary({}, ['c', 'b', 'a']);
+  it('sums a known set per class and annotator, with noise rates and the confusion matrix', async () => {
+    const store = await openFresh(kind);
+    await store.insert(knownSet());
+    const s = await store.summary({}, ['c', 'b', 'a']);
     expect(s.total).toBe(10);
     expect(s.classes.map((c) => c.label)).toEqual(['c', 'b', 'a']);
     const a = s.classes.find((c) => c.label === 'a');
@@ -227,7 +301,7 @@ describe('AuditStore', () => {
       [0, 1, 2],
       [1, 1, 2],
     ]);
-    const filtered = store.summary({ datasetId: 'd1' }, ['a', 'b', 'c']);
+    const filtered = await store.summary({ datasetId: 'd1' }, ['a', 'b', 'c']);
     expect(filtered.total).toBe(3);
     expect(filtered.annotators.map((x) => [x.annotatorId, x.count])).toEqual([
       ['x', 2],
@@ -235,15 +309,87 @@ describe('AuditStore', () => {
     ]);
   });
 
-  it('reports a full store (size cap reached) as unavailable, commits nothing of the failed batch, and still reads', () => {
+  it('commits nothing of a batch that fails part-way (a duplicate id)', async () => {
+    const store = await openFresh(kind);
+    const [first, second] = knownSet() as [NewAuditRecord, NewAuditRecord];
+    await store.insert([first]);
+    await expect(store.insert([second, first])).rejects.toThrow();
+    expect((await store.list({}, { limit: 10 })).items.map((r) => r.id)).toEqual([first.id]);
+    // A constraint violation is the caller's bug, not the storage's: the store stays available.
+    expect(store.available).toBe(true);
+  });
+
+  it('upgrades a first-layout database in place: old records keep face null, new ones store theirs', async () => {
+    const where = await freshPlace(kind);
+    await writeOldLayout(kind, where, LAYOUT_1, [
+      {
+        sql: `INSERT INTO audits (id, time_ms, model_name, model_version, label, verdict, label_probability, threshold_clean, threshold_noisy,
+          threshold_source, predicted, confidence, probabilities, image_sha256) VALUES (?, ?, 'm', '1', 'a', 'clean', 0.9, 0.8, 0.2, 'bundle', 'a', 0.9, '{"a":0.9}', ?)`,
+        params: ['20000000-0000-4000-8000-000000000001', T0, 'b'.repeat(64)],
+      },
+    ]);
+    const store = await open(kind, where);
+    expect(store.available).toBe(true);
+    expect(await store.get('20000000-0000-4000-8000-000000000001')).toMatchObject({ label: 'a', imageSha256: 'b'.repeat(64), face: null });
+    const fresh = rec('b', 'b', 'clean', 0.7);
+    await store.insert([fresh]);
+    expect((await store.get(fresh.id))?.face).toEqual(fresh.face);
+    await store.close();
+    expect(await layoutVersion(kind, where)).toBe(3);
+  });
+
+  it('upgrades a second-layout database: old records get quality (self-confidence) and mistakenness from their probabilities', async () => {
+    const where = await freshPlace(kind);
+    const olds = [
+      { id: '30000000-0000-4000-8000-000000000001', label: 'a', probabilities: { a: 0.7, b: 0.2, c: 0.1 } },
+      { id: '30000000-0000-4000-8000-000000000002', label: 'c', probabilities: { a: 0.05, b: 0.9, c: 0.05 } },
+      { id: '30000000-0000-4000-8000-000000000003', label: 'b', probabilities: { a: 0, b: 1, c: 0 } },
+    ];
+    const predicted = (p: Record<string, number>) => (Object.entries(p).sort((x, y) => y[1] - x[1])[0] as [string, number])[0];
+    await writeOldLayout(
+      kind,
+      where,
+      LAYOUT_2,
+      olds.map((o, i) => {
+        const top = predicted(o.probabilities);
+        return {
+          sql: `INSERT INTO audits (id, time_ms, model_name, model_version, label, verdict, label_probability, threshold_clean, threshold_noisy,
+        threshold_source, predicted, confidence, probabilities, image_sha256) VALUES (?, ?, 'm', '1', ?, 'clean', ?, 0.8, 0.2, 'bundle', ?, ?, ?, ?)`,
+          params: [o.id, T0 + i, o.label, o.probabilities[o.label as 'a'], top, o.probabilities[top as 'a'], JSON.stringify(o.probabilities), 'c'.repeat(64)],
+        };
+      }),
+    );
+
+    const store = await open(kind, where);
+    expect(store.available).toBe(true);
+    for (const o of olds) {
+      const got = await store.get(o.id);
+      const want = rankLabel(o.probabilities, o.label, predicted(o.probabilities), 'self-confidence');
+      expect(got?.quality).toBeCloseTo(o.probabilities[o.label as 'a'], 12);
+      expect(got?.quality).toBeCloseTo(want.quality, 12);
+      expect(got?.mistakenness).toBeCloseTo(want.mistakenness, 12);
+    }
+    expect((await store.get(olds[2]?.id as string))?.mistakenness).toBe(0);
+    expect((await store.list({}, { limit: 10, sort: 'mistakenness' })).items.map((r) => r.id)).toEqual([olds[1]?.id, olds[0]?.id, olds[2]?.id]);
+    const fresh = rec('b', 'a', 'noisy', 0.01);
+    await store.insert([fresh]);
+    expect(await store.get(fresh.id)).toMatchObject({ quality: fresh.quality, mistakenness: fresh.mistakenness });
+    await store.close();
+    expect(await layoutVersion(kind, where)).toBe(3);
+    expect(await indexNames(kind, where)).toEqual(expect.arrayContaining(['audits_quality', 'audits_mistakenness']));
+  });
+});
+
+describe('AuditStore on sqlite: storage failures', () => {
+  it('reports a full store (size cap reached) as unavailable, commits nothing of the failed batch, and still reads', async () => {
     const dir = tempDir();
-    const store = open(dir, 64 * 1024);
+    const store = await open('sqlite', dir, { maxBytes: 64 * 1024 });
     const big = (i: number) => rec('a', 'a', 'clean', 0.9, { id: `10000000-0000-4000-8000-${String(i).padStart(12, '0')}`, image: Buffer.alloc(8 * 1024, i) });
     let stored = 0;
     let failure: unknown;
     for (let i = 0; i < 40 && failure === undefined; i++) {
       try {
-        store.insert([big(2 * i), big(2 * i + 1)]);
+        await store.insert([big(2 * i), big(2 * i + 1)]);
         stored += 2;
       } catch (err) {
         failure = err;
@@ -253,74 +399,8 @@ describe('AuditStore', () => {
     expect((failure as Error).message).toMatch(/SQLITE_FULL/);
     expect(stored).toBeGreaterThan(0);
     // The store reopens after its back-off; what was committed is all there, nothing of the failed pair.
-    const reopened = open(dir, 64 * 1024);
-    expect(reopened.list({}, { limit: 100 }).items).toHaveLength(stored);
-  });
-
-  it('upgrades a first-layout database in place: old records keep face null, new ones store theirs', () => {
-    const dir = tempDir();
-    const old = new Database(path.join(dir, DB_FILE));
-    old.exec(LAYOUT_1);
-    old
-      .prepare(
-        `INSERT INTO audits (id, time_ms, model_name, model_version, label, verdict, label_probability, threshold_clean, threshold_noisy,
-          threshold_source, predicted, confidence, probabilities, image_sha256) VALUES (?, ?, 'm', '1', 'a', 'clean', 0.9, 0.8, 0.2, 'bundle', 'a', 0.9, '{"a":0.9}', ?)`,
-      )
-      .run('20000000-0000-4000-8000-000000000001', T0, 'b'.repeat(64));
-    old.close();
-
-    const store = open(dir);
-    expect(store.available).toBe(true);
-    expect(store.get('20000000-0000-4000-8000-000000000001')).toMatchObject({ label: 'a', imageSha256: 'b'.repeat(64), face: null });
-    const fresh = rec('b', 'b', 'clean', 0.7);
-    store.insert([fresh]);
-    expect(store.get(fresh.id)?.face).toEqual(fresh.face);
-    store.close();
-    const check = new Database(path.join(dir, DB_FILE), { readonly: true });
-    expect(check.pragma('user_version', { simple: true })).toBe(3);
-    check.close();
-  });
-
-  it('upgrades a second-layout database: old records get quality (self-confidence) and mistakenness from their probabilities', () => {
-    const dir = tempDir();
-    const old = new Database(path.join(dir, DB_FILE));
-    old.exec(LAYOUT_2);
-    const insert = old.prepare(
-      `INSERT INTO audits (id, time_ms, model_name, model_version, label, verdict, label_probability, threshold_clean, threshold_noisy,
-        threshold_source, predicted, confidence, probabilities, image_sha256) VALUES (?, ?, 'm', '1', ?, 'clean', ?, 0.8, 0.2, 'bundle', ?, ?, ?, ?)`,
-    );
-    const olds = [
-      { id: '30000000-0000-4000-8000-000000000001', label: 'a', probabilities: { a: 0.7, b: 0.2, c: 0.1 } },
-      { id: '30000000-0000-4000-8000-000000000002', label: 'c', probabilities: { a: 0.05, b: 0.9, c: 0.05 } },
-      { id: '30000000-0000-4000-8000-000000000003', label: 'b', probabilities: { a: 0, b: 1, c: 0 } },
-    ];
-    const predicted = (p: Record<string, number>) => (Object.entries(p).sort((x, y) => y[1] - x[1])[0] as [string, number])[0];
-    olds.forEach((o, i) => {
-      const top = predicted(o.probabilities);
-      insert.run(o.id, T0 + i, o.label, o.probabilities[o.label as 'a'], top, o.probabilities[top as 'a'], JSON.stringify(o.probabilities), 'c'.repeat(64));
-    });
-    old.close();
-
-    const store = open(dir);
-    expect(store.available).toBe(true);
-    for (const o of olds) {
-      const got = store.get(o.id);
-      const want = rankLabel(o.probabilities, o.label, predicted(o.probabilities), 'self-confidence');
-      expect(got?.quality).toBeCloseTo(o.probabilities[o.label as 'a'], 12);
-      expect(got?.quality).toBeCloseTo(want.quality, 12);
-      expect(got?.mistakenness).toBeCloseTo(want.mistakenness, 12);
-    }
-    expect(store.get(olds[2]?.id as string)?.mistakenness).toBe(0);
-    expect(store.list({}, { limit: 10, sort: 'mistakenness' }).items.map((r) => r.id)).toEqual([olds[1]?.id, olds[0]?.id, olds[2]?.id]);
-    const fresh = rec('b', 'a', 'noisy', 0.01);
-    store.insert([fresh]);
-    expect(store.get(fresh.id)).toMatchObject({ quality: fresh.quality, mistakenness: fresh.mistakenness });
-    store.close();
-    const check = new Database(path.join(dir, DB_FILE), { readonly: true });
-    expect(check.pragma('user_version', { simple: true })).toBe(3);
-    const indexes = (check.prepare(`SELECT name FROM sqlite_master WHERE type = 'index'`).all() as { name: string }[]).map((r) => r.name);
-    expect(indexes).toEqual(expect.arrayContaining(['audits_quality', 'audits_mistakenness']));
-    check.close();
+    const reopened = await open('sqlite', dir, { maxBytes: 64 * 1024 });
+    expect((await reopened.list({}, { limit: 100 })).items).toHaveLength(stored);
   });
 
   it('is unavailable while its folder cannot be created, and opens once it can', async () => {
@@ -329,15 +409,116 @@ describe('AuditStore', () => {
     writeFileSync(blocker, 'a file where the data folder should go');
     const failures: unknown[] = [];
     let recoveries = 0;
-    const store = AuditStore.open({ dir: path.join(blocker, 'data'), onFailure: (e) => failures.push(e), onRecovery: () => recoveries++ });
-    stores.push(store);
+    const store = await open('sqlite', path.join(blocker, 'data'), { onFailure: (e) => failures.push(e), onRecovery: () => recoveries++ });
     expect(store.available).toBe(false);
-    expect(() => store.list({}, { limit: 1 })).toThrow(AuditStoreUnavailable);
+    await expect(store.list({}, { limit: 1 })).rejects.toThrow(AuditStoreUnavailable);
     expect(failures).toHaveLength(1);
     rmSync(blocker);
     await new Promise((r) => setTimeout(r, 1100));
-    expect(store.list({}, { limit: 1 }).items).toEqual([]);
+    expect((await store.list({}, { limit: 1 })).items).toEqual([]);
     expect(store.available).toBe(true);
     expect(recoveries).toBe(1);
+  });
+});
+
+describe('AuditStore on postgres: replicas and storage failures', () => {
+  it('migrates an empty database once when several replicas open it at the same moment', async () => {
+    const where = await freshPlace('postgres');
+    const kind = 'postgres';
+    const opened = await Promise.all(Array.from({ length: 4 }, () => open(kind, where)));
+    expect(opened.map((s) => s.available)).toEqual([true, true, true, true]);
+    await Promise.all(opened.map((s, i) => s.insert([rec('a', 'a', 'clean', 0.5 + i / 10)])));
+    expect((await (opened[0] as AuditStore).list({}, { limit: 10 })).items).toHaveLength(4);
+    expect(await layoutVersion(kind, where)).toBe(3);
+  });
+  const pastBackOff = () => new Promise((r) => setTimeout(r, 1100));
+
+  it('is unavailable while the server is down, at start and mid-run, and reconnects without a restart, losing nothing committed', async () => {
+    // A cluster of its own (the suite's is shared with parallel files): nothing listens on its port at first.
+    const port = TEST_PG_PORT + 1;
+    const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
+    const failures: unknown[] = [];
+    let recoveries = 0;
+    const store = await open('postgres', url, { onFailure: (e) => failures.push(e), onRecovery: () => recoveries++ });
+    expect(store.available).toBe(false);
+    await expect(store.insert([rec('a', 'a', 'clean', 0.9)])).rejects.toThrow(/ECONNREFUSED/);
+    expect(failures).toHaveLength(1);
+
+    const cluster = startCluster(port);
+    cleanups.push(() => cluster.destroy());
+    await pastBackOff();
+    const first = rec('a', 'a', 'clean', 0.9);
+    await store.insert([first]);
+    expect(store.available).toBe(true);
+    expect(recoveries).toBe(1);
+
+    // A crash (pg_ctl stop -m immediate) mid-run: the pool's connections die with it.
+    cluster.stop('immediate');
+    const down = await store.insert([rec('a', 'a', 'clean', 0.8)]).catch((e: unknown) => e);
+    expect(down).toBeInstanceOf(AuditStoreUnavailable);
+    await expect(store.list({}, { limit: 10 })).rejects.toThrow(AuditStoreUnavailable);
+    expect(store.available).toBe(false);
+    expect(failures).toHaveLength(2);
+
+    cluster.start();
+    await pastBackOff();
+    const second = rec('b', 'b', 'clean', 0.7);
+    await store.insert([second]);
+    expect((await store.list({}, { limit: 10 })).items.map((r) => r.id)).toEqual([second.id, first.id]);
+    expect(recoveries).toBe(2);
+  }, 120_000);
+
+  it('answers unavailable, never hangs, when every pooled connection is busy, and serves once one is free', async () => {
+    const url = await freshPlace('postgres');
+    const store = await open('postgres', url, { poolSize: 1, acquireTimeoutMs: 300 });
+    // Another session holds the insert lock, so the store's one connection waits inside its insert.
+    const holder = new (await import('pg')).default.Client({ connectionString: url });
+    await holder.connect();
+    cleanups.push(() => holder.end());
+    await holder.query('SELECT pg_advisory_lock($1)', [0x61736d66]);
+    const blocked = store.insert([rec('a', 'a', 'clean', 0.9)]);
+    await new Promise((r) => setTimeout(r, 100));
+    const started = Date.now();
+    const refused = await store.list({}, { limit: 1 }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(AuditStoreUnavailable);
+    expect((refused as Error).message).toMatch(/pool-exhausted/);
+    expect(Date.now() - started).toBeLessThan(2000);
+    // Busy is not down: the store stays available and takes the next request once the lock is released.
+    expect(store.available).toBe(true);
+    await holder.query('SELECT pg_advisory_unlock($1)', [0x61736d66]);
+    await blocked;
+    expect((await store.list({}, { limit: 10 })).items).toHaveLength(1);
+  });
+
+  it('answers unavailable while the database is read-only, and writes again once it is not', async () => {
+    const url = await freshPlace('postgres');
+    const store = await open('postgres', url);
+    await store.insert([rec('a', 'a', 'clean', 0.9)]);
+    const name = new URL(url).pathname.slice(1);
+    const admin = inject('postgresAdminUrl');
+    // As a standby or a database switched to read-only answers: new sessions refuse writes.
+    await adminQuery(admin, `ALTER DATABASE ${name} SET default_transaction_read_only = on`);
+    await adminQuery(admin, 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [name]);
+    const refused = await store.insert([rec('a', 'a', 'clean', 0.8)]).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(AuditStoreUnavailable);
+    expect((refused as Error).message).toMatch(/25006|57P01|connection-lost/);
+    await adminQuery(admin, `ALTER DATABASE ${name} RESET default_transaction_read_only`);
+    await adminQuery(admin, 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [name]);
+    await pastBackOff();
+    const ok = await store.insert([rec('b', 'b', 'clean', 0.8)]).then(
+      () => true,
+      // The first use after the terminate may meet a pooled connection that has just died; the next is fresh.
+      async () => (await pastBackOff(), await store.insert([rec('b', 'b', 'clean', 0.8)]), true),
+    );
+    expect(ok).toBe(true);
+    expect((await store.list({}, { limit: 10 })).items).toHaveLength(2);
+  });
+
+  it('maps a full disk (SQLSTATE 53100) to unavailable, and a query bug to an error of its own', () => {
+    const backend = new PostgresBackend(pgOptions('postgres://127.0.0.1:1/none'));
+    expect(backend.failure(Object.assign(new Error('could not extend file'), { code: '53100' }))).toEqual({ code: 'SQLSTATE 53100', down: true });
+    expect(backend.failure(Object.assign(new Error('syntax error'), { code: '42601' }))).toBeUndefined();
+    expect(backend.failure(new Error('something else'))).toBeUndefined();
+    return backend.close();
   });
 });

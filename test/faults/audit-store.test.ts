@@ -12,7 +12,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DB_FILE } from '../../src/audit/store.js';
+import { DB_FILE } from '../../src/audit/sqlite-store.js';
 import { png } from '../fixtures/make-images.js';
 import { FIXTURE_BUNDLE_DIR } from '../fixtures/paths.js';
 import { listeningPort, startServer, stopServers, until, type StartOptions } from '../fixtures/server-process.js';
