@@ -21,7 +21,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # see README "GPU"). npm 11 also honours "allowScripts" in package.json; npm 10 only this variable.
 export ONNXRUNTIME_NODE_INSTALL := skip
 
-.PHONY: help setup serve test test-python test-node test-contract browser train finetune export-fixtures clean
+.PHONY: help setup serve test test-python test-node test-contract browser postgres train finetune export-fixtures clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -52,6 +52,13 @@ browser:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
 
+# The audit-trail suites run against PostgreSQL too: vitest's global setup (test/postgres-setup.ts) starts a throwaway
+# cluster with initdb and pg_ctl (as the postgres user when run as root) on 127.0.0.1:55419 and stops it afterwards.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends postgresql; }
+
 # node_modules first: the dlib backbone's parity test reads its weights from @vladmandic/face-api (a devDependency)
 test-python: $(VENV)/.installed node_modules/.installed browser
 	cd training && .venv/bin/ruff check asm_fer tests && .venv/bin/ruff format --check asm_fer tests
@@ -62,7 +69,7 @@ $(FIXTURES)/bundle/model.json: $(VENV)/.installed $(shell find training/asm_fer 
 	rm -rf $(FIXTURES)
 	$(VENV)/bin/asm-fer fixtures --out $(FIXTURES)
 
-test-node: node_modules/.installed $(FIXTURES)/bundle/model.json
+test-node: node_modules/.installed $(FIXTURES)/bundle/model.json postgres
 	npm run typecheck
 	npm test
 

@@ -1,23 +1,29 @@
-// The audit trail of the real process: nothing acknowledged is lost when the process is killed with SIGKILL right
-// after its 200s, and everything survives a normal restart; the live windows are refilled from the stored records
-// while the since-start figures start again from nothing.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+// The audit trail of the real process, on both backends (SQLite, PostgreSQL): nothing acknowledged is lost when the
+// process is killed with SIGKILL right after its 200s, and everything survives a normal restart; the live windows
+// carry on from the stored records while the since-start figures start again from nothing.
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DB_FILE } from '../../src/audit/sqlite-store.js';
+import { BACKENDS, freshTrail, type FreshTrail } from '../fixtures/backends.js';
 import { jpeg, png } from '../fixtures/make-images.js';
 import { FIXTURE_BUNDLE_DIR } from '../fixtures/paths.js';
 import { listeningPort, startServer, stopServers } from '../fixtures/server-process.js';
 
-const dirs: string[] = [];
-afterEach(() => {
+const trails: FreshTrail[] = [];
+afterEach(async () => {
   stopServers();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  for (const t of trails.splice(0)) await t.drop();
 });
 
-async function serve(dataDir: string) {
-  const p = startServer({ ASM_FER_MODEL_DIR: FIXTURE_BUNDLE_DIR, ASM_FER_DATA_DIR: dataDir, ASM_FER_LOG_LEVEL: 'info' });
+async function trailOn(kind: (typeof BACKENDS)[number]): Promise<FreshTrail> {
+  const t = await freshTrail(kind);
+  trails.push(t);
+  return t;
+}
+
+async function serve(trail: FreshTrail) {
+  const p = startServer({ ASM_FER_MODEL_DIR: FIXTURE_BUNDLE_DIR, ASM_FER_LOG_LEVEL: 'info', ...trail.env });
   return { p, base: `http://127.0.0.1:${await listeningPort(p)}` };
 }
 
@@ -52,11 +58,10 @@ function liveCounts(s: Summary): { sinceStart: number; window: number } {
   };
 }
 
-describe('audit trail durability', () => {
+describe.each(BACKENDS)('audit trail durability on %s', (kind) => {
   it('keeps every acknowledged audit when the process is killed with SIGKILL mid-traffic', async () => {
-    const dataDir = mkdtempSync(path.join(tmpdir(), 'asm-fer-kill9-'));
-    dirs.push(dataDir);
-    const { p, base } = await serve(dataDir);
+    const trail = await trailOn(kind);
+    const { p, base } = await serve(trail);
     const form = await auditForm();
     const acknowledged: string[] = [];
     let answered = 0;
@@ -76,10 +81,10 @@ describe('audit trail durability', () => {
     await p.exited;
     expect(p.child.signalCode).toBe('SIGKILL');
     expect(acknowledged.length).toBeGreaterThanOrEqual(16);
-    // The WAL was never checkpointed by a clean close: the records live in it, and recovery must replay it.
-    expect(existsSync(path.join(dataDir, `${DB_FILE}-wal`))).toBe(true);
+    // SQLite: the WAL was never checkpointed by a clean close: the records live in it, and recovery must replay it.
+    if (kind === 'sqlite') expect(existsSync(path.join(trail.where, `${DB_FILE}-wal`))).toBe(true);
 
-    const again = await serve(dataDir);
+    const again = await serve(trail);
     const stored = await storedIds(again.base);
     expect(acknowledged.filter((id) => !stored.has(id))).toEqual([]);
     const one = await fetch(`${again.base}/v1/audits/${acknowledged[0]}`);
@@ -88,9 +93,8 @@ describe('audit trail durability', () => {
   });
 
   it('keeps everything across a normal restart (SIGTERM, start again); the live windows carry on, since-start begins at 0', async () => {
-    const dataDir = mkdtempSync(path.join(tmpdir(), 'asm-fer-restart-'));
-    dirs.push(dataDir);
-    const first = await serve(dataDir);
+    const trail = await trailOn(kind);
+    const first = await serve(trail);
     const posted = await fetch(`${first.base}/v1/audit`, { method: 'POST', body: await auditForm() });
     expect(posted.status).toBe(200);
     const ids = ((await posted.json()) as { results: { id: string }[] }).results.map((r) => r.id);
@@ -100,7 +104,7 @@ describe('audit trail durability', () => {
     expect(await first.p.exited).toBe(0);
 
     const restarted = Date.now();
-    const second = await serve(dataDir);
+    const second = await serve(trail);
     expect([...(await storedIds(second.base))].sort()).toEqual([...ids].sort());
     const summary = (await (await fetch(`${second.base}/v1/audits/summary`)).json()) as Summary;
     expect(summary.total).toBe(2);

@@ -6,6 +6,8 @@
 //   SQLite treats both alike (it opens the database read-only). Root ignores file modes, hence the user switch.
 // - a full disk: the kernel's file-size limit on the server (RLIMIT_FSIZE) makes a write that grows a file past it
 //   fail with EFBIG mid-run, on the same write path a full disk fails with ENOSPC.
+// - a PostgreSQL trail whose server is down: nothing listening at start, then a cluster of the test's own started,
+//   crashed (pg_ctl stop -m immediate) and started again under the running service.
 import { chmodSync, chownSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -19,11 +21,14 @@ import { listeningPort, startServer, stopServers, until, type StartOptions } fro
 import { expectContract } from '../http/contract.js';
 import { imagePart } from '../fixtures/multipart.js';
 import { postMultipart, send, type Reply } from '../hostile/http-client.js';
+import { startCluster, TEST_PG_PORT, type Cluster } from '../fixtures/postgres.js';
 
 const dirs: string[] = [];
+const clusters: Cluster[] = [];
 afterEach(() => {
   stopServers();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  for (const c of clusters.splice(0)) c.destroy();
 });
 
 function dataDir(owner?: { uid: number; gid: number }): string {
@@ -139,4 +144,37 @@ describe('audit store faults in the real process', () => {
     await p.exited;
     expect(storedIds(dir).sort()).toEqual([...acknowledged].sort());
   }, 90_000);
+
+  it('a PostgreSQL trail whose server is down at start and mid-run: audits 503, predictions work; up again, it serves without a restart', async () => {
+    // Its own cluster, on the second port: the suite's cluster serves the other files running in parallel.
+    const pgPort = TEST_PG_PORT + 1;
+    const image = await png();
+    const { p, port } = await serve({ ASM_FER_AUDIT_DB: `postgres://postgres@127.0.0.1:${pgPort}/postgres`, ASM_FER_STATS_CACHE_MS: '0' });
+    expect(p.out()).toContain('audit trail unusable');
+    expectStoreUnavailable(await audit(port, image));
+    expect((await send(port, 'GET', '/v1/audits')).status).toBe(503);
+    expect((await send(port, 'GET', '/v1/audits/summary')).status).toBe(503);
+    expect((await predict(port, image)).status).toBe(200);
+    expect((await send(port, 'GET', '/v2/health/ready')).status).toBe(200);
+
+    const cluster = startCluster(pgPort);
+    clusters.push(cluster);
+    await pastBackOff();
+    const first = await audit(port, image);
+    expect(first.status, first.text).toBe(200);
+    await until(() => p.out().includes('audit trail usable again'), 5000);
+
+    // A crash of the database server: the pool's connections die with it.
+    cluster.stop('immediate');
+    expectStoreUnavailable(await audit(port, image));
+    expect((await predict(port, image)).status).toBe(200);
+
+    cluster.start();
+    await pastBackOff();
+    const second = await audit(port, image);
+    expect(second.status, second.text).toBe(200);
+    const list = await send(port, 'GET', '/v1/audits');
+    expect((list.body as { items: { id: string }[] }).items.map((r) => r.id).sort()).toEqual([...idsOf(first), ...idsOf(second)].sort());
+    expect(p.child.exitCode).toBeNull();
+  }, 120_000);
 });
