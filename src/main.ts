@@ -39,7 +39,7 @@ async function main(): Promise<void> {
     // Kubernetes Service) rather than learn of the stop at once.
     readiness.draining = true;
     logger.info({ signal, delayMs: service.shutdownDelayMs }, 'shutting down');
-    setTimeout(() => {
+    const stop = () => {
       readiness.ready = false;
       const force = setTimeout(() => {
         logger.warn('grace period over; closing remaining connections');
@@ -54,8 +54,11 @@ async function main(): Promise<void> {
       });
       // Keep-alive connections turn idle as their last response ends; close them as they do, not after keepAliveTimeout.
       setInterval(() => server.closeIdleConnections(), 100).unref();
-    }, service.shutdownDelayMs);
+    };
+    if (service.shutdownDelayMs > 0) setTimeout(stop, service.shutdownDelayMs);
+    else stop();
   };
+
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
 }

@@ -100,4 +100,15 @@ describe('loadConfig', () => {
   it('names a bad API key without echoing it', () => {
     expect(() => loadConfig({ ASM_FER_API_KEY: 'short-secret' })).toThrow(/^invalid ASM_FER_API_KEY=\(hidden\): must be at least 16 characters$/);
   });
+
+  it('selects a PostgreSQL trail by a postgres:// or postgresql:// URL, never echoes it, and keeps the SQLite cap for SQLite', () => {
+    expect(loadConfig({}).ASM_FER_AUDIT_DB).toBeUndefined();
+    expect(loadConfig({ ASM_FER_AUDIT_DB: 'postgresql://u:p@db:5432/audits' }).ASM_FER_AUDIT_DB).toBe('postgresql://u:p@db:5432/audits');
+    expect(loadConfig({ ASM_FER_AUDIT_DB: 'postgres://db/audits' })).toMatchObject({ ASM_FER_AUDIT_DB_POOL_SIZE: 10, ASM_FER_AUDIT_DB_ACQUIRE_TIMEOUT_MS: 2000, ASM_FER_STATS_CACHE_MS: 2000 });
+    const mysql = () => loadConfig({ ASM_FER_AUDIT_DB: 'mysql://u:secret@db/audits' });
+    expect(mysql).toThrow(/^invalid ASM_FER_AUDIT_DB=\(hidden\): must be a postgres:\/\/ or postgresql:\/\/ URL/);
+    expect(mysql).not.toThrow(/secret/);
+    expect(() => loadConfig({ ASM_FER_AUDIT_DB: 'postgres://db/audits', ASM_FER_AUDIT_MAX_BYTES: '1000000' })).toThrow(/^invalid ASM_FER_AUDIT_MAX_BYTES: it caps the SQLite trail only/);
+    expect(() => loadConfig({ ASM_FER_AUDIT_DB_POOL_SIZE: '0' })).toThrow(/^invalid ASM_FER_AUDIT_DB_POOL_SIZE=/);
+  });
 });

@@ -1,5 +1,6 @@
 // SIGTERM on the real process: readiness turns false at once, while the request already in flight still completes;
-// new connections are refused; the process exits 0.
+// new connections are refused; the process exits 0. With ASM_FER_SHUTDOWN_DELAY_MS it keeps serving new requests
+// that long while readiness already says 503, so a polling load balancer moves away before the listener closes.
 import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { png } from '../fixtures/make-images.js';
@@ -46,5 +47,27 @@ describe('SIGTERM', () => {
     expect(log.indexOf('"problem":"not-ready"')).toBeGreaterThan(log.indexOf('"msg":"shutting down"'));
     expect(log.indexOf('"problem":"not-ready"')).toBeLessThan(log.indexOf('"route":"/v1/predict","status":200'));
     expect(log).toContain('"msg":"stopped"');
+  });
+
+  it('with ASM_FER_SHUTDOWN_DELAY_MS, answers readiness 503 but still serves requests until the delay is over', async () => {
+    const p = startServer({ ASM_FER_MODEL_DIR: FIXTURE_BUNDLE_DIR, ASM_FER_LOG_LEVEL: 'info', ASM_FER_SHUTDOWN_DELAY_MS: '1500' });
+    const port = await listeningPort(p);
+    const base = `http://127.0.0.1:${port}`;
+    const image = await png();
+    const form = () => {
+      const f = new FormData();
+      f.append('image', new Blob([new Uint8Array(image)], { type: 'image/png' }), 'a.png');
+      return f;
+    };
+    const signalled = Date.now();
+    p.child.kill('SIGTERM');
+    await until(() => p.out().includes('"msg":"shutting down"'));
+    expect((await fetch(`${base}/v2/health/ready`)).status).toBe(503);
+    expect((await fetch(`${base}/v2/health/live`)).status).toBe(200);
+    const served = await fetch(`${base}/v1/predict`, { method: 'POST', body: form() });
+    expect(served.status).toBe(200);
+    expect(Date.now() - signalled).toBeLessThan(1500);
+    expect(await p.exited).toBe(0);
+    expect(Date.now() - signalled).toBeGreaterThanOrEqual(1500);
   });
 });
