@@ -135,7 +135,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
         if (s) fill(this, s);
       },
     });
-  liveGauge('audit_window_label_probability_mean', "Live window: mean probability of the submitted label (mu_k), by class; absent before the class's first audit.", ['class'], (g, s) => {
+  liveGauge('audit_window_label_probability_mean', "Live window (this process's, or every replica's with a shared PostgreSQL trail): mean probability of the submitted label (mu_k), by class; absent before the class's first audit.", ['class'], (g, s) => {
     for (const c of s.live.classes) if (c.window.meanLabelProbability !== null) g.set({ class: c.label }, c.window.meanLabelProbability);
   });
   liveGauge('audit_since_start_label_probability_mean', 'Since this process started (or the last model change; in memory, a restart empties it): mean probability of the submitted label, by class.', ['class'], (g, s) => {
@@ -214,7 +214,10 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       modelInfo.reset();
       modelInfo.set({ name, version, execution_provider: executionProvider }, 1);
     },
-    /** `read` gives the live audit statistics and drift of the served model at scrape time (O(classes), no scan). */
+    /**
+   * `read` gives the live audit statistics and drift of the served model at scrape time (O(classes), no scan; a
+   * shared trail's last windows read, never a wait on the database).
+   */
     trackAuditStats(read: () => { live: LiveSnapshot; drift: DriftReport }) {
       auditStats = read;
     },

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, inject, it } from 'vitest';
+import { toCsv, toJsonl } from '../../src/audit/export.js';
 import { rankLabel } from '../../src/audit/label-quality.js';
 import { PostgresBackend } from '../../src/audit/postgres-store.js';
 import { decodeCursor, type AuditFilters, type AuditSort } from '../../src/audit/query.js';
@@ -378,6 +379,33 @@ describe.each(BACKENDS)('AuditStore on %s', (kind) => {
     await store.close();
     expect(await layoutVersion(kind, where)).toBe(3);
     expect(await indexNames(kind, where)).toEqual(expect.arrayContaining(['audits_quality', 'audits_mistakenness']));
+  });
+});
+
+describe('AuditStore: both backends', () => {
+  it('answer the same records the same way: every sort and page, CSV, JSON Lines, the summary', async () => {
+    n = 0;
+    const records = [...knownSet(), rec('a', 'b', 'noisy', 0.1, { annotatorId: 'x' }), rec('c', 'c', 'clean', 0.97, { datasetId: 'd1' })];
+    const [sqlite, postgres] = await Promise.all(BACKENDS.map(openFresh));
+    for (const store of [sqlite, postgres] as AuditStore[]) await store.insert(records);
+    const read = async (store: AuditStore) => {
+      const out: unknown[] = [];
+      for (const sort of ['time', 'quality', 'mistakenness'] as const) {
+        for (const filters of [{}, { verdict: ['noisy', 'ambiguous'] as Verdict[] }, { annotatorId: 'x', maxQuality: 0.9 }]) {
+          let after: ReturnType<typeof decodeCursor>;
+          for (let page = 0; page < 10; page++) {
+            const p = await store.list(filters, { limit: 3, sort, after });
+            out.push(p, toCsv(p.items), toJsonl(p.items));
+            if (p.nextCursor === null) break;
+            after = decodeCursor(p.nextCursor);
+          }
+        }
+      }
+      out.push(await store.summary({}, ['c', 'b', 'a']), await store.summary({ datasetId: 'd1', verdict: ['clean'] }, ['a', 'b', 'c']));
+      out.push(await store.recentOutcomes({ name: 'm', version: '2' }, ['a', 'b', 'c'], 2));
+      return out;
+    };
+    expect(await read(postgres as AuditStore)).toEqual(await read(sqlite as AuditStore));
   });
 });
 
