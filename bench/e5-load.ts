@@ -51,11 +51,11 @@ export interface Service {
 
 /**
  * Starts src/main.ts (test/fixtures/server-process.ts) on a free port with `env` and the service's own defaults, and
- * waits for readiness. `nodeArgs` go before the entry (e.g. --cpu-prof). Its audit trail goes to a temporary folder,
+ * waits for readiness (on `fixedPort` when given). `nodeArgs` go before the entry (e.g. --cpu-prof). Its audit trail goes to a temporary folder,
  * removed by stop(), so no run adds to another's.
  */
-export async function startService(env: Record<string, string>, nodeArgs: string[] = []): Promise<Service> {
-  const port = await freePort();
+export async function startService(env: Record<string, string>, nodeArgs: string[] = [], fixedPort?: number): Promise<Service> {
+  const port = fixedPort ?? (await freePort());
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'asm-fer-bench-'));
   const { child } = startServer(
     { PORT: String(port), ASM_FER_LOG_LEVEL: 'warn', ASM_FER_DATA_DIR: dataDir, ...env },
@@ -146,6 +146,16 @@ export function loadNote(): string {
 export function cpuSecondsOf(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // Fields after the parenthesised command name; utime and stime are the 12th and 13th of those.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/**
+ * CPU seconds the main thread of a process has used (the event loop: HTTP, multipart, decoding, routing, JSON); the
+ * rest of cpuSecondsOf is its other threads (session workers, onnxruntime's intra-op threads, libuv's pool, V8's GC).
+ */
+export function mainThreadCpuSecondsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }

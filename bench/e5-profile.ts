@@ -29,6 +29,8 @@ interface ProfileNode {
 }
 interface Profile {
   nodes: ProfileNode[];
+  /** Microseconds of the monotonic clock (CLOCK_MONOTONIC, as process.hrtime in this process). */
+  startTime: number;
   samples: number[];
   timeDeltas: number[];
 }
@@ -56,13 +58,19 @@ function stage(frame: ProfileNode['callFrame']): string {
   return 'other js';
 }
 
-/** Self time per stage and per function in ms, and the thread's total. */
-function summarise(p: Profile): { total: number; byStage: Map<string, number>; byFunction: Map<string, number> } {
+/**
+ * Self time per stage and per function in ms, and the thread's total, over the samples taken inside `window` (the
+ * measured load, in monotonic microseconds): start-up (module loading, schema compilation) and shutdown are left out.
+ */
+function summarise(p: Profile, window: [number, number]): { total: number; byStage: Map<string, number>; byFunction: Map<string, number> } {
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const byStage = new Map<string, number>();
   const byFunction = new Map<string, number>();
   let total = 0;
+  let at = p.startTime;
   p.samples.forEach((id, i) => {
+    at += p.timeDeltas[i] ?? 0;
+    if (at < window[0] || at > window[1]) return;
     const dt = (p.timeDeltas[i] ?? 0) / 1000;
     total += dt;
     const { callFrame } = byId.get(id) as ProfileNode;
@@ -81,12 +89,15 @@ const images = side > 0 ? await largeJpegs(pngs, side) : pngs;
 const env = Object.fromEntries(args.env.map((kv) => kv.split('=') as [string, string]));
 const svc = await startService({ ASM_FER_MODEL_DIR: String(args['model-dir']), ...env }, ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
 await load(svc.base, PREDICT_PATH, images.map(predictBody), { connections: 8, duration: 2 });
+const micros = () => Number(process.hrtime.bigint() / 1000n);
+const window: [number, number] = [micros(), 0];
 const r = await load(svc.base, PREDICT_PATH, images.map(predictBody), { connections: Number(args.connections), duration: Number(args.duration) });
+window[1] = micros();
 await svc.stop();
 
 console.log(`${r.ok} requests (${r.okPerSec.toFixed(0)}/s, p50 ${r.p50} ms, p99 ${r.p99} ms) of ${side > 0 ? `${side}x${side} JPEG` : '48x48 PNG'}; ${loadNote()}`);
 for (const f of readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'))) {
-  const { total, byStage, byFunction } = summarise(JSON.parse(readFileSync(path.join(dir, f), 'utf8')) as Profile);
+  const { total, byStage, byFunction } = summarise(JSON.parse(readFileSync(path.join(dir, f), 'utf8')) as Profile, window);
   const busy = total - (byStage.get('idle') ?? 0);
   console.log(`\n${f}: ${total.toFixed(0)} ms sampled, ${busy.toFixed(0)} ms busy (${((busy / Math.max(1, r.ok)) * 1000).toFixed(0)} us busy per request)`);
   console.log('| stage | self ms | us per request | share of busy |');

@@ -1,0 +1,221 @@
+// E5 against peers (issue 22): the service, a FastAPI + onnxruntime server written the way a Python user would
+// (bench/peers/fastapi_peer.py, same bundle and preprocessing, intra-op spinning off) and the raw in-process
+// onnxruntime-node session, measured side by side in one run. Both servers are started once and driven in interleaved
+// rounds (the order alternates each round; the raw session is measured in every round too), so a shared machine's
+// changing load hits each alike; every row prints the machine's load, and the targets are read from ratios within a
+// round. A benchmark, not a test.
+//
+// Usage: npx tsx bench/e5-peers.ts [--model-dir models/default] [--data <FER2013Valid>] [--rounds 3] [--duration 8]
+//        [--connections 32] [--port 18220] [--env KEY=VALUE ...]
+// The peer's virtualenv (bench/peers/.venv, from bench/peers/requirements.txt) is created on first use.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import * as ort from 'onnxruntime-node';
+import { loadBundle } from '../src/bundle/load-bundle.js';
+import { loadConfig } from '../src/config.js';
+import { decodeImage } from '../src/image/decode.js';
+import { preprocess } from '../src/inference/preprocess.js';
+import { sessionOptions } from '../src/onnx/providers.js';
+import { cpuSecondsOf, ferplusPngs, load, mainThreadCpuSecondsOf, predictBody, PREDICT_PATH, startService, type LoadResult } from './e5-load.js';
+
+const { values: args } = parseArgs({
+  options: {
+    'model-dir': { type: 'string', default: 'models/default' },
+    data: { type: 'string', default: '../shared/data/ferplus/FER2013Valid' },
+    rounds: { type: 'string', default: '3' },
+    duration: { type: 'string', default: '8' },
+    connections: { type: 'string', default: '32' },
+    images: { type: 'string', default: '64' },
+    port: { type: 'string', default: '18220' },
+    env: { type: 'string', multiple: true, default: [] },
+  },
+});
+const duration = Number(args.duration);
+const high = Number(args.connections);
+const port = Number(args.port);
+const modelDir = String(args['model-dir']);
+const PEER_DIR = 'bench/peers';
+const PEER_PYTHON = `${PEER_DIR}/.venv/bin/python`;
+
+const loadAvg = () => os.loadavg().map((l) => l.toFixed(1)).join(' ');
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+
+/** The peer's virtualenv, created from its pinned requirements when missing. */
+function ensurePeerVenv(): void {
+  if (existsSync(PEER_PYTHON)) return;
+  console.error(`creating ${PEER_DIR}/.venv from ${PEER_DIR}/requirements.txt`);
+  execFileSync('python3', ['-m', 'venv', `${PEER_DIR}/.venv`], { stdio: 'inherit' });
+  execFileSync(PEER_PYTHON, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '-r', `${PEER_DIR}/requirements.txt`], { stdio: 'inherit' });
+}
+
+interface Server {
+  name: string;
+  base: string;
+  pid: number;
+  /** Whether its main thread's CPU is worth a column: the service's event loop, not uvicorn's. */
+  mainThread: boolean;
+  stop(): Promise<void>;
+}
+
+async function startPeer(threads: number, peerPort: number): Promise<Server> {
+  const child: ChildProcess = spawn(PEER_PYTHON, [`${PEER_DIR}/fastapi_peer.py`, '--model-dir', modelDir, '--port', String(peerPort), '--threads', String(threads)], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const base = `http://127.0.0.1:${peerPort}`;
+  const deadline = Date.now() + 60_000;
+  while (!(await fetch(`${base}/health`).then((r) => r.ok, () => false))) {
+    if (child.exitCode !== null) throw new Error(`FastAPI peer exited with code ${child.exitCode}`);
+    if (Date.now() > deadline) throw new Error('FastAPI peer not ready after 60 s');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    name: 'FastAPI + onnxruntime peer',
+    base,
+    pid: child.pid as number,
+    mainThread: false,
+    stop: async () => {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await new Promise((r) => child.once('exit', r));
+      }
+    },
+  };
+}
+
+interface Row {
+  round: number;
+  who: string;
+  connections: number;
+  imagesPerSec: number;
+  p50?: number;
+  p99?: number;
+  cpuMsPerImage: number;
+  mainCpuMsPerImage?: number;
+  load: string;
+}
+
+/** One load run against `s`, with its process's CPU (all threads, and the main thread) per answered image. */
+async function measure(s: Server, round: number, connections: number, bodies: Buffer[]): Promise<Row> {
+  const cpu0 = cpuSecondsOf(s.pid);
+  const main0 = s.mainThread ? mainThreadCpuSecondsOf(s.pid) : 0;
+  const r: LoadResult = await load(s.base, PREDICT_PATH, bodies, { connections, duration });
+  const images = Math.max(1, r.ok);
+  const failed = r.non2xx + r.errors + r.timeouts;
+  if (failed > 0) console.error(`${s.name}, ${connections} connections: ${failed} failed requests (${JSON.stringify(r.statuses)})`);
+  return {
+    round,
+    who: s.name,
+    connections,
+    imagesPerSec: r.okPerSec,
+    p50: r.p50,
+    p99: r.p99,
+    cpuMsPerImage: ((cpuSecondsOf(s.pid) - cpu0) * 1000) / images,
+    ...(s.mainThread ? { mainCpuMsPerImage: ((mainThreadCpuSecondsOf(s.pid) - main0) * 1000) / images } : {}),
+    load: loadAvg(),
+  };
+}
+
+/**
+ * The raw limit: the model in this process, one onnxruntime-node session with the service's session options (its
+ * intra-op threads, spinning off), fed preprocessed FER+ tensors; batch 1 (what concurrency 1 costs at best) and the
+ * best batch size up to 64 (what any server could reach). CPU is this process's, which runs nothing else meanwhile.
+ */
+async function rawLimit(session: ort.InferenceSession, inputName: string, tensors: Float32Array[], shape: [number, number, number], round: number): Promise<Row[]> {
+  const per = shape[0] * shape[1] * shape[2];
+  const slice = Math.max(500, (duration * 1000) / 6);
+  const rows: Row[] = [];
+  let best: Row | undefined;
+  for (const b of [1, 4, 16, 64]) {
+    const data = new Float32Array(b * per);
+    for (let i = 0; i < b; i++) data.set(tensors[i % tensors.length] as Float32Array, i * per);
+    const feeds = { [inputName]: new ort.Tensor('float32', data, [b, ...shape]) };
+    for (let i = 0; i < 3; i++) await session.run(feeds);
+    let runs = 0;
+    const cpu = process.cpuUsage();
+    const started = performance.now();
+    while (performance.now() - started < slice) {
+      await session.run(feeds);
+      runs++;
+    }
+    const used = process.cpuUsage(cpu);
+    const row: Row = {
+      round,
+      who: `raw onnxruntime-node, batch ${b}`,
+      connections: 0,
+      imagesPerSec: (b * runs) / ((performance.now() - started) / 1000),
+      cpuMsPerImage: (used.user + used.system) / 1000 / (b * runs),
+      load: loadAvg(),
+    };
+    if (b === 1) rows.push(row);
+    if (!best || row.imagesPerSec > best.imagesPerSec) best = row;
+  }
+  if (best && best.who !== rows[0]?.who) rows.push(best);
+  return rows;
+}
+
+ensurePeerVenv();
+const extraEnv = Object.fromEntries(args.env.map((kv) => kv.split('=') as [string, string]));
+const config = loadConfig({ ...process.env, ...extraEnv });
+const threads = config.ASM_FER_INTRA_OP_THREADS;
+const bundle = await loadBundle(modelDir);
+const { input } = bundle.manifest;
+const pngs = ferplusPngs(String(args.data), Number(args.images));
+const bodies = pngs.map(predictBody);
+const tensors = await Promise.all(pngs.map(async (png) => preprocess(await decodeImage(png, { width: input.width, height: input.height, maxPixels: 40_000_000 }), input)));
+const session = await ort.InferenceSession.create(bundle.modelPath, { ...sessionOptions(threads), executionProviders: ['cpu'] });
+
+const svc = await startService({ ASM_FER_MODEL_DIR: modelDir, ...extraEnv }, [], port);
+const service: Server = { name: 'asm-fer service', base: svc.base, pid: svc.child.pid as number, mainThread: true, stop: () => svc.stop() };
+let peer: Server | undefined;
+const rows: Row[] = [];
+try {
+  peer = await startPeer(threads, port + 1);
+  // Warm-up, not counted: arenas grow to the batch sizes under load, V8 and CPython settle.
+  for (const s of [service, peer]) await load(s.base, PREDICT_PATH, bodies, { connections: high, duration: 2 });
+  for (let round = 1; round <= Number(args.rounds); round++) {
+    rows.push(...(await rawLimit(session, input.name, tensors, [input.channels, input.height, input.width], round)));
+    const order = round % 2 === 1 ? [service, peer] : [peer, service];
+    for (const connections of [1, high]) for (const s of order) rows.push(await measure(s, round, connections, bodies));
+  }
+} finally {
+  await Promise.all([service.stop(), peer?.stop()]);
+  await session.release();
+}
+
+const fmt = (v: number | undefined, digits = 0) => (v === undefined ? '' : v.toFixed(digits));
+const env = Object.entries(extraEnv).map(([k, v]) => `${k}=${v}`).join(' ');
+console.log(
+  `E5 vs peers on ${os.cpus()[0]?.model ?? 'unknown CPU'} (${os.availableParallelism()} cores), model ${bundle.manifest.name}@${bundle.manifest.version}, ` +
+    `${args.rounds} interleaved rounds of ${duration} s per row, FER+ 48x48 PNG, one image per request, POST ${PREDICT_PATH}; ` +
+    `service: ${config.ASM_FER_WORKERS} worker(s) x ${threads} intra-op thread(s)${env ? `, ${env}` : ''}; peer and raw session: ${threads} intra-op thread(s), spinning off`,
+);
+console.log('| round | server | connections | images/s | p50 ms | p99 ms | CPU ms/image | main thread CPU ms/image | load (1/5/15 min) |');
+console.log('|---|---|---|---|---|---|---|---|---|');
+for (const r of rows) {
+  console.log(`| ${r.round} | ${r.who} | ${r.connections || ''} | ${fmt(r.imagesPerSec)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.cpuMsPerImage, 2)} | ${fmt(r.mainCpuMsPerImage, 2)} | ${r.load} |`);
+}
+
+/** Per round: service / peer images/s at c=1 and c=high, service c=high / best raw, service c=1 CPU / raw batch-1 CPU. */
+const pick = (round: number, who: string, c: number) => rows.find((r) => r.round === round && r.who === who && r.connections === c);
+const rounds = [...new Set(rows.map((r) => r.round))];
+const ratios = rounds.map((round) => {
+  const raw = rows.filter((r) => r.round === round && r.connections === 0);
+  const raw1 = raw.find((r) => r.who.endsWith('batch 1')) as Row;
+  const rawBest = raw.reduce((a, b) => (b.imagesPerSec > a.imagesPerSec ? b : a));
+  const s1 = pick(round, service.name, 1) as Row;
+  const sN = pick(round, service.name, high) as Row;
+  const p1 = pick(round, 'FastAPI + onnxruntime peer', 1) as Row;
+  const pN = pick(round, 'FastAPI + onnxruntime peer', high) as Row;
+  return { c1: s1.imagesPerSec / p1.imagesPerSec, cN: sN.imagesPerSec / pN.imagesPerSec, limit: sN.imagesPerSec / rawBest.imagesPerSec, cpu: s1.cpuMsPerImage / raw1.cpuMsPerImage, p99: s1.p99 ?? NaN };
+});
+const line = (label: string, xs: number[], target: string, ok: (m: number) => boolean) =>
+  console.log(`| ${label} | ${xs.map((x) => x.toFixed(2)).join(' / ')} | ${median(xs).toFixed(2)} | ${target} | ${ok(median(xs)) ? 'met' : 'missed'} |`);
+console.log('\n| target (ratio within a round) | per round | median | target | |');
+console.log('|---|---|---|---|---|');
+line('service / peer images/s, c = 1', ratios.map((r) => r.c1), '>= 1.3', (m) => m >= 1.3);
+line('service c = 1 p99 ms', ratios.map((r) => r.p99), '< 15', (m) => m < 15);
+line(`service / peer images/s, c = ${high}`, ratios.map((r) => r.cN), '>= 1.3', (m) => m >= 1.3);
+line(`service c = ${high} / raw best batch images/s`, ratios.map((r) => r.limit), '>= 0.85', (m) => m >= 0.85);
+line('service c = 1 CPU ms/image / raw batch 1', ratios.map((r) => r.cpu), '<= 1.5', (m) => m <= 1.5);
