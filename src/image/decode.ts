@@ -8,7 +8,7 @@
 // (BoxOutsideImage).
 import sharp, { type Sharp } from 'sharp';
 import { BoxOutsideImage, PayloadTooLarge, UnreadableImage, UnsupportedMedia } from '../errors.js';
-import { decodePngAtSize } from './png-direct.js';
+import { decodePngAtSize, pngSize } from './png-direct.js';
 
 export type ImageFormat = 'jpeg' | 'png' | 'webp' | 'gif' | 'tiff' | 'avif';
 
@@ -99,6 +99,13 @@ export interface ImageHeader {
 export async function probeImage(buf: Uint8Array, maxPixels: number, index?: number): Promise<ImageHeader> {
   const format = sniffFormat(buf);
   if (!format) throw new UnsupportedMedia('the part is not a JPEG, PNG, WebP, GIF, TIFF or AVIF image', index);
+  const png = format === 'png' ? pngSize(buf) : undefined;
+  if (png) {
+    if (png.width * png.height > maxPixels) {
+      throw new PayloadTooLarge(`image is ${png.width}x${png.height} = ${png.width * png.height} pixels, the limit is ${maxPixels}`, index);
+    }
+    return { format, ...png };
+  }
   let meta: Awaited<ReturnType<ReturnType<typeof sharp>['metadata']>>;
   try {
     // Header only, so no pixel limit here: the area check below gives a precise 413 instead of a generic error.

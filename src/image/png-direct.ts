@@ -16,6 +16,31 @@ const CHANNELS: Record<number, number> = { 0: 1, 2: 3, 4: 2, 6: 4 };
 const HARMLESS = new Set(['IHDR', 'IDAT', 'IEND', 'tEXt', 'zTXt', 'iTXt', 'tIME', 'pHYs', 'bKGD']);
 
 /**
+ * Width and height from the IHDR of a PNG without an eXIf chunk (so no EXIF orientation can turn it: its upright size
+ * is its stored size) whose chunks are well formed up to IEND (CRCs are left to the decoder); undefined for anything
+ * else, which sharp then reads. Spares the common upload a trip through sharp's metadata call (a libvips set-up and
+ * a hop to libuv's pool) before it is decoded.
+ */
+export function pngSize(buf: Uint8Array): { width: number; height: number } | undefined {
+  if (buf.length < 8 + 25 || !SIGNATURE.every((b, i) => buf[i] === b)) return undefined;
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  if (view.getUint32(8) !== 13 || view.getUint32(12) !== 0x49484452 /* IHDR */) return undefined;
+  const width = view.getUint32(16);
+  const height = view.getUint32(20);
+  // PNG limits each side to 2^31 - 1; zero is invalid.
+  if (width < 1 || height < 1 || width > 0x7fffffff || height > 0x7fffffff) return undefined;
+  for (let at = 8; at + 12 <= buf.length; ) {
+    const length = view.getUint32(at);
+    const type = String.fromCharCode(buf[at + 4] ?? 0, buf[at + 5] ?? 0, buf[at + 6] ?? 0, buf[at + 7] ?? 0);
+    if (type === 'eXIf') return undefined;
+    at += 12 + length;
+    if (at > buf.length) return undefined;
+    if (type === 'IEND') return { width, height };
+  }
+  return undefined;
+}
+
+/**
  * Interleaved 8-bit RGB pixels of `buf` when it is a valid, non-interlaced, 8-bit grey/RGB/grey-alpha/RGBA PNG of
  * exactly width x height holding only harmless chunks; undefined otherwise (including any corruption, which sharp
  * then reports in its own words). Alpha is dropped, grey is copied to R, G and B, as decode.ts does with sharp.

@@ -1,6 +1,9 @@
 // Micro-batching in the manner of Triton's dynamic batcher: items from concurrent requests wait at most
 // maxQueueDelayMs to be merged into one call of up to maxBatchSize; a full queue refuses new work (Overloaded); the
 // items of a request that is cancelled (timed out, client gone) leave the queue at once, so no batch runs them.
+// When no batch is running at all, waiting only adds latency (nothing else is being served, so nothing is likely to
+// arrive within the delay): the batch then closes at the end of the current event-loop turn, which still merges the
+// requests that arrived together; under load a batch is running, and the items behind it merge as before.
 import { Overloaded } from '../errors.js';
 
 export interface BatcherOptions {
@@ -32,6 +35,7 @@ export class Batcher<I, O> {
   private readonly queue: Entry<I, O>[] = [];
   private inFlight = 0;
   private timer: NodeJS.Timeout | undefined;
+  private immediate: NodeJS.Immediate | undefined;
 
   /** runBatch receives 1..maxBatchSize items and must return one output per item, in order. */
   constructor(
@@ -101,7 +105,8 @@ export class Batcher<I, O> {
       const oldest = this.queue[0] as Entry<I, O>;
       const waited = performance.now() - oldest.enqueuedAt;
       if (this.queue.length < this.opts.maxBatchSize && waited < this.opts.maxQueueDelayMs) {
-        this.armTimer(this.opts.maxQueueDelayMs - waited);
+        if (this.inFlight === 0) this.armImmediate();
+        else this.armTimer(this.opts.maxQueueDelayMs - waited);
         return;
       }
       this.dispatch();
@@ -116,10 +121,24 @@ export class Batcher<I, O> {
     }, Math.max(0, Math.ceil(ms)));
   }
 
+  /** The idle path: dispatch once this event-loop turn's other arrivals (its I/O callbacks) have queued. */
+  private armImmediate(): void {
+    if (this.immediate) return;
+    this.immediate = setImmediate(() => {
+      this.immediate = undefined;
+      if (this.inFlight === 0 && this.queue.length > 0) this.dispatch();
+      else this.schedule();
+    });
+  }
+
   private dispatch(): void {
     if (this.timer) {
       clearTimeout(this.timer);
       this.timer = undefined;
+    }
+    if (this.immediate) {
+      clearImmediate(this.immediate);
+      this.immediate = undefined;
     }
     const batch = this.queue.splice(0, this.opts.maxBatchSize);
     const now = performance.now();

@@ -2,8 +2,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import sharp, { type PngOptions } from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { decodeImage } from '../../src/image/decode.js';
-import { decodePngAtSize } from '../../src/image/png-direct.js';
+import { decodeImage, probeImage } from '../../src/image/decode.js';
+import { decodePngAtSize, pngSize } from '../../src/image/png-direct.js';
 import { png, truncated } from '../fixtures/make-images.js';
 import { FIXTURE_ROOT } from '../fixtures/paths.js';
 
@@ -68,5 +68,33 @@ describe('decodePngAtSize', () => {
       ['JPEG', await sharp(noise(3, 6), { raw: { width: SIZE, height: SIZE, channels: 3 } }).jpeg().toBuffer()],
     ] as const;
     for (const [name, file] of refused) expect(decodePngAtSize(file, SIZE, SIZE), name).toBeUndefined();
+  });
+});
+
+describe('pngSize', () => {
+  it("reads the size sharp reads from a plain PNG's IHDR, of any size and colour type", async () => {
+    const files = [await png(300, 200), await encode(1, {}), await encode(4, {}), await encode(3, { palette: true }), await encode(3, { progressive: true })];
+    for (const file of files) {
+      const meta = await sharp(file).metadata();
+      expect(pngSize(file)).toEqual({ width: meta.width, height: meta.height });
+    }
+  });
+
+  it('leaves to sharp a PNG with EXIF (which may turn it) or whose chunks do not reach IEND', async () => {
+    const valid = await png(SIZE, SIZE);
+    const withExif = await sharp(noise(3, 7), { raw: { width: SIZE, height: SIZE, channels: 3 } }).withMetadata({ orientation: 6 }).png().toBuffer();
+    for (const [name, file] of [
+      ['EXIF orientation', withExif],
+      ['truncated', truncated(valid, 0.7)],
+      ['JPEG', await sharp(noise(3, 6), { raw: { width: SIZE, height: SIZE, channels: 3 } }).jpeg().toBuffer()],
+    ] as const) {
+      expect(pngSize(file), name).toBeUndefined();
+    }
+  });
+
+  it('gives probeImage the upright size sharp gives, EXIF orientation included', async () => {
+    const withExif = await sharp(noise(3, 7), { raw: { width: SIZE, height: SIZE, channels: 3 } }).resize(SIZE, SIZE / 2).withMetadata({ orientation: 6 }).png().toBuffer();
+    expect(await probeImage(withExif, 1e6)).toMatchObject({ format: 'png', width: SIZE / 2, height: SIZE });
+    expect(await probeImage(await png(60, 40), 1e6)).toEqual({ format: 'png', width: 60, height: 40 });
   });
 });

@@ -43,6 +43,39 @@ describe('Batcher', () => {
     expect(batches).toEqual([[1, 2]]);
   });
 
+  it('dispatches without the queue delay when no batch is running, still merging what arrived in the same turn', async () => {
+    const batches: number[][] = [];
+    const b = new Batcher(async (items: number[]) => (batches.push(items), items), {
+      maxBatchSize: 8,
+      maxQueueDelayMs: 10_000,
+      maxQueue: 100,
+      maxInFlight: 1,
+    });
+    const started = performance.now();
+    const [a, c] = await Promise.all([b.run([1]), b.run([2])]);
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect([a, c]).toEqual([[1], [2]]);
+    expect(batches).toEqual([[1, 2]]);
+  });
+
+  it('keeps the queue delay for items that arrive while a batch is running', async () => {
+    const g = gatedRunner();
+    const b = new Batcher(g.run, { maxBatchSize: 8, maxQueueDelayMs: 10_000, maxQueue: 100, maxInFlight: 2 });
+    const first = b.run([1]);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(g.batches).toEqual([[1]]);
+    const second = b.run([2]);
+    await new Promise((r) => setTimeout(r, 20));
+    // A worker is free, but one batch is running: [2] waits for more items (or the delay), as before.
+    expect(g.batches).toEqual([[1]]);
+    g.releaseAll();
+    await first;
+    await new Promise((r) => setTimeout(r, 5));
+    expect(g.batches).toEqual([[1], [2]]);
+    g.releaseAll();
+    await expect(second).resolves.toEqual([20]);
+  });
+
   it('never exceeds maxBatchSize', async () => {
     const sizes: number[] = [];
     const b = new Batcher(async (items: number[]) => (sizes.push(items.length), items), {
