@@ -1,4 +1,5 @@
 // The service's configuration: parsed once from the environment, validated, frozen. The only reader of process.env.
+import os from 'node:os';
 import { z } from 'zod';
 
 const MiB = 1024 * 1024;
@@ -21,10 +22,11 @@ export const configSchema = z.object({
   ASM_FER_EXECUTION_PROVIDERS: providers
     .default(['cpu'])
     .describe('Comma-separated ONNX Runtime execution providers in order of preference, e.g. "cuda,cpu". CPU is always the last resort.'),
-  // 1 x 2 measured best on the 2-core target (bench/e5-workers.ts, docs/results.md E5): more images/s, lower p99 and
-  // less memory than 2 x 1 or 1 x 1; raise workers only with cores to spare.
-  ASM_FER_WORKERS: int(1, 64).default(1).describe('Worker threads, one ONNX session each; a crashed worker is respawned.'),
-  ASM_FER_INTRA_OP_THREADS: int(1, 256).default(2).describe('ONNX Runtime intra-op threads per session (workers x threads <= cores).'),
+  // Unset: from the machine's core count by sessionDefaults() below.
+  ASM_FER_WORKERS: int(1, 64).optional().describe('Worker threads, one ONNX session each; a crashed worker is respawned. Default: from the core count (README "Threads").'),
+  ASM_FER_INTRA_OP_THREADS: int(1, 256)
+    .optional()
+    .describe('ONNX Runtime intra-op threads per session (workers x threads <= cores). Default: from the core count (README "Threads").'),
   ASM_FER_MAX_BATCH_SIZE: int(1, 1024).default(16).describe('Most images merged into one inference call.'),
   ASM_FER_MAX_QUEUE_DELAY_MS: z.coerce.number().min(0).max(10_000).default(2).describe('Longest wait for more images before a partial batch runs.'),
   ASM_FER_MAX_QUEUE: int(1, 100_000).default(256).describe('Images allowed to wait for a batch, and inference requests allowed in progress; beyond either, requests get 503 with Retry-After.'),
@@ -107,14 +109,33 @@ export const configSchema = z.object({
   ASM_FER_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino log level.'),
 });
 
-export type Config = Readonly<z.infer<typeof configSchema>>;
+type Parsed = z.infer<typeof configSchema>;
+export type Config = Readonly<Omit<Parsed, 'ASM_FER_WORKERS' | 'ASM_FER_INTRA_OP_THREADS'> & { ASM_FER_WORKERS: number; ASM_FER_INTRA_OP_THREADS: number }>;
+
+/**
+ * Workers x intra-op threads for a machine with `cores` cores. The event loop (HTTP, multipart, decoding, JSON) needs
+ * about a fifth of the CPU an image costs under load (E5, issue 22: 0.6 of 3.2 CPU ms per image at 32 connections),
+ * so the sessions get ceil(0.8 x cores) threads, in workers of at most 2 intra-op threads: this model's batches
+ * (<= 16 images of 48 x 48) gain little from more threads in one session (1 -> 2 threads: 2.1 -> 2.4 CPU ms per
+ * image at batch 16), while separate sessions run separate batches. On 2 cores that gives 1 x 2, the setting
+ * measured best there (bench/e5-workers.ts); 4 cores: 2 x 2; 8: 3 x 2; 16: 6 x 2 (not measured: no larger machine).
+ * With `intraOpThreads` set, the workers are the session threads' share divided by it.
+ */
+export function sessionDefaults(cores: number, intraOpThreads?: number): { workers: number; intraOpThreads: number } {
+  const sessionThreads = Math.max(1, Math.ceil(0.8 * cores));
+  const threads = intraOpThreads ?? Math.min(2, sessionThreads);
+  return { workers: Math.max(1, Math.floor(sessionThreads / threads)), intraOpThreads: threads };
+}
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-/** Parses `env` (process.env by default); throws ConfigError whose message is one line naming the bad variable. */
-export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+/**
+ * Parses `env` (process.env by default); throws ConfigError whose message is one line naming the bad variable.
+ * `cores` sets the default workers and intra-op threads (sessionDefaults).
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env, cores = os.availableParallelism()): Config {
   const keys = Object.keys(configSchema.shape) as (keyof typeof configSchema.shape)[];
   // Empty strings count as unset so `ASM_FER_WORKERS=` in a compose file means "default", not "0".
   const relevant = Object.fromEntries(keys.map((k) => [k, env[k] === '' ? undefined : env[k]]));
@@ -133,8 +154,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (perProcess < perRequest) {
     throw new ConfigError(`invalid ASM_FER_PROCESS_PIXEL_BUDGET=${JSON.stringify(String(perProcess))}: must be at least ASM_FER_REQUEST_PIXEL_BUDGET (${perRequest})`);
   }
+  const sessions = sessionDefaults(cores, parsed.data.ASM_FER_INTRA_OP_THREADS);
   return Object.freeze({
     ...parsed.data,
+    ASM_FER_WORKERS: parsed.data.ASM_FER_WORKERS ?? sessions.workers,
+    ASM_FER_INTRA_OP_THREADS: parsed.data.ASM_FER_INTRA_OP_THREADS ?? sessions.intraOpThreads,
     ASM_FER_EXECUTION_PROVIDERS: Object.freeze([...parsed.data.ASM_FER_EXECUTION_PROVIDERS]),
     ASM_FER_CORS_ORIGINS: Object.freeze([...parsed.data.ASM_FER_CORS_ORIGINS]),
   }) as Config;

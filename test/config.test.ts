@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../src/config.js';
+import { ConfigError, loadConfig, sessionDefaults } from '../src/config.js';
 
 describe('loadConfig', () => {
   it('applies the documented defaults when nothing is set', () => {
-    const c = loadConfig({});
+    const c = loadConfig({}, 2);
     expect(c).toMatchObject({
       PORT: 8080,
       ASM_FER_MODEL_DIR: 'models/default',
@@ -25,7 +25,23 @@ describe('loadConfig', () => {
   });
 
   it('treats an empty variable as unset', () => {
-    expect(loadConfig({ ASM_FER_WORKERS: '' }).ASM_FER_WORKERS).toBe(1);
+    expect(loadConfig({ ASM_FER_WORKERS: '' }, 2).ASM_FER_WORKERS).toBe(1);
+  });
+
+  it('picks workers x intra-op threads from the core count unless they are set', () => {
+    expect([1, 2, 3, 4, 8, 16, 64].map((cores) => sessionDefaults(cores))).toEqual([
+      { workers: 1, intraOpThreads: 1 },
+      { workers: 1, intraOpThreads: 2 },
+      { workers: 1, intraOpThreads: 2 },
+      { workers: 2, intraOpThreads: 2 },
+      { workers: 3, intraOpThreads: 2 },
+      { workers: 6, intraOpThreads: 2 },
+      { workers: 26, intraOpThreads: 2 },
+    ]);
+    expect(loadConfig({}, 8)).toMatchObject({ ASM_FER_WORKERS: 3, ASM_FER_INTRA_OP_THREADS: 2 });
+    expect(loadConfig({ ASM_FER_WORKERS: '1' }, 8)).toMatchObject({ ASM_FER_WORKERS: 1, ASM_FER_INTRA_OP_THREADS: 2 });
+    expect(loadConfig({ ASM_FER_INTRA_OP_THREADS: '4' }, 8)).toMatchObject({ ASM_FER_WORKERS: 1, ASM_FER_INTRA_OP_THREADS: 4 });
+    expect(loadConfig({ ASM_FER_INTRA_OP_THREADS: '1' }, 2)).toMatchObject({ ASM_FER_WORKERS: 2, ASM_FER_INTRA_OP_THREADS: 1 });
   });
 
   it('has decoded-pixel budgets of 80 M per request and 160 M for the process, and refuses a process budget below the request one', () => {
