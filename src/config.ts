@@ -114,16 +114,17 @@ export type Config = Readonly<Omit<Parsed, 'ASM_FER_WORKERS' | 'ASM_FER_INTRA_OP
 
 /**
  * Workers x intra-op threads for a machine with `cores` cores. The event loop (HTTP, multipart, decoding, JSON) needs
- * about a fifth of the CPU an image costs under load (E5, issue 22: 0.6 of 3.2 CPU ms per image at 32 connections),
- * so the sessions get ceil(0.8 x cores) threads, in workers of at most 2 intra-op threads: this model's batches
- * (<= 16 images of 48 x 48) gain little from more threads in one session (1 -> 2 threads: 2.1 -> 2.4 CPU ms per
- * image at batch 16), while separate sessions run separate batches. On 2 cores that gives 1 x 2, the setting
- * measured best there (bench/e5-workers.ts); 4 cores: 2 x 2; 8: 3 x 2; 16: 6 x 2 (not measured: no larger machine).
- * With `intraOpThreads` set, the workers are the session threads' share divided by it.
+ * about a fifth of the CPU an image costs under load and a core of its own to answer promptly (E5, issue 22: 0.6 of
+ * 3.1 CPU ms per image at 32 connections), so the sessions get the other cores: max(1, cores - 1) threads. Up to 4
+ * cores they are single-threaded workers: on 2 shared cores 1 x 1 gave the throughput of 2 x 1 with 95 MiB less and
+ * beat 1 x 2 (284 vs 266 images/s, p99 178 vs 375 ms, 3.08 vs 3.45 CPU ms per image; bench/e5-workers.ts), because
+ * one intra-op thread never waits at a barrier for a sibling that the event loop has descheduled. Above 4 cores
+ * workers take 2 threads each, which bounds the sessions' memory (one arena and model copy per worker) as cores grow;
+ * that part is not measured (no larger machine here). With `intraOpThreads` set, workers = session threads / it.
  */
 export function sessionDefaults(cores: number, intraOpThreads?: number): { workers: number; intraOpThreads: number } {
-  const sessionThreads = Math.max(1, Math.ceil(0.8 * cores));
-  const threads = intraOpThreads ?? Math.min(2, sessionThreads);
+  const sessionThreads = Math.max(1, cores - 1);
+  const threads = intraOpThreads ?? (cores <= 4 ? 1 : 2);
   return { workers: Math.max(1, Math.floor(sessionThreads / threads)), intraOpThreads: threads };
 }
 

@@ -9,7 +9,7 @@ describe('loadConfig', () => {
       ASM_FER_MODEL_DIR: 'models/default',
       ASM_FER_EXECUTION_PROVIDERS: ['cpu'],
       ASM_FER_WORKERS: 1,
-      ASM_FER_INTRA_OP_THREADS: 2,
+      ASM_FER_INTRA_OP_THREADS: 1,
       ASM_FER_MAX_FILE_BYTES: 10 * 1024 * 1024,
       ASM_FER_MAX_FILES: 32,
       ASM_FER_MAX_PIXELS: 40_000_000,
@@ -31,17 +31,17 @@ describe('loadConfig', () => {
   it('picks workers x intra-op threads from the core count unless they are set', () => {
     expect([1, 2, 3, 4, 8, 16, 64].map((cores) => sessionDefaults(cores))).toEqual([
       { workers: 1, intraOpThreads: 1 },
-      { workers: 1, intraOpThreads: 2 },
-      { workers: 1, intraOpThreads: 2 },
-      { workers: 2, intraOpThreads: 2 },
+      { workers: 1, intraOpThreads: 1 },
+      { workers: 2, intraOpThreads: 1 },
+      { workers: 3, intraOpThreads: 1 },
       { workers: 3, intraOpThreads: 2 },
-      { workers: 6, intraOpThreads: 2 },
-      { workers: 26, intraOpThreads: 2 },
+      { workers: 7, intraOpThreads: 2 },
+      { workers: 31, intraOpThreads: 2 },
     ]);
     expect(loadConfig({}, 8)).toMatchObject({ ASM_FER_WORKERS: 3, ASM_FER_INTRA_OP_THREADS: 2 });
     expect(loadConfig({ ASM_FER_WORKERS: '1' }, 8)).toMatchObject({ ASM_FER_WORKERS: 1, ASM_FER_INTRA_OP_THREADS: 2 });
-    expect(loadConfig({ ASM_FER_INTRA_OP_THREADS: '4' }, 8)).toMatchObject({ ASM_FER_WORKERS: 1, ASM_FER_INTRA_OP_THREADS: 4 });
-    expect(loadConfig({ ASM_FER_INTRA_OP_THREADS: '1' }, 2)).toMatchObject({ ASM_FER_WORKERS: 2, ASM_FER_INTRA_OP_THREADS: 1 });
+    expect(loadConfig({ ASM_FER_INTRA_OP_THREADS: '1' }, 8)).toMatchObject({ ASM_FER_WORKERS: 7, ASM_FER_INTRA_OP_THREADS: 1 });
+    expect(loadConfig({ ASM_FER_INTRA_OP_THREADS: '2' }, 2)).toMatchObject({ ASM_FER_WORKERS: 1, ASM_FER_INTRA_OP_THREADS: 2 });
   });
 
   it('has decoded-pixel budgets of 80 M per request and 160 M for the process, and refuses a process budget below the request one', () => {

@@ -29,15 +29,17 @@ function requestContext(logger: Logger, metrics: Metrics): RequestHandler {
     const given = req.get('x-request-id');
     const id = given && REQUEST_ID.test(given) ? given : randomUUID();
     res.setHeader('X-Request-Id', id);
-    const log = logger.child({ reqId: id });
-    res.locals.log = log;
+    // The request's child logger is made on first use: below the info level a served request never logs.
+    let log: Logger | undefined;
+    const requestLog = () => (log ??= logger.child({ reqId: id }));
+    Object.defineProperty(res.locals, 'log', { get: requestLog, enumerable: true });
     const started = performance.now();
     res.on('finish', () => {
       const seconds = (performance.now() - started) / 1000;
       // Route templates only (never raw URLs) keep the label set bounded.
       const route: string = (req.route as { path?: string } | undefined)?.path ?? (req as { openapi?: { openApiRoute?: string } }).openapi?.openApiRoute ?? 'unmatched';
       metrics.observeRequest(route, req.method, res.statusCode, seconds);
-      log.info({ method: req.method, route, status: res.statusCode, ms: Math.round(seconds * 1000) }, 'request');
+      if (logger.isLevelEnabled('info')) requestLog().info({ method: req.method, route, status: res.statusCode, ms: Math.round(seconds * 1000) }, 'request');
     });
     next();
   };
