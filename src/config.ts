@@ -28,7 +28,13 @@ export const configSchema = z.object({
     .optional()
     .describe('ONNX Runtime intra-op threads per session (workers x threads <= cores). Default: from the core count (README "Threads").'),
   ASM_FER_MAX_BATCH_SIZE: int(1, 1024).default(16).describe('Most images merged into one inference call.'),
-  ASM_FER_MAX_QUEUE_DELAY_MS: z.coerce.number().min(0).max(10_000).default(2).describe('Longest wait for more images before a partial batch runs.'),
+  ASM_FER_MAX_QUEUE_DELAY_MS: z.coerce.number().min(0).max(10_000).default(2).describe('Longest wait for more images before a partial batch runs, while another batch is running.'),
+  ASM_FER_IDLE_QUEUE_DELAY_MS: z.coerce
+    .number()
+    .min(0)
+    .max(10_000)
+    .default(0)
+    .describe('Longest wait for more images when no batch is running; 0 runs the images that arrived together at once (an idle service gains nothing by waiting).'),
   ASM_FER_MAX_QUEUE: int(1, 100_000).default(256).describe('Images allowed to wait for a batch, and inference requests allowed in progress; beyond either, requests get 503 with Retry-After.'),
   ASM_FER_MAX_FILE_BYTES: int(1, 1024 * MiB).default(10 * MiB).describe('Largest accepted image part, in bytes.'),
   ASM_FER_MAX_FILES: int(1, 1024).default(32).describe('Most images in one request (image parts, or the batch dimension of a v2 tensor).'),

@@ -44,7 +44,12 @@ export function moduleOptions(config: Config): {
   const providers = { preferredProviders: config.ASM_FER_EXECUTION_PROVIDERS, intraOpThreads: config.ASM_FER_INTRA_OP_THREADS };
   return {
     sessions: { ...providers, workers: config.ASM_FER_WORKERS },
-    batching: { maxBatchSize: config.ASM_FER_MAX_BATCH_SIZE, maxQueueDelayMs: config.ASM_FER_MAX_QUEUE_DELAY_MS, maxQueue: config.ASM_FER_MAX_QUEUE },
+    batching: {
+      maxBatchSize: config.ASM_FER_MAX_BATCH_SIZE,
+      maxQueueDelayMs: config.ASM_FER_MAX_QUEUE_DELAY_MS,
+      idleQueueDelayMs: config.ASM_FER_IDLE_QUEUE_DELAY_MS,
+      maxQueue: config.ASM_FER_MAX_QUEUE,
+    },
     detector: {
       ...providers,
       variant: DETECTOR_VARIANTS[config.ASM_FER_DETECTOR],

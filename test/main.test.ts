@@ -24,7 +24,7 @@ describe('src/main.ts', () => {
 
   it('finishes a request in flight when SIGTERM arrives, then exits; SIGHUP reloads the model', async () => {
     // A long queue delay keeps one lone image waiting in the batcher while the signal arrives.
-    const p = start({ ASM_FER_MODEL_DIR: FIXTURE_BUNDLE_DIR, ASM_FER_LOG_LEVEL: 'info', ASM_FER_MAX_QUEUE_DELAY_MS: '1500' });
+    const p = start({ ASM_FER_MODEL_DIR: FIXTURE_BUNDLE_DIR, ASM_FER_LOG_LEVEL: 'info', ASM_FER_MAX_QUEUE_DELAY_MS: '1500', ASM_FER_IDLE_QUEUE_DELAY_MS: '1500' });
     const port = await listeningPort(p);
     const base = `http://127.0.0.1:${port}`;
 

@@ -7,7 +7,9 @@ EXIF orientation, RGB, bilinear resize when the size differs, BT.601 luma in flo
 onnxruntime runs with intra-op spinning off, as the service's sessions do, so the two compare on the same work.
 No batching across requests, no validation beyond what FastAPI does, no limits, no metrics: a peer, not a product.
 
-Run: bench/peers/.venv/bin/python bench/peers/fastapi_peer.py --model-dir models/default --port 18201 [--threads 2]
+Run: bench/peers/.venv/bin/python bench/peers/fastapi_peer.py --model-dir models/default --port 18201 [--threads 1]
+Lint (training's settings): training/.venv/bin/ruff check --config training/pyproject.toml bench/peers and
+training/.venv/bin/mypy --config-file training/pyproject.toml --python-executable bench/peers/.venv/bin/python bench/peers
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, default=Path("models/default"))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=18201)
-    parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (E5 passes the service's)")
     args = parser.parse_args()
     uvicorn.run(build_app(args.model_dir, args.threads), host=args.host, port=args.port, log_level="warning", access_log=False)
 

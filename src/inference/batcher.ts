@@ -2,13 +2,16 @@
 // maxQueueDelayMs to be merged into one call of up to maxBatchSize; a full queue refuses new work (Overloaded); the
 // items of a request that is cancelled (timed out, client gone) leave the queue at once, so no batch runs them.
 // When no batch is running at all, waiting only adds latency (nothing else is being served, so nothing is likely to
-// arrive within the delay): the batch then closes at the end of the current event-loop turn, which still merges the
-// requests that arrived together; under load a batch is running, and the items behind it merge as before.
+// arrive within the delay): the batch then waits idleQueueDelayMs instead, by default 0, which closes it at the end of
+// the current event-loop turn and still merges the requests that arrived together; under load a batch is running,
+// and the items behind it merge as before.
 import { Overloaded } from '../errors.js';
 
 export interface BatcherOptions {
   maxBatchSize: number;
   maxQueueDelayMs: number;
+  /** The wait when no batch is running; 0 (the default) dispatches at the end of the event-loop turn. */
+  idleQueueDelayMs?: number;
   /** Items allowed to wait; a request whose items do not all fit is refused whole. */
   maxQueue: number;
   /** Batches running at once; one per session worker, so waiting items keep merging while all are busy. */
@@ -104,10 +107,18 @@ export class Batcher<I, O> {
     while (this.inFlight < this.opts.maxInFlight && this.queue.length > 0) {
       const oldest = this.queue[0] as Entry<I, O>;
       const waited = performance.now() - oldest.enqueuedAt;
-      if (this.queue.length < this.opts.maxBatchSize && waited < this.opts.maxQueueDelayMs) {
-        if (this.inFlight === 0) this.armImmediate();
-        else this.armTimer(this.opts.maxQueueDelayMs - waited);
-        return;
+      if (this.queue.length < this.opts.maxBatchSize) {
+        const idle = this.inFlight === 0;
+        const delay = idle ? (this.opts.idleQueueDelayMs ?? 0) : this.opts.maxQueueDelayMs;
+        // A zero maxQueueDelayMs asks for no wait at all, not even for the rest of this turn.
+        if (idle && delay === 0 && this.opts.maxQueueDelayMs > 0) {
+          this.armImmediate();
+          return;
+        }
+        if (waited < delay) {
+          this.armTimer(delay - waited);
+          return;
+        }
       }
       this.dispatch();
     }

@@ -9,7 +9,7 @@ import { expectContract } from '../http/contract.js';
 let t: TestApp;
 // A long queue delay keeps the two admitted single-image requests waiting in the batcher.
 beforeAll(async () => {
-  t = await startTestApp({ ASM_FER_MAX_QUEUE: '2', ASM_FER_MAX_QUEUE_DELAY_MS: '1500', ASM_FER_MAX_BATCH_SIZE: '8' });
+  t = await startTestApp({ ASM_FER_MAX_QUEUE: '2', ASM_FER_MAX_QUEUE_DELAY_MS: '1500', ASM_FER_IDLE_QUEUE_DELAY_MS: '1500', ASM_FER_MAX_BATCH_SIZE: '8' });
 });
 afterAll(() => t.close());
 

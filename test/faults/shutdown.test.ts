@@ -16,7 +16,7 @@ const statuses = (raw: string) => [...raw.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map(
 describe('SIGTERM', () => {
   it('turns readiness false immediately while the in-flight request drains', async () => {
     // A long queue delay holds one lone image in the batcher while the signal arrives.
-    const p = startServer({ ASM_FER_MODEL_DIR: FIXTURE_BUNDLE_DIR, ASM_FER_LOG_LEVEL: 'info', ASM_FER_MAX_QUEUE_DELAY_MS: '2000' });
+    const p = startServer({ ASM_FER_MODEL_DIR: FIXTURE_BUNDLE_DIR, ASM_FER_LOG_LEVEL: 'info', ASM_FER_MAX_QUEUE_DELAY_MS: '2000', ASM_FER_IDLE_QUEUE_DELAY_MS: '2000' });
     const port = await listeningPort(p);
     const { body, contentType } = multipart([imagePart(await png())]);
 

@@ -8,7 +8,7 @@ import { startTestApp, type TestApp } from '../fixtures/tiny-model.js';
 let t: TestApp;
 // A generous queue delay merges the concurrent requests into one batch, so one crash hits them all.
 beforeAll(async () => {
-  t = await startTestApp({ ASM_FER_WORKERS: '1', ASM_FER_MAX_QUEUE_DELAY_MS: '200' }, { pool: { testHooks: true } });
+  t = await startTestApp({ ASM_FER_WORKERS: '1', ASM_FER_MAX_QUEUE_DELAY_MS: '200', ASM_FER_IDLE_QUEUE_DELAY_MS: '200' }, { pool: { testHooks: true } });
 });
 afterAll(() => t.close());
 

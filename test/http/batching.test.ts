@@ -20,9 +20,9 @@ async function until(t: TestApp, series: string, value: number): Promise<void> {
 
 describe('dynamic batching', () => {
   let t: TestApp;
-  // A long delay, so the batch closes on size alone: eight concurrent requests must become one batch of eight.
+  // A long delay, idle too, so the batch closes on size alone: eight concurrent requests must become one batch of eight.
   beforeAll(async () => {
-    t = await startTestApp({ ASM_FER_MAX_BATCH_SIZE: '8', ASM_FER_MAX_QUEUE_DELAY_MS: '5000' });
+    t = await startTestApp({ ASM_FER_MAX_BATCH_SIZE: '8', ASM_FER_MAX_QUEUE_DELAY_MS: '5000', ASM_FER_IDLE_QUEUE_DELAY_MS: '5000' });
   });
   afterAll(() => t.close());
 
@@ -49,7 +49,7 @@ describe('dynamic batching', () => {
 describe('bounded queue', () => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await startTestApp({ ASM_FER_MAX_BATCH_SIZE: '8', ASM_FER_MAX_QUEUE: '4', ASM_FER_MAX_QUEUE_DELAY_MS: '1500' });
+    t = await startTestApp({ ASM_FER_MAX_BATCH_SIZE: '8', ASM_FER_MAX_QUEUE: '4', ASM_FER_MAX_QUEUE_DELAY_MS: '1500', ASM_FER_IDLE_QUEUE_DELAY_MS: '1500' });
   });
   afterAll(() => t.close());
 

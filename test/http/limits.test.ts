@@ -42,7 +42,7 @@ describe('request timeout', () => {
   let t: TestApp;
   // A queue delay far beyond the timeout: a lone image waits for company and the request runs out of time.
   beforeAll(async () => {
-    t = await startTestApp({ ASM_FER_REQUEST_TIMEOUT_MS: '150', ASM_FER_MAX_QUEUE_DELAY_MS: '6000' });
+    t = await startTestApp({ ASM_FER_REQUEST_TIMEOUT_MS: '150', ASM_FER_MAX_QUEUE_DELAY_MS: '6000', ASM_FER_IDLE_QUEUE_DELAY_MS: '6000' });
   });
   afterAll(() => t.close());
 

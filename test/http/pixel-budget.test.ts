@@ -61,7 +61,7 @@ describe('the process pixel budget', () => {
   // lease held while the second arrives.
   beforeAll(async () => {
     const budget = String(1_500_000);
-    t = await startTestApp({ ASM_FER_REQUEST_PIXEL_BUDGET: budget, ASM_FER_PROCESS_PIXEL_BUDGET: budget, ASM_FER_MAX_QUEUE_DELAY_MS: '1500' });
+    t = await startTestApp({ ASM_FER_REQUEST_PIXEL_BUDGET: budget, ASM_FER_PROCESS_PIXEL_BUDGET: budget, ASM_FER_MAX_QUEUE_DELAY_MS: '1500', ASM_FER_IDLE_QUEUE_DELAY_MS: '1500' });
   });
   afterAll(() => t.close());
 

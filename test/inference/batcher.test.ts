@@ -58,6 +58,19 @@ describe('Batcher', () => {
     expect(batches).toEqual([[1, 2]]);
   });
 
+  it('waits idleQueueDelayMs when set, even with no batch running', async () => {
+    const g = gatedRunner();
+    const b = new Batcher(g.run, { maxBatchSize: 8, maxQueueDelayMs: 0, idleQueueDelayMs: 30, maxQueue: 100, maxInFlight: 1 });
+    const first = b.run([1]);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(g.batches).toEqual([]);
+    const second = b.run([2]);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(g.batches).toEqual([[1, 2]]);
+    g.releaseAll();
+    expect(await Promise.all([first, second])).toEqual([[10], [20]]);
+  });
+
   it('keeps the queue delay for items that arrive while a batch is running', async () => {
     const g = gatedRunner();
     const b = new Batcher(g.run, { maxBatchSize: 8, maxQueueDelayMs: 10_000, maxQueue: 100, maxInFlight: 2 });
