@@ -6,7 +6,7 @@
 // round. A benchmark, not a test.
 //
 // Usage: npx tsx bench/e5-peers.ts [--model-dir models/default] [--data <FER2013Valid>] [--rounds 3] [--duration 8]
-//        [--connections 32] [--port 18220] [--env KEY=VALUE ...]
+//        [--connections 32] [--port 18220] [--warmup 10] [--env KEY=VALUE ...]
 // The peer's virtualenv (bench/peers/.venv, from bench/peers/requirements.txt) is created on first use.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -29,6 +29,7 @@ const { values: args } = parseArgs({
     connections: { type: 'string', default: '32' },
     images: { type: 'string', default: '64' },
     port: { type: 'string', default: '18220' },
+    warmup: { type: 'string', default: '10' },
     env: { type: 'string', multiple: true, default: [] },
   },
 });
@@ -172,8 +173,10 @@ let peer: Server | undefined;
 const rows: Row[] = [];
 try {
   peer = await startPeer(threads, port + 1);
-  // Warm-up, not counted: arenas grow to the batch sizes under load, V8 and CPython settle.
-  for (const s of [service, peer]) await load(s.base, PREDICT_PATH, bodies, { connections: high, duration: 2 });
+  // Warm-up, not counted: arenas grow to the batch sizes under load, and V8 finishes compiling the hot paths (its
+  // background compiler threads still cost 0.1 ms per request at concurrency 1 after 6 s of traffic, 0.03 ms after
+  // 18 s; the main thread's own cost falls from 1.3 to 0.8 ms). CPython has no JIT to wait for.
+  for (const s of [service, peer]) await load(s.base, PREDICT_PATH, bodies, { connections: high, duration: Number(args.warmup) });
   for (let round = 1; round <= Number(args.rounds); round++) {
     rows.push(...(await rawLimit(session, input.name, tensors, [input.channels, input.height, input.width], round)));
     const order = round % 2 === 1 ? [service, peer] : [peer, service];
