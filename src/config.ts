@@ -119,17 +119,18 @@ type Parsed = z.infer<typeof configSchema>;
 export type Config = Readonly<Omit<Parsed, 'ASM_FER_WORKERS' | 'ASM_FER_INTRA_OP_THREADS'> & { ASM_FER_WORKERS: number; ASM_FER_INTRA_OP_THREADS: number }>;
 
 /**
- * Workers x intra-op threads for a machine with `cores` cores. The event loop (HTTP, multipart, decoding, JSON) needs
- * about a fifth of the CPU an image costs under load and a core of its own to answer promptly (E5, issue 22: 0.6 of
- * 3.1 CPU ms per image at 32 connections), so the sessions get the other cores: max(1, cores - 1) threads. Up to 4
- * cores they are single-threaded workers: on 2 shared cores 1 x 1 gave the throughput of 2 x 1 with 95 MiB less and
- * beat 1 x 2 (284 vs 266 images/s, p99 178 vs 375 ms, 3.08 vs 3.45 CPU ms per image; bench/e5-workers.ts), because
- * one intra-op thread never waits at a barrier for a sibling that the event loop has descheduled. Above 4 cores
- * workers take 2 threads each, which bounds the sessions' memory (one arena and model copy per worker) as cores grow;
- * that part is not measured (no larger machine here). With `intraOpThreads` set, workers = session threads / it.
+ * Workers x intra-op threads for a machine with `cores` cores: one session thread per core, in single-threaded
+ * workers up to 4 cores and in workers of 2 intra-op threads above. Separate sessions never wait for each other, so
+ * the event loop (HTTP, multipart, decoding: about a fifth of an image's CPU under load) can share their cores, while
+ * the intra-op threads of one session meet at a barrier after every operator and stall whenever the event loop
+ * takes a sibling's core. On 2 shared cores (E5, issue 22): 2 x 1 and 1 x 1 served the same images/s at the same
+ * 2.9 CPU ms per image, where 1 x 2 took 3.1-3.5; 1 x 1 leaves inference one core when the machine is quiet (at
+ * most 1 / 2.2 ms = 450 images/s), so 2 x 1, for 95 MiB more. Above 4 cores, 2 threads per worker bound the
+ * sessions' memory (an arena and a model copy each) as cores grow; not measured (no larger machine here). With
+ * `intraOpThreads` set, workers = cores / it.
  */
 export function sessionDefaults(cores: number, intraOpThreads?: number): { workers: number; intraOpThreads: number } {
-  const sessionThreads = Math.max(1, cores - 1);
+  const sessionThreads = Math.max(1, cores);
   const threads = intraOpThreads ?? (cores <= 4 ? 1 : 2);
   return { workers: Math.max(1, Math.floor(sessionThreads / threads)), intraOpThreads: threads };
 }

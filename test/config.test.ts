@@ -8,7 +8,7 @@ describe('loadConfig', () => {
       PORT: 8080,
       ASM_FER_MODEL_DIR: 'models/default',
       ASM_FER_EXECUTION_PROVIDERS: ['cpu'],
-      ASM_FER_WORKERS: 1,
+      ASM_FER_WORKERS: 2,
       ASM_FER_INTRA_OP_THREADS: 1,
       ASM_FER_MAX_FILE_BYTES: 10 * 1024 * 1024,
       ASM_FER_MAX_FILES: 32,
@@ -25,22 +25,22 @@ describe('loadConfig', () => {
   });
 
   it('treats an empty variable as unset', () => {
-    expect(loadConfig({ ASM_FER_WORKERS: '' }, 2).ASM_FER_WORKERS).toBe(1);
+    expect(loadConfig({ ASM_FER_WORKERS: '' }, 2).ASM_FER_WORKERS).toBe(2);
   });
 
   it('picks workers x intra-op threads from the core count unless they are set', () => {
     expect([1, 2, 3, 4, 8, 16, 64].map((cores) => sessionDefaults(cores))).toEqual([
       { workers: 1, intraOpThreads: 1 },
-      { workers: 1, intraOpThreads: 1 },
       { workers: 2, intraOpThreads: 1 },
       { workers: 3, intraOpThreads: 1 },
-      { workers: 3, intraOpThreads: 2 },
-      { workers: 7, intraOpThreads: 2 },
-      { workers: 31, intraOpThreads: 2 },
+      { workers: 4, intraOpThreads: 1 },
+      { workers: 4, intraOpThreads: 2 },
+      { workers: 8, intraOpThreads: 2 },
+      { workers: 32, intraOpThreads: 2 },
     ]);
-    expect(loadConfig({}, 8)).toMatchObject({ ASM_FER_WORKERS: 3, ASM_FER_INTRA_OP_THREADS: 2 });
+    expect(loadConfig({}, 8)).toMatchObject({ ASM_FER_WORKERS: 4, ASM_FER_INTRA_OP_THREADS: 2 });
     expect(loadConfig({ ASM_FER_WORKERS: '1' }, 8)).toMatchObject({ ASM_FER_WORKERS: 1, ASM_FER_INTRA_OP_THREADS: 2 });
-    expect(loadConfig({ ASM_FER_INTRA_OP_THREADS: '1' }, 8)).toMatchObject({ ASM_FER_WORKERS: 7, ASM_FER_INTRA_OP_THREADS: 1 });
+    expect(loadConfig({ ASM_FER_INTRA_OP_THREADS: '1' }, 8)).toMatchObject({ ASM_FER_WORKERS: 8, ASM_FER_INTRA_OP_THREADS: 1 });
     expect(loadConfig({ ASM_FER_INTRA_OP_THREADS: '2' }, 2)).toMatchObject({ ASM_FER_WORKERS: 1, ASM_FER_INTRA_OP_THREADS: 2 });
   });
 
