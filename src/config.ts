@@ -124,7 +124,7 @@ export type Config = Readonly<Omit<Parsed, 'ASM_FER_WORKERS' | 'ASM_FER_INTRA_OP
  * the event loop (HTTP, multipart, decoding: about a fifth of an image's CPU under load) can share their cores, while
  * the intra-op threads of one session meet at a barrier after every operator and stall whenever the event loop
  * takes a sibling's core. On 2 shared cores (E5, issue 22): 2 x 1 and 1 x 1 served the same images/s at the same
- * 2.9 CPU ms per image, where 1 x 2 took 3.1-3.5; 1 x 1 leaves inference one core when the machine is quiet (at
+ * 2.9-3.1 CPU ms per image, where 1 x 2 took 3.1-3.5; 1 x 1 leaves inference one core when the machine is quiet (at
  * most 1 / 2.2 ms = 450 images/s), so 2 x 1, for 95 MiB more. Above 4 cores, 2 threads per worker bound the
  * sessions' memory (an arena and a model copy each) as cores grow; not measured (no larger machine here). With
  * `intraOpThreads` set, workers = cores / it.
