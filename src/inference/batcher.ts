@@ -138,7 +138,9 @@ export class Batcher<I, O> {
     this.immediate = setImmediate(() => {
       this.immediate = undefined;
       if (this.inFlight === 0 && this.queue.length > 0) this.dispatch();
-      else this.schedule();
+      // What is left (more than a batch, or the state changed meanwhile) follows the usual rules; with more workers,
+      // items behind the batch just sent wait for company as under load.
+      this.schedule();
     });
   }
 
