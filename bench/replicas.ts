@@ -83,6 +83,8 @@ async function startReplica(i: number): Promise<void> {
       ASM_FER_AUDIT_DB: db.url,
       ASM_FER_STATS_CACHE_MS: String(STATS_CACHE_MS),
       ASM_FER_SHUTDOWN_DELAY_MS: String(SHUTDOWN_DELAY_MS),
+      // One worker each, as measured: the core-count default (issue 22) would give every replica a worker per core.
+      ASM_FER_WORKERS: '1',
       ASM_FER_INTRA_OP_THREADS: String(args.threads),
       ASM_FER_LOG_LEVEL: 'warn',
     },
