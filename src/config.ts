@@ -123,11 +123,12 @@ export type Config = Readonly<Omit<Parsed, 'ASM_FER_WORKERS' | 'ASM_FER_INTRA_OP
  * workers up to 4 cores and in workers of 2 intra-op threads above. Separate sessions never wait for each other, so
  * the event loop (HTTP, multipart, decoding: about a fifth of an image's CPU under load) can share their cores, while
  * the intra-op threads of one session meet at a barrier after every operator and stall whenever the event loop
- * takes a sibling's core. On 2 shared cores (E5, issue 22): 2 x 1 and 1 x 1 served the same images/s at the same
- * 2.9-3.1 CPU ms per image, where 1 x 2 took 3.1-3.5; 1 x 1 leaves inference one core when the machine is quiet (at
- * most 1 / 2.2 ms = 450 images/s), so 2 x 1, for 95 MiB more. Above 4 cores, 2 threads per worker bound the
- * sessions' memory (an arena and a model copy each) as cores grow; not measured (no larger machine here). With
- * `intraOpThreads` set, workers = cores / it.
+ * takes a sibling's core; and unlike 1 x 1, 2 x 1 leaves inference both cores when the machine is quiet. On 2 shared
+ * cores (issue 22, bench/e5-workers.ts) 1 x 1, 2 x 1 and 1 x 2 measured within noise of each other (284 / 283 / 266
+ * images/s at 3.08 / 3.07 / 3.45 CPU ms per image in one run; 2 x 1 / 1 x 2: 184 / 194 at 3.92 / 3.71 in a more
+ * contended one), so the rule follows that reasoning; a second worker costs 95 MiB. Above 4 cores, 2 threads per
+ * worker bound the sessions' memory (an arena and a model copy each) as cores grow; not measured (no larger machine
+ * here). With `intraOpThreads` set, workers = cores / it.
  */
 export function sessionDefaults(cores: number, intraOpThreads?: number): { workers: number; intraOpThreads: number } {
   const sessionThreads = Math.max(1, cores);
