@@ -196,7 +196,9 @@ def check_termination(docs: list[Doc]) -> list[str]:
         grace = pod.get("terminationGracePeriodSeconds", 30)
         pre = preStop_seconds(pod["containers"][0])
         if not grace > pre + drain:
-            problems.append(f"{name}: terminationGracePeriodSeconds {grace} <= preStop {pre:g} s + drain {drain:g} s (src/main.ts)")
+            problems.append(
+                f"{name}: terminationGracePeriodSeconds {grace} <= preStop {pre:g} s + drain {drain:g} s (src/main.ts)"
+            )
     return problems
 
 
@@ -209,7 +211,8 @@ def check_security(docs: list[Doc]) -> list[str]:
     for name, pod in pod_specs(docs):
         sc = pod.get("securityContext", {})
         if (sc.get("runAsUser"), sc.get("runAsGroup"), sc.get("runAsNonRoot")) != (image["uid"], image["gid"], True):
-            problems.append(f"{name}: runs as {sc.get('runAsUser')}:{sc.get('runAsGroup')}, the Dockerfile's user is {image['uid']}:{image['gid']} (runAsNonRoot must be true)")
+            runs = f"{sc.get('runAsUser')}:{sc.get('runAsGroup')}"
+            problems.append(f"{name}: runs as {runs}, the Dockerfile's user is {image['uid']}:{image['gid']} (and runAsNonRoot)")
         c = pod["containers"][0]
         csc = c.get("securityContext", {})
         if csc.get("readOnlyRootFilesystem") is not True or csc.get("allowPrivilegeEscalation") is not False:
@@ -264,16 +267,21 @@ def check_resources(docs: list[Doc]) -> list[str]:
     return problems
 
 
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
 def check_wiring(docs: list[Doc]) -> list[str]:
     """Service, PodDisruptionBudget, HPA and ServiceMonitor point at what exists."""
     problems = []
     deployments = {d["metadata"]["name"]: d for d in by_kind(docs, "Deployment")}
     pod_labels = [d["spec"]["template"]["metadata"]["labels"] for d in deployments.values()]
-    selects = lambda sel, labels: all(labels.get(k) == v for k, v in sel.items())  # noqa: E731
     for svc in by_kind(docs, "Service"):
         if not any(selects(svc["spec"]["selector"], lb) for lb in pod_labels):
             problems.append(f"Service/{svc['metadata']['name']} selects no Deployment's pods")
-        names = {p.get("name") for d in deployments.values() for p in d["spec"]["template"]["spec"]["containers"][0].get("ports", [])}
+        names = {
+            p.get("name") for d in deployments.values() for p in d["spec"]["template"]["spec"]["containers"][0].get("ports", [])
+        }
         for p in svc["spec"]["ports"]:
             if p["targetPort"] not in names:
                 problems.append(f"Service: targetPort {p['targetPort']} is no container port name")
@@ -284,7 +292,9 @@ def check_wiring(docs: list[Doc]) -> list[str]:
         if hpa["spec"]["scaleTargetRef"]["name"] not in deployments:
             problems.append(f"HPA targets {hpa['spec']['scaleTargetRef']['name']}, no such Deployment")
     for sm in by_kind(docs, "ServiceMonitor"):
-        services = [s for s in by_kind(docs, "Service") if selects(sm["spec"]["selector"]["matchLabels"], s["metadata"].get("labels", {}))]
+        services = [
+            s for s in by_kind(docs, "Service") if selects(sm["spec"]["selector"]["matchLabels"], s["metadata"].get("labels", {}))
+        ]
         ports = {p["name"] for s in services for p in s["spec"]["ports"]}
         if not services or any(ep.get("port") not in ports for ep in sm["spec"]["endpoints"]):
             problems.append("ServiceMonitor selects no Service, or names a port it lacks")
@@ -303,7 +313,8 @@ CHECKS: dict[str, Callable[[list[Doc]], list[str]]] = {
 
 
 def _deployment_pod(docs: list[Doc]) -> Doc:
-    return by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]
+    pod: Doc = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]
+    return pod
 
 
 def _set(f: Callable[[list[Doc]], None]) -> Callable[[list[Doc]], list[Doc]]:
@@ -318,11 +329,23 @@ def _set(f: Callable[[list[Doc]], None]) -> Callable[[list[Doc]], list[Doc]]:
 # Each mutation of the real manifests must make its check report a problem.
 NEGATIVE: list[tuple[str, str, Callable[[list[Doc]], list[Doc]]]] = [
     ("environment", "a misspelt variable", _set(lambda d: by_kind(d, "ConfigMap")[0]["data"].update(ASM_FER_WORKRES="1"))),
-    ("termination", "grace period equal to the drain", _set(lambda d: _deployment_pod(d).update(terminationGracePeriodSeconds=10))),
+    (
+        "termination",
+        "grace period equal to the drain",
+        _set(lambda d: _deployment_pod(d).update(terminationGracePeriodSeconds=10)),
+    ),
     ("security", "running as root", _set(lambda d: _deployment_pod(d)["securityContext"].update(runAsUser=0))),
-    ("probes and ports", "readiness on /healthz", _set(lambda d: _deployment_pod(d)["containers"][0]["readinessProbe"]["httpGet"].update(path="/healthz"))),
+    (
+        "probes and ports",
+        "readiness on /healthz",
+        _set(lambda d: _deployment_pod(d)["containers"][0]["readinessProbe"]["httpGet"].update(path="/healthz")),
+    ),
     ("replicas", "six SQLite replicas", _set(lambda d: by_kind(d, "Secret")[0]["stringData"].pop("ASM_FER_AUDIT_DB"))),
-    ("resources", "a 512Mi memory limit", _set(lambda d: _deployment_pod(d)["containers"][0]["resources"]["limits"].update(memory="512Mi"))),
+    (
+        "resources",
+        "a 512Mi memory limit",
+        _set(lambda d: _deployment_pod(d)["containers"][0]["resources"]["limits"].update(memory="512Mi")),
+    ),
 ]
 
 
@@ -333,9 +356,15 @@ def main() -> int:
     for path in files:
         for doc in load_docs(path):
             docs.append(doc)
-            problems += [f"{path.relative_to(ROOT)}: {doc.get('kind')}/{doc.get('metadata', {}).get('name')}: {e}" for e in schema_errors(doc)]
+            problems += [
+                f"{path.relative_to(ROOT)}: {doc.get('kind')}/{doc.get('metadata', {}).get('name')}: {e}"
+                for e in schema_errors(doc)
+            ]
     kinds = sorted({d["kind"] for d in docs})
-    print(f"schemas: {len(docs)} resources in {len(files)} files ({', '.join(kinds)}); core kinds at Kubernetes {' and '.join(K8S_VERSIONS)} strict")
+    versions = " and ".join(K8S_VERSIONS)
+    print(
+        f"schemas: {len(docs)} resources in {len(files)} files ({', '.join(kinds)}); core kinds at Kubernetes {versions} strict"
+    )
 
     for name, check in CHECKS.items():
         found = check(docs)
@@ -349,15 +378,16 @@ def main() -> int:
     for path in sorted(BROKEN.glob("*.yaml")):
         expect = re.search(r"^# expect: (.+)$", path.read_text(), flags=re.M)
         errors = [e for doc in load_docs(path) for e in schema_errors(doc)]
-        if not errors or not expect or not any(expect.group(1) in e for e in errors):
-            problems.append(f"{path.relative_to(ROOT)} was not rejected with {expect.group(1) if expect else '(no # expect: line)'!r}: {errors}")
+        wanted = expect.group(1) if expect else None
+        if not errors or wanted is None or not any(wanted in e for e in errors):
+            problems.append(f"{path.relative_to(ROOT)} was not rejected with {wanted or '(no # expect: line)'!r}: {errors}")
         else:
             rejected += 1
-    for check, what, mutate in NEGATIVE:
-        if CHECKS[check](mutate(docs)):
+    for check_name, what, mutate in NEGATIVE:
+        if CHECKS[check_name](mutate(docs)):
             rejected += 1
         else:
-            problems.append(f"negative case not caught by check {check}: {what}")
+            problems.append(f"negative case not caught by check {check_name}: {what}")
     print(f"negative cases rejected: {rejected} of {len(list(BROKEN.glob('*.yaml'))) + len(NEGATIVE)}")
 
     for p in problems:
