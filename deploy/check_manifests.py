@@ -217,6 +217,10 @@ def check_security(docs: list[Doc]) -> list[str]:
         csc = c.get("securityContext", {})
         if csc.get("readOnlyRootFilesystem") is not True or csc.get("allowPrivilegeEscalation") is not False:
             problems.append(f"{name}: needs readOnlyRootFilesystem: true and allowPrivilegeEscalation: false")
+        # The rest of Pod Security's "restricted" profile that applies here (its admission controller is not run).
+        seccomp = csc.get("seccompProfile", sc.get("seccompProfile", {})).get("type")
+        if "ALL" not in csc.get("capabilities", {}).get("drop", []) or seccomp not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{name}: restricted profile needs capabilities.drop [ALL] and a RuntimeDefault seccomp profile")
         writable = {v["name"] for v in pod.get("volumes", []) if "emptyDir" in v or "persistentVolumeClaim" in v}
         mounts = {m["mountPath"] for m in c.get("volumeMounts", []) if m["name"] in writable and not m.get("readOnly")}
         for path in (data_dir, "/tmp"):
@@ -335,6 +339,7 @@ NEGATIVE: list[tuple[str, str, Callable[[list[Doc]], list[Doc]]]] = [
         _set(lambda d: _deployment_pod(d).update(terminationGracePeriodSeconds=10)),
     ),
     ("security", "running as root", _set(lambda d: _deployment_pod(d)["securityContext"].update(runAsUser=0))),
+    ("security", "no seccomp profile", _set(lambda d: _deployment_pod(d)["securityContext"].pop("seccompProfile"))),
     (
         "probes and ports",
         "readiness on /healthz",
