@@ -31,7 +31,7 @@ if touch "$ROOT/.smoke-should-fail" 2>/dev/null; then echo "the root filesystem 
 eval "$(deploy/.venv/bin/python - "$ROOT" "$PORT" <<'PY'
 import shlex, sys, yaml
 env = {}
-for path, key in (("deploy/kubernetes/configmap.yaml", "data"), ("deploy/kubernetes/secret.example.yaml", "stringData")):
+for path, key in (("deploy/kubernetes/configmap.yaml", "data"), ("deploy/kubernetes/examples/secret.yaml", "stringData")):
     env.update(yaml.safe_load(open(path))[key])
 env.update(PORT=sys.argv[2], ASM_FER_DATA_DIR=f"{sys.argv[1]}/data")
 print("\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items()))

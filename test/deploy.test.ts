@@ -11,7 +11,7 @@ const manifest = (path: string): Manifest => parseAllDocuments(readFileSync(path
 
 describe('deploy/kubernetes environment', () => {
   const configMap = manifest('deploy/kubernetes/configmap.yaml');
-  const secret = manifest('deploy/kubernetes/secret.example.yaml');
+  const secret = manifest('deploy/kubernetes/examples/secret.yaml');
 
   it('every ConfigMap value is a string, as Kubernetes requires of ConfigMap data', () => {
     expect(configMap.kind).toBe('ConfigMap');
