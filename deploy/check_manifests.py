@@ -37,9 +37,6 @@ CRD_SCHEMAS = {
 CRD_CORE_VERSION = "1.32.0"
 # Variables the manifests set that src/config.ts does not read, and who reads them.
 READ_ELSEWHERE = {"PROTOCOL": "KServe (custom predictor protocol, pkg/constants CustomSpecProtocolEnvVarKey)"}
-# Issue 19's PostgreSQL audit trail, written on another branch (names as on its branch): allowed, and reported, only
-# until src/config.ts reads ASM_FER_AUDIT_DB; from then on every name must be one it reads.
-PENDING = {"ASM_FER_AUDIT_DB", "ASM_FER_AUDIT_DB_POOL_SIZE"}
 MiB = 1024 * 1024
 
 Doc = dict[str, Any]
@@ -150,12 +147,11 @@ def probe_port(container: Doc, port: int | str) -> int | None:
 def check_env(docs: list[Doc]) -> list[str]:
     """Every variable in the ConfigMap, the Secret and the containers' env is one src/config.ts reads."""
     known = config_variables()
-    pending = PENDING if "ASM_FER_AUDIT_DB" not in known else set()
     names = set(settings(docs))
     for _, pod in pod_specs(docs):
         for c in pod["containers"]:
             names |= {e["name"] for e in c.get("env", [])}
-    return [f"{n} is set but src/config.ts does not read it" for n in sorted(names - known - pending - set(READ_ELSEWHERE))]
+    return [f"{n} is set but src/config.ts does not read it" for n in sorted(names - known - set(READ_ELSEWHERE))]
 
 
 def check_probes_and_ports(docs: list[Doc]) -> list[str]:
@@ -385,9 +381,6 @@ def main() -> int:
         found = check(docs)
         problems += [f"{name}: {p}" for p in found]
         print(f"check {name}: {'ok' if not found else 'FAILED'}")
-    pending = sorted(PENDING - config_variables()) if "ASM_FER_AUDIT_DB" not in config_variables() else []
-    if pending:
-        print(f"note: {', '.join(pending)} set but not yet read by src/config.ts (issue 19, PostgreSQL audit trail)")
 
     rejected = 0
     for path in sorted(BROKEN.glob("*.yaml")):

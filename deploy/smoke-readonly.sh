@@ -5,7 +5,10 @@
 # trail, written to the data tmpfs), the audit list and /metrics, then gets SIGTERM while two uploads are in flight, one
 # shorter and one longer than the 10 s drain, and reports how long the process took to exit and every file it opened
 # for writing (strace). Not part of `make test`: it needs root (unshare -m), curl, strace and `npm run build` first.
-#   sudo deploy/smoke-readonly.sh [port]     (default port 18500)
+# The audit trail is SQLite (the one-replica form) unless SMOKE_AUDIT_DB gives a reachable PostgreSQL URL; the example
+# Secret's URL is a placeholder.
+#   sudo deploy/smoke-readonly.sh [port]                                     (default port 18500)
+#   sudo SMOKE_AUDIT_DB=postgres://user:password@127.0.0.1:5432/db deploy/smoke-readonly.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT=${1:-18500}
@@ -27,14 +30,15 @@ mount -t tmpfs -o size=64m tmpfs /tmp
 mount -t tmpfs -o size=512m tmpfs "$ROOT/data"
 if touch "$ROOT/.smoke-should-fail" 2>/dev/null; then echo "the root filesystem is still writable"; exit 1; fi
 
-# envFrom: the ConfigMap, then the Secret; ASM_FER_DATA_DIR points at the tmpfs standing for /app/data.
-eval "$(deploy/.venv/bin/python - "$ROOT" "$PORT" <<'PY'
+# envFrom: the ConfigMap, then the Secret; ASM_FER_DATA_DIR points at the tmpfs standing for /app/data, and
+# ASM_FER_AUDIT_DB is SMOKE_AUDIT_DB or unset.
+eval "$(deploy/.venv/bin/python - "$ROOT" "$PORT" "${SMOKE_AUDIT_DB:-}" <<'PY'
 import shlex, sys, yaml
 env = {}
 for path, key in (("deploy/kubernetes/configmap.yaml", "data"), ("deploy/kubernetes/examples/secret.yaml", "stringData")):
     env.update(yaml.safe_load(open(path))[key])
-env.update(PORT=sys.argv[2], ASM_FER_DATA_DIR=f"{sys.argv[1]}/data")
-print("\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items()))
+env.update(PORT=sys.argv[2], ASM_FER_DATA_DIR=f"{sys.argv[1]}/data", ASM_FER_AUDIT_DB=sys.argv[3])
+print("\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items() if v))
 PY
 )"
 URL=http://127.0.0.1:$PORT
