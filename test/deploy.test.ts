@@ -20,7 +20,7 @@ describe('deploy/kubernetes environment', () => {
 
   it('the ConfigMap with the example Secret configures a service loadConfig accepts, on the image port and data volume', () => {
     const config = loadConfig({ ...configMap.data, ...secret.stringData });
-    expect(config).toMatchObject({ PORT: 8080, ASM_FER_DATA_DIR: '/app/data', ASM_FER_WORKERS: 1, ASM_FER_INTRA_OP_THREADS: 2 });
+    expect(config).toMatchObject({ PORT: 8080, ASM_FER_DATA_DIR: '/app/data', ASM_FER_WORKERS: 2, ASM_FER_INTRA_OP_THREADS: 1 });
     expect(config.ASM_FER_API_KEY).toBe(secret.stringData?.ASM_FER_API_KEY);
   });
 });
