@@ -18,8 +18,8 @@ if [ "${SMOKE_INNER:-}" != 1 ]; then
   test -x deploy/.venv/bin/python || { echo "run make test-deploy first (deploy/.venv)"; exit 2; }
   mkdir -p data
   OUT=$(mktemp -d /dev/shm/asm-fer-smoke.XXXXXX)
+  trap 'rm -rf "$OUT"' EXIT
   SMOKE_INNER=1 SMOKE_OUT=$OUT unshare -m --propagation private "$0" "$PORT"
-  rm -rf "$OUT"
   exit 0
 fi
 
