@@ -127,11 +127,14 @@ export class Overloaded extends Unavailable {
   readonly title = 'Service overloaded';
 }
 
-/** The model is not loaded and warmed up yet, or the service is shutting down. */
+/**
+ * The service is shutting down (or, for the readiness probes, not yet warmed up). The service object only exists once
+ * its model is loaded, so a request route refused with this is always one that reached a stopping process.
+ */
 export class NotReady extends Unavailable {
   readonly slug = 'not-ready';
   readonly title = 'Service not ready';
-  constructor(detail = 'the model is not loaded yet', retryAfter = 5) {
+  constructor(detail = 'the service is stopping; send the request again (another replica takes it)', retryAfter = 5) {
     super(detail, retryAfter);
   }
 }

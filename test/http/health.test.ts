@@ -20,6 +20,19 @@ describe('GET /v2/health/live', () => {
   });
 });
 
+describe('a request reaching a stopping process', () => {
+  it('is refused with 503 not-ready that says the service is stopping, not that the model is missing', async () => {
+    t.readiness.ready = false;
+    const res = await request(t.app).post('/v1/predict').attach('image', await png(), 'a.png');
+    t.readiness.ready = true;
+    expect(res.status).toBe(503);
+    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(res.body.type).toMatch(/not-ready$/);
+    expect(res.body.detail).toMatch(/stopping/);
+    expect(res.body.detail).not.toMatch(/not loaded/);
+  });
+});
+
 describe('GET /v2/health/ready', () => {
   it('answers 200 once the model is loaded and warmed up', async () => {
     const res = await request(t.app).get('/v2/health/ready');
