@@ -80,7 +80,13 @@ export class SqliteEventQueue implements EventQueue {
   }
 
   nextDueMs(): number | undefined {
-    const row = this.db.prepare(`SELECT MIN(next_attempt_ms) AS due FROM ls_events WHERE state = 'pending'`).get() as { due: number | null };
+    // Only the first unfinished event of each annotation can be claimed; the ones behind it wait for it, not for their own time.
+    const row = this.db
+      .prepare(
+        `SELECT MIN(next_attempt_ms) AS due FROM ls_events e WHERE state = 'pending'
+           AND NOT EXISTS (SELECT 1 FROM ls_events p WHERE p.state = 'pending' AND p.annotation_id = e.annotation_id AND p.seq < e.seq)`,
+      )
+      .get() as { due: number | null };
     return row.due ?? undefined;
   }
 
