@@ -199,9 +199,14 @@ export function auditIdOf(key: string): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${((parseInt(h[16] as string, 16) & 0x3) | 0x8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
-/** The model_version of an audit prediction: a tag that Label Studio's Data Manager can filter and sort on. */
+/**
+ * The model_version of an audit prediction: the Data Manager shows it in its "Prediction model versions" column, which
+ * filters ("contains noisy") and sorts (by verdict, then quality). Not the bundle's version: the Data Manager's own
+ * "Prediction score" column averages only the predictions of the project's selected model version, which is the
+ * backend's title, so the verdict has to travel in the tag to be seen at all.
+ */
 export function auditTag(verdict: string, quality: number): string {
-  return `asm-fer audit: ${verdict} (quality ${quality.toFixed(2)})`;
+  return `asm-fer audit: ${verdict}, quality ${quality.toFixed(2)}`;
 }
 
 /** The submitted choice of `question` in an annotation's result, or undefined when it has none. */
@@ -232,7 +237,7 @@ export async function processEvent(deps: BackendDeps, key: string, e: Annotation
   if (label === undefined) throw new EventFailure('unknown-choice', false, `the submitted choice ${JSON.stringify(choice)} is not in the project's labeling config`);
 
   // Written once: a retry (after a crash, or a failed write-back) finds the record by its derived id.
-  let record: Pick<NewAuditRecord, 'verdict' | 'quality' | 'predicted' | 'confidence' | 'probabilities' | 'labelProbability'> | undefined = deps.trail.store.get(auditId);
+  let record: Pick<NewAuditRecord, 'verdict' | 'quality' | 'mistakenness' | 'predicted' | 'confidence' | 'probabilities' | 'labelProbability'> | undefined = deps.trail.store.get(auditId);
   if (!record) {
     const image = await deps.client.fetchImage(imageUrl(task.data, question));
     const judged = await deps.host.use(async (served) => {
@@ -265,6 +270,7 @@ export async function processEvent(deps: BackendDeps, key: string, e: Annotation
       result: choiceResult(question, suggested),
       score: record.labelProbability,
       model_version: auditTag(record.verdict, record.quality),
+      mislabeling: record.mistakenness,
     });
     deps.queue.saveAnnotation({ annotationId: e.annotationId, taskId: e.taskId, auditId, predictionId, deletedMs: null });
     // The annotation's previous verdict (an update replaces it) leaves the task, so the Data Manager shows the current one.

@@ -38,6 +38,8 @@ export interface NewPrediction {
   result: unknown[];
   score: number;
   model_version: string;
+  /** Label Studio's per-prediction label-error score (its `mislabeling` field). */
+  mislabeling?: number;
 }
 
 /** A JWT (three base64url parts) is a personal access token; anything else is a legacy token. */
