@@ -206,7 +206,7 @@ export function auditIdOf(key: string): string {
  * backend's title, so the verdict has to travel in the tag to be seen at all.
  */
 export function auditTag(verdict: string, quality: number): string {
-  return `asm-fer audit: ${verdict}, quality ${quality.toFixed(2)}`;
+  return `asm-fer audit: ${verdict} (quality ${quality.toFixed(2)})`;
 }
 
 /** The submitted choice of `question` in an annotation's result, or undefined when it has none. */

@@ -147,7 +147,7 @@ describe('POST /label-studio/webhook', () => {
     const [p] = predictionsOf(1);
     expect(p).toMatchObject({
       score: record?.labelProbability,
-      model_version: `asm-fer audit: ${record?.verdict}, quality ${record?.quality.toFixed(2)}`,
+      model_version: `asm-fer audit: ${record?.verdict} (quality ${record?.quality.toFixed(2)})`,
       result: [{ from_name: 'expression', to_name: 'image', type: 'choices', value: { choices: [record?.predicted] } }],
     });
   });

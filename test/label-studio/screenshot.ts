@@ -31,10 +31,12 @@ const HIDDEN = [
   'tasks:avg_lead_time',
   'tasks:draft_exists',
   'tasks:agreement',
+  // Empty here: it averages only predictions of the project's selected model version (the backend's title).
+  'tasks:predictions_score',
 ];
 
 export async function screenshotDataManager(t: ScreenshotTarget, out: string): Promise<void> {
-  // A Data Manager tab sorted by asm-fer's verdict tag, noisy first.
+  // A Data Manager tab sorted by asm-fer's verdict tag, noisy first. (No comma in the tag: the column splits on commas.)
   await t.api('POST', `/api/dm/views?project=${t.projectId}`, {
     project: t.projectId,
     data: { title: 'asm-fer audit', ordering: ['-tasks:predictions_model_versions'], hiddenColumns: { explore: HIDDEN, labeling: HIDDEN }, columnsDisplayType: {}, columnsWidth: {}, filters: { conjunction: 'and', items: [] } },
