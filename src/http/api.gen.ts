@@ -427,7 +427,7 @@ export interface paths {
          *     fetched from Label Studio, the submitted choice is audited into the trail (`itemId` "task T annotation A",
          *     `annotatorId` the annotation's `completed_by`, `datasetId` "label-studio project P") and written back to the
          *     task as a prediction: the model's choice, `score` = the probability of the submitted label, `model_version`
-         *     "asm-fer audit: <verdict>, quality <q>" (the Data Manager's "Prediction model versions" column),
+         *     "asm-fer audit: <verdict> (quality <q>)" (the Data Manager's "Prediction model versions" column),
          *     `mislabeling` = the label's mistakenness. An update replaces the annotation's earlier audit prediction.
          *     `ANNOTATIONS_DELETED` removes it and marks the annotation deleted. Other actions are acknowledged and ignored.
          *     The answer comes once the events are committed to disk; the same event (annotation, action, `updated_at`)
