@@ -82,7 +82,7 @@ async function classifyOne(deps: Pick<BackendDeps, 'faces'>, served: ServedModel
   }
 }
 
-/** The model's classes with a choice, best first: what Label Studio can be told. */
+/** The likeliest class that has a choice in the project (only those can be told to Label Studio), with its probability. */
 function bestChoice(c: Classification, q: ChoiceQuestion): { choice: string; probability: number } {
   let best: { choice: string; probability: number } | undefined;
   for (const [cls, choice] of Object.entries(q.choiceOf)) {
