@@ -220,8 +220,11 @@ function submittedChoice(result: readonly unknown[], q: ChoiceQuestion): string 
   return undefined;
 }
 
-/** Runs one queued event to its end; throws (asEventFailure tells whether to retry) when it cannot. */
-export async function processEvent(deps: BackendDeps, key: string, e: AnnotationEvent, nowMs: () => number): Promise<EventOutcome> {
+/**
+ * Runs one queued event to its end; throws (asEventFailure tells whether to retry) when it cannot. `attempts`: how many
+ * times it was tried before.
+ */
+export async function processEvent(deps: BackendDeps, key: string, e: AnnotationEvent, nowMs: () => number, attempts = 0): Promise<EventOutcome> {
   const before = deps.queue.annotation(e.annotationId);
   if (e.action === 'ANNOTATION_DELETED') {
     if (before?.predictionId != null) await deps.client.deletePrediction(before.predictionId);
@@ -264,17 +267,26 @@ export async function processEvent(deps: BackendDeps, key: string, e: Annotation
   // The prediction written back, unless a previous attempt of this event wrote it and saved its id.
   let predictionId = before?.auditId === auditId ? before.predictionId : null;
   if (predictionId === null) {
-    const suggested = question.choiceOf[record.predicted] ?? bestChoice({ label: record.predicted, confidence: record.confidence, probabilities: record.probabilities }, question).choice;
-    predictionId = await deps.client.createPrediction({
+    const prediction = {
       task: e.taskId,
-      result: choiceResult(question, suggested),
+      result: choiceResult(question, question.choiceOf[record.predicted] ?? bestChoice({ label: record.predicted, confidence: record.confidence, probabilities: record.probabilities }, question).choice),
       score: record.labelProbability,
       model_version: auditTag(record.verdict, record.quality),
       mislabeling: record.mistakenness,
-    });
-    deps.queue.saveAnnotation({ annotationId: e.annotationId, taskId: e.taskId, auditId, predictionId, deletedMs: null });
-    // The annotation's previous verdict (an update replaces it) leaves the task, so the Data Manager shows the current one.
+    };
+    // A previous attempt may have written it and lost Label Studio's answer (a timeout, a crash before the id was
+    // saved): on a retry, a prediction of this task with this tag and score that no other annotation owns is that one.
+    if (attempts > 0) {
+      const written = (await deps.client.listPredictions(e.taskId)).find(
+        (p) => p.model_version === prediction.model_version && p.score === prediction.score && deps.queue.predictionOwner(p.id) === undefined,
+      );
+      predictionId = written?.id ?? null;
+    }
+    predictionId ??= await deps.client.createPrediction(prediction);
+    // The annotation's previous verdict (an update replaces it) leaves the task, so the Data Manager shows the current
+    // one; deleted before the new id is saved, so that a failure here retries the deletion too.
     if (before?.predictionId != null && before.predictionId !== predictionId) await deps.client.deletePrediction(before.predictionId);
+    deps.queue.saveAnnotation({ annotationId: e.annotationId, taskId: e.taskId, auditId, predictionId, deletedMs: null });
   }
   return { kind: 'audited', auditId, predictionId, verdict: record.verdict };
 }

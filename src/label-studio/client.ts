@@ -92,6 +92,13 @@ export class LabelStudioClient {
     return created.id;
   }
 
+  /** The predictions of task `taskId` (id, model version, score). */
+  async listPredictions(taskId: number): Promise<{ id: number; model_version: string; score: number | null }[]> {
+    const list = await this.json<unknown>('GET', `api/predictions/?task=${taskId}`, undefined, 'prediction');
+    if (!Array.isArray(list)) throw new LabelStudioError('ls-bad-response', true, 'the prediction list is not a list');
+    return list as { id: number; model_version: string; score: number | null }[];
+  }
+
   /** Deletes prediction `id`; one already gone counts as deleted. */
   async deletePrediction(id: number): Promise<void> {
     const res = await this.call('DELETE', new URL(`api/predictions/${id}/`, this.base), undefined);

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS ls_annotations (
   prediction_id INTEGER,
   deleted_ms INTEGER
 );
+CREATE INDEX IF NOT EXISTS ls_annotations_prediction ON ls_annotations (prediction_id);
 `;
 
 export class SqliteEventQueue implements EventQueue {
@@ -116,6 +117,11 @@ export class SqliteEventQueue implements EventQueue {
          ON CONFLICT (annotation_id) DO UPDATE SET task_id = excluded.task_id, audit_id = excluded.audit_id, prediction_id = excluded.prediction_id, deleted_ms = excluded.deleted_ms`,
       )
       .run(s.annotationId, s.taskId, s.auditId, s.predictionId, s.deletedMs);
+  }
+
+  predictionOwner(predictionId: number): number | undefined {
+    const row = this.db.prepare(`SELECT annotation_id FROM ls_annotations WHERE prediction_id = ?`).get(predictionId) as { annotation_id: number } | undefined;
+    return row?.annotation_id;
   }
 
   events(): ReturnType<EventQueue['events']> {

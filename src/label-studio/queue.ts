@@ -80,6 +80,8 @@ export interface EventQueue {
   fail(seq: number, reason: string, nowMs: number): void;
   annotation(annotationId: number): AnnotationState | undefined;
   saveAnnotation(state: AnnotationState): void;
+  /** The annotation whose audit prediction `predictionId` is, if any. */
+  predictionOwner(predictionId: number): number | undefined;
   /** Every event with its state, oldest first (tests and operators; small queues). */
   events(): { key: string; state: 'pending' | 'done' | 'failed'; attempts: number; lastError: string | null; outcome: EventOutcome | null; receivedMs: number; doneMs: number | null }[];
   stats(nowMs: number): QueueStats;

@@ -85,7 +85,7 @@ export class EventWorker {
       if (!job) return;
       const started = this.now();
       try {
-        const outcome = await processEvent(this.deps, job.key, job.event, this.now);
+        const outcome = await processEvent(this.deps, job.key, job.event, this.now, job.attempts);
         this.deps.queue.complete(job.seq, outcome, this.now());
         this.metrics.recordLabelStudioEvent(outcome.kind, (this.now() - job.receivedMs) / 1000);
         this.logger.info({ event: job.key, outcome, ms: this.now() - started }, 'label studio event done');

@@ -44,7 +44,7 @@ beforeAll(async () => {
   ls = await startFakeLabelStudio();
   image = await png(48, 48);
   ls.projects.set(1, { label_config: ferplusConfig() });
-  for (let i = 1; i <= 9; i++) addTask(i);
+  for (let i = 1; i <= 10; i++) addTask(i);
   dataDir = mkdtempSync(path.join(tmpdir(), 'asm-fer-ls-'));
   t = await startTestApp(lsEnv());
 });
@@ -193,6 +193,21 @@ describe('POST /label-studio/webhook', () => {
     await until(() => predictionsOf(4).length === 1, 10_000);
     expect(recordsOf(104)).toHaveLength(1);
     expect((await request(t.app).get('/metrics')).text).toMatch(/asm_fer_label_studio_queue_depth 0/);
+  });
+
+  it('writes one prediction when Label Studio stored it but its answer was lost, and retries a failed replacement', async () => {
+    ls.faults.push({ method: 'POST', path: /^\/api\/predictions\/$/, status: 502, lost: true });
+    await webhook(annotationPayload('ANNOTATION_CREATED', { id: 109, task: 9, project: 1, choice: 'fear' }));
+    await until(async () => (await request(t.app).get('/metrics')).text.includes('asm_fer_label_studio_queue_depth 0') && predictionsOf(9).length > 0, 10_000);
+    expect((await request(t.app).get('/metrics')).text).toMatch(/asm_fer_label_studio_event_failures_total\{reason="ls-http"\} [1-9]/);
+    expect(predictionsOf(9)).toHaveLength(1);
+    const first = predictionsOf(9)[0]?.id;
+    // The update's new prediction is written, but deleting the old one fails once: both are retried to one prediction.
+    ls.faults.push({ method: 'DELETE', path: /^\/api\/predictions\/\d+\/$/, status: 503 });
+    await webhook(annotationPayload('ANNOTATION_UPDATED', { id: 109, task: 9, project: 1, choice: 'happiness', updatedAt: '2026-12-04T11:00:00.000000Z' }));
+    await until(async () => (await request(t.app).get('/metrics')).text.includes('asm_fer_label_studio_queue_depth 0') && !predictionsOf(9).some((p) => p.id === first), 10_000);
+    expect(predictionsOf(9)).toHaveLength(1);
+    expect(recordsOf(109).map((r) => r.label).sort()).toEqual(['fear', 'happiness']);
   });
 
   it('gives up on an event whose image is missing, with its reason, and goes on with the next', async () => {

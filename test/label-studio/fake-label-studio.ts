@@ -28,12 +28,17 @@ export interface FakeLabelStudio {
   requests: { method: string; path: string; authorization: string | undefined }[];
   /** 'up', 'down' (connections dropped), or an HTTP status every API call answers with. */
   mode: 'up' | 'down' | number;
+  /**
+   * One-shot faults: the next request matching method and path answers `status`, before doing its work, or, with
+   * `lost`, after (the work is done, the answer is lost: what a timeout or a crash looks like to the caller).
+   */
+  faults: { method: string; path: RegExp; status: number; lost?: boolean }[];
   close(): Promise<void>;
 }
 
 export async function startFakeLabelStudio(): Promise<FakeLabelStudio> {
   let nextId = 1;
-  const fake: Omit<FakeLabelStudio, 'url' | 'close'> = { tasks: new Map(), projects: new Map(), files: new Map(), predictions: new Map(), requests: [], mode: 'up' };
+  const fake: Omit<FakeLabelStudio, 'url' | 'close'> = { tasks: new Map(), projects: new Map(), files: new Map(), predictions: new Map(), requests: [], mode: 'up', faults: [] };
   const authorised = (req: IncomingMessage) => req.headers.authorization === `Token ${LEGACY_TOKEN}` || req.headers.authorization === `Bearer ${ACCESS_TOKEN}`;
   const send = (res: ServerResponse, status: number, body?: unknown) => {
     res.writeHead(status, { 'content-type': 'application/json' }).end(body === undefined ? undefined : JSON.stringify(body));
@@ -46,6 +51,10 @@ export async function startFakeLabelStudio(): Promise<FakeLabelStudio> {
       return;
     }
     if (typeof fake.mode === 'number') return send(res, fake.mode, { detail: 'failing on purpose' });
+    const at = fake.faults.findIndex((f) => f.method === req.method && f.path.test(url.pathname));
+    const fault = at >= 0 ? fake.faults.splice(at, 1)[0] : undefined;
+    if (fault && !fault.lost) return send(res, fault.status, { detail: 'failing once on purpose' });
+    const answer = fault ? (r: ServerResponse, _status: number, _body?: unknown) => send(r, fault.status, { detail: 'done, answer lost on purpose' }) : send;
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const body = chunks.length ? (JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>) : {};
@@ -71,10 +80,13 @@ export async function startFakeLabelStudio(): Promise<FakeLabelStudio> {
     if (req.method === 'POST' && url.pathname === '/api/predictions/') {
       const p = { id: nextId++, task: body.task as number, result: body.result as unknown[], score: body.score as number, model_version: body.model_version as string };
       fake.predictions.set(p.id, p);
-      return send(res, 201, p);
+      return answer(res, 201, p);
     }
     if (req.method === 'DELETE' && (m = /^\/api\/predictions\/(\d+)\/?$/.exec(url.pathname))) {
-      return fake.predictions.delete(Number(m[1])) ? send(res, 204) : send(res, 404, { detail: 'Not found.' });
+      return fake.predictions.delete(Number(m[1])) ? answer(res, 204) : send(res, 404, { detail: 'Not found.' });
+    }
+    if (req.method === 'GET' && url.pathname === '/api/predictions/') {
+      return send(res, 200, [...fake.predictions.values()].filter((p) => p.task === Number(url.searchParams.get('task'))));
     }
     send(res, 404, { detail: 'no such route in the fake' });
   });
