@@ -182,6 +182,50 @@ export function webhookEvents(body: Record<string, unknown>): AnnotationEvent[] 
   return [];
 }
 
+/**
+ * Catches up with what Label Studio did while asm-fer was not listening (it does not resend a webhook that failed):
+ * every annotation of the projects seen so far whose current version (`updated_at`) was never queued is queued as a
+ * creation or an update, and every audited annotation that is gone, as a deletion. One task-list page and one
+ * annotation list per task with annotations: run once at start.
+ */
+export async function sweep(deps: Pick<BackendDeps, 'client' | 'queue'>, nowMs: number): Promise<{ annotations: number; queued: number }> {
+  const PAGE = 100;
+  let annotations = 0;
+  let queued = 0;
+  const enqueue = (e: AnnotationEvent) => {
+    if (deps.queue.enqueue(e, nowMs).queued) queued++;
+  };
+  for (const projectId of deps.queue.projects()) {
+    for (let page = 1, seen = 0; ; page++) {
+      const { tasks, total } = await deps.client.listTasks(projectId, page, PAGE);
+      for (const task of tasks) {
+        const present = (task.total_annotations ?? 1) > 0 ? await deps.client.listAnnotations(task.id) : [];
+        const ids = new Set<number>();
+        for (const a of present) {
+          const id = idOf(a.id);
+          if (id === undefined) continue;
+          ids.add(id);
+          annotations++;
+          const known = deps.queue.annotation(id) !== undefined;
+          let events: AnnotationEvent[];
+          try {
+            events = webhookEvents({ action: known ? 'ANNOTATION_UPDATED' : 'ANNOTATION_CREATED', annotation: { task: task.id, ...a }, project: { id: projectId } });
+          } catch {
+            continue;
+          }
+          for (const e of events) if (!deps.queue.hasEvent(e.annotationId, e.updatedAt)) enqueue(e);
+        }
+        for (const gone of deps.queue.liveAnnotationsOfTask(task.id)) {
+          if (!ids.has(gone)) enqueue({ action: 'ANNOTATION_DELETED', annotationId: gone, taskId: task.id, projectId, completedBy: null, updatedAt: '', result: [] });
+        }
+      }
+      seen += tasks.length;
+      if (tasks.length === 0 || seen >= total) break;
+    }
+  }
+  return { annotations, queued };
+}
+
 /** Enqueues every event of the body (durably, before the webhook answers); returns how many were new. */
 export function receiveWebhook(deps: Pick<BackendDeps, 'queue'>, body: Record<string, unknown>, nowMs: number): { events: number; queued: number } {
   const events = webhookEvents(body);

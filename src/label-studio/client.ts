@@ -92,6 +92,20 @@ export class LabelStudioClient {
     return created.id;
   }
 
+  /** One page (from 1) of project `projectId`'s tasks: ids and annotation counts, and how many tasks there are. */
+  async listTasks(projectId: number, page: number, pageSize: number): Promise<{ tasks: { id: number; total_annotations?: number }[]; total: number }> {
+    const body = await this.json<{ tasks?: unknown; total?: unknown }>('GET', `api/tasks/?project=${projectId}&page=${page}&page_size=${pageSize}`, undefined, 'task');
+    if (!Array.isArray(body.tasks) || typeof body.total !== 'number') throw new LabelStudioError('ls-bad-response', true, 'the task list has no tasks or total');
+    return { tasks: body.tasks as { id: number; total_annotations?: number }[], total: body.total };
+  }
+
+  /** The annotations of task `taskId`, as Label Studio serialises them (the same fields its webhook sends). */
+  async listAnnotations(taskId: number): Promise<Record<string, unknown>[]> {
+    const list = await this.json<unknown>('GET', `api/tasks/${taskId}/annotations/`, undefined, 'annotation');
+    if (!Array.isArray(list)) throw new LabelStudioError('ls-bad-response', true, 'the annotation list is not a list');
+    return list as Record<string, unknown>[];
+  }
+
   /** The predictions of task `taskId` (id, model version, score). */
   async listPredictions(taskId: number): Promise<{ id: number; model_version: string; score: number | null }[]> {
     const list = await this.json<unknown>('GET', `api/predictions/?task=${taskId}`, undefined, 'prediction');

@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS ls_annotations (
   deleted_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS ls_annotations_prediction ON ls_annotations (prediction_id);
+CREATE INDEX IF NOT EXISTS ls_annotations_task ON ls_annotations (task_id);
 `;
 
 export class SqliteEventQueue implements EventQueue {
@@ -117,6 +118,21 @@ export class SqliteEventQueue implements EventQueue {
          ON CONFLICT (annotation_id) DO UPDATE SET task_id = excluded.task_id, audit_id = excluded.audit_id, prediction_id = excluded.prediction_id, deleted_ms = excluded.deleted_ms`,
       )
       .run(s.annotationId, s.taskId, s.auditId, s.predictionId, s.deletedMs);
+  }
+
+  projects(): number[] {
+    const rows = this.db.prepare(`SELECT DISTINCT json_extract(event, '$.projectId') AS p FROM ls_events WHERE json_extract(event, '$.projectId') > 0 ORDER BY p`).all() as { p: number }[];
+    return rows.map((r) => r.p);
+  }
+
+  hasEvent(annotationId: number, updatedAt: string): boolean {
+    const keys = (['ANNOTATION_CREATED', 'ANNOTATION_UPDATED'] as const).map((action) => eventKey({ annotationId, action, updatedAt }));
+    return this.db.prepare(`SELECT 1 FROM ls_events WHERE key IN (?, ?)`).get(...keys) !== undefined;
+  }
+
+  liveAnnotationsOfTask(taskId: number): number[] {
+    const rows = this.db.prepare(`SELECT annotation_id FROM ls_annotations WHERE task_id = ? AND deleted_ms IS NULL AND audit_id IS NOT NULL`).all(taskId) as { annotation_id: number }[];
+    return rows.map((r) => r.annotation_id);
   }
 
   predictionOwner(predictionId: number): number | undefined {

@@ -80,6 +80,12 @@ export interface EventQueue {
   fail(seq: number, reason: string, nowMs: number): void;
   annotation(annotationId: number): AnnotationState | undefined;
   saveAnnotation(state: AnnotationState): void;
+  /** Projects of the events queued so far: the ones a sweep looks at. */
+  projects(): number[];
+  /** Whether a creation or update of the annotation with this `updated_at` was ever queued. */
+  hasEvent(annotationId: number, updatedAt: string): boolean;
+  /** Annotations of the task with an audit and no deletion yet. */
+  liveAnnotationsOfTask(taskId: number): number[];
   /** The annotation whose audit prediction `predictionId` is, if any. */
   predictionOwner(predictionId: number): number | undefined;
   /** Every event with its state, oldest first (tests and operators; small queues). */

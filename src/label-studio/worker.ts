@@ -4,7 +4,7 @@
 // whatever was left pending, since the queue is on disk.
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
-import { asEventFailure, processEvent, type BackendDeps } from './backend.js';
+import { asEventFailure, processEvent, sweep, type BackendDeps } from './backend.js';
 
 export interface WorkerOptions {
   /** First retry delay; each further attempt doubles it. */
@@ -23,6 +23,9 @@ export function backoffMs(attempts: number, opts: WorkerOptions, random = Math.r
 
 export class EventWorker {
   private timer: NodeJS.Timeout | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  /** The start-up sweep in progress, if any. */
+  private sweeping: Promise<void> | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
 
@@ -34,10 +37,32 @@ export class EventWorker {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Starts draining (what a restart left pending first). */
+  /**
+   * Starts draining (what a restart left pending first) and sweeps Label Studio once for what changed while the
+   * service was down; a sweep that fails (Label Studio unreachable) is tried again with the same back-off.
+   */
   start(): void {
     this.stopped = false;
     this.wake();
+    this.sweep(0);
+  }
+
+  private sweep(failures: number): void {
+    if (this.stopped) return;
+    this.sweeping = sweep(this.deps, this.now()).then(
+      (r) => {
+        this.logger.info(r, 'label studio sweep done: annotations changed while asm-fer was not listening are queued');
+        if (r.queued > 0) this.wake();
+      },
+      (err: unknown) => {
+        const f = asEventFailure(err);
+        this.metrics.recordLabelStudioFailure(f.reason);
+        const wait = backoffMs(failures, this.opts);
+        this.logger.warn({ reason: f.reason, detail: f.message, retryInMs: wait }, 'label studio sweep failed; will retry');
+        this.sweepTimer = setTimeout(() => this.sweep(failures + 1), wait);
+        this.sweepTimer.unref();
+      },
+    );
   }
 
   /** Something was queued: drain now rather than at the next timer. */
@@ -57,12 +82,8 @@ export class EventWorker {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
-    await this.running;
-  }
-
-  /** Resolves once nothing is due (tests). */
-  async idle(): Promise<void> {
-    while (this.running) await this.running;
+    clearTimeout(this.sweepTimer);
+    await Promise.all([this.running, this.sweeping]);
   }
 
   private schedule(): void {

@@ -36,7 +36,13 @@ function addTask(id: number, project = 1) {
   ls.files.set(`/data/upload/${project}/face-${id}.png`, image);
 }
 
-const webhook = (body: unknown) => request(t.app).post('/label-studio/webhook').set('authorization', bearer).send(body as object);
+/** Sends a webhook as Label Studio would, after making the fake hold (or drop) the annotation as Label Studio would. */
+const webhook = (body: unknown) => {
+  const b = body as { action?: string; annotation?: Record<string, unknown>; annotations?: { id: number }[] };
+  if (b.annotation && typeof b.annotation.id === 'number' && typeof b.annotation.updated_at === 'string') ls.annotations.set(b.annotation.id, b.annotation);
+  for (const a of b.annotations ?? []) ls.annotations.delete(a.id);
+  return request(t.app).post('/label-studio/webhook').set('authorization', bearer).send(body as object);
+};
 const predictionsOf = (task: number) => [...ls.predictions.values()].filter((p) => p.task === task);
 const recordsOf = (annotation: number) => t.trail.store.list({ datasetId: 'label-studio project 1' }, { limit: 1000 }).items.filter((r) => r.itemId?.endsWith(`annotation ${annotation}`));
 
@@ -234,6 +240,22 @@ describe('POST /label-studio/webhook', () => {
 });
 
 describe('a restart and the personal-access-token form', () => {
+  it('audits, once, an annotation made while the service was down, and removes the verdict of one deleted meanwhile', async () => {
+    await t.close();
+    // Label Studio's webhooks failed while asm-fer was down: the annotations changed without a word.
+    const missed = annotationPayload('ANNOTATION_CREATED', { id: 110, task: 10, project: 1, choice: 'disgust', updatedAt: '2026-12-04T12:00:00.000000Z' }).annotation;
+    ls.annotations.set(110, missed);
+    ls.annotations.delete(102);
+    t = await startTestApp(lsEnv());
+    await until(() => predictionsOf(10).length === 1 && predictionsOf(2).length === 0, 10_000);
+    expect(recordsOf(110)).toHaveLength(1);
+    // Everything else was already queued: nothing audited twice, no other verdict removed.
+    await until(async () => (await request(t.app).get('/metrics')).text.includes('asm_fer_label_studio_queue_depth 0'), 10_000);
+    for (const a of [101, 103, 104, 106, 109]) expect(recordsOf(a).length, `annotation ${a}`).toBe(a === 103 || a === 109 ? 2 : 1);
+    expect(predictionsOf(1)).toHaveLength(1);
+    expect(predictionsOf(9)).toHaveLength(1);
+  });
+
   it('resumes the queue left by a stopped service, once, authenticating with an access token from the PAT', async () => {
     ls.mode = 'down';
     await webhook(annotationPayload('ANNOTATION_CREATED', { id: 107, task: 7, project: 1, choice: 'surprise' }));

@@ -24,6 +24,8 @@ export interface FakeLabelStudio {
   projects: Map<number, { label_config: string }>;
   files: Map<string, Buffer>;
   predictions: Map<number, FakePrediction>;
+  /** Annotations by id, as Label Studio serialises them (what the task's annotation list answers). */
+  annotations: Map<number, Record<string, unknown>>;
   /** Every request: method, path and the Authorization header it carried. */
   requests: { method: string; path: string; authorization: string | undefined }[];
   /** 'up', 'down' (connections dropped), or an HTTP status every API call answers with. */
@@ -38,7 +40,7 @@ export interface FakeLabelStudio {
 
 export async function startFakeLabelStudio(): Promise<FakeLabelStudio> {
   let nextId = 1;
-  const fake: Omit<FakeLabelStudio, 'url' | 'close'> = { tasks: new Map(), projects: new Map(), files: new Map(), predictions: new Map(), requests: [], mode: 'up', faults: [] };
+  const fake: Omit<FakeLabelStudio, 'url' | 'close'> = { tasks: new Map(), projects: new Map(), files: new Map(), predictions: new Map(), annotations: new Map(), requests: [], mode: 'up', faults: [] };
   const authorised = (req: IncomingMessage) => req.headers.authorization === `Token ${LEGACY_TOKEN}` || req.headers.authorization === `Bearer ${ACCESS_TOKEN}`;
   const send = (res: ServerResponse, status: number, body?: unknown) => {
     res.writeHead(status, { 'content-type': 'application/json' }).end(body === undefined ? undefined : JSON.stringify(body));
@@ -63,6 +65,18 @@ export async function startFakeLabelStudio(): Promise<FakeLabelStudio> {
     }
     if (!authorised(req)) return send(res, 401, { detail: 'Authentication credentials were not provided.' });
     let m: RegExpExecArray | null;
+    if (req.method === 'GET' && url.pathname === '/api/tasks/') {
+      const all = [...fake.tasks.values()].filter((t) => t.project === Number(url.searchParams.get('project'))).sort((a, b) => a.id - b.id);
+      const size = Number(url.searchParams.get('page_size') ?? 100);
+      const page = Number(url.searchParams.get('page') ?? 1);
+      const slice = all.slice((page - 1) * size, page * size);
+      if (page > 1 && slice.length === 0) return send(res, 404, { detail: 'Invalid page.' });
+      const count = (id: number) => [...fake.annotations.values()].filter((a) => a.task === id).length;
+      return send(res, 200, { tasks: slice.map((t) => ({ ...t, total_annotations: count(t.id) })), total: all.length });
+    }
+    if (req.method === 'GET' && (m = /^\/api\/tasks\/(\d+)\/annotations\/?$/.exec(url.pathname))) {
+      return send(res, 200, [...fake.annotations.values()].filter((a) => a.task === Number(m?.[1])));
+    }
     if (req.method === 'GET' && (m = /^\/api\/tasks\/(\d+)\/?$/.exec(url.pathname))) {
       const task = fake.tasks.get(Number(m[1]));
       return task ? send(res, 200, task) : send(res, 404, { detail: 'Not found.' });

@@ -77,6 +77,26 @@ describe('SqliteEventQueue', () => {
   });
 });
 
+describe('what a sweep asks of the queue', () => {
+  it('knows the projects seen, which annotation versions were queued, and which audited annotations are live', () => {
+    const q = SqliteEventQueue.open(tempDir());
+    q.enqueue(event(1), 0);
+    q.enqueue({ ...event(2, 'ANNOTATION_UPDATED', 't9'), projectId: 4 }, 0);
+    q.enqueue({ ...event(3, 'ANNOTATION_DELETED', ''), projectId: 0 }, 0);
+    expect(q.projects()).toEqual([1, 4]);
+    expect(q.hasEvent(1, 't1')).toBe(true);
+    expect(q.hasEvent(2, 't9')).toBe(true);
+    expect(q.hasEvent(1, 't2')).toBe(false);
+    q.saveAnnotation({ annotationId: 1, taskId: 11, auditId: 'a', predictionId: 5, deletedMs: null });
+    q.saveAnnotation({ annotationId: 5, taskId: 11, auditId: 'b', predictionId: 6, deletedMs: 3 });
+    q.saveAnnotation({ annotationId: 6, taskId: 11, auditId: null, predictionId: null, deletedMs: null });
+    expect(q.liveAnnotationsOfTask(11)).toEqual([1]);
+    expect(q.predictionOwner(5)).toBe(1);
+    expect(q.predictionOwner(7)).toBeUndefined();
+    q.close();
+  });
+});
+
 describe('backoffMs', () => {
   it('doubles from the base up to the cap, less up to 20 % jitter', () => {
     const opts = { retryBaseMs: 1000, retryMaxMs: 10_000 };
