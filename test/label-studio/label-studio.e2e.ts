@@ -64,6 +64,8 @@ const taskFace = new Map<number, Face>();
 /** annotation id → task id, label given */
 const given = new Map<number, { task: number; label: string; wrong: boolean }>();
 const latencies: number[] = [];
+/** Every asm-fer process of the run, for the check that no log line holds a token. */
+const started: ServerProcess[] = [];
 
 async function startAsm(lsUrl: string, token: string): Promise<ServerProcess> {
   const p = startServer({
@@ -75,6 +77,7 @@ async function startAsm(lsUrl: string, token: string): Promise<ServerProcess> {
     ASM_FER_LABEL_STUDIO_SECRET: SECRET,
     ASM_FER_LABEL_STUDIO_RETRY_MAX_MS: '1000',
   });
+  started.push(p);
   await listeningPort(p);
   return p;
 }
@@ -285,6 +288,13 @@ describe('asm-fer as the ML backend of a real Label Studio', () => {
       if (g.wrong) expect(latest.verdict).toBe('noisy');
       else expect(latest.verdict).not.toBe('noisy');
     }
+  });
+
+  it('never logs a Label Studio token', () => {
+    const logs = started.map((p) => p.out() + p.err()).join('\n');
+    expect(logs).toMatch(/label studio event done/);
+    expect(logs).not.toContain(pat);
+    expect(logs).not.toContain(LS_TOKEN);
   });
 
   it('shows the audit in the Data Manager (screenshot on request) and reports the latency', async () => {
