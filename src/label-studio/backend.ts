@@ -284,7 +284,7 @@ export async function processEvent(deps: BackendDeps, key: string, e: Annotation
   if (label === undefined) throw new EventFailure('unknown-choice', false, `the submitted choice ${JSON.stringify(choice)} is not in the project's labeling config`);
 
   // Written once: a retry (after a crash, or a failed write-back) finds the record by its derived id.
-  let record: Pick<NewAuditRecord, 'verdict' | 'quality' | 'mistakenness' | 'predicted' | 'confidence' | 'probabilities' | 'labelProbability'> | undefined = deps.trail.store.get(auditId);
+  let record: Pick<NewAuditRecord, 'verdict' | 'quality' | 'mistakenness' | 'predicted' | 'confidence' | 'probabilities' | 'labelProbability'> | undefined = await deps.trail.store.get(auditId);
   if (!record) {
     const image = await deps.client.fetchImage(imageUrl(task.data, question));
     const judged = await deps.host.use(async (served) => {
@@ -299,8 +299,8 @@ export async function processEvent(deps: BackendDeps, key: string, e: Annotation
         image: deps.storeImages ? image : null,
         face,
       };
-      const r = judge(item, c, deps.trail.thresholdsFor(manifest), { id: auditId, timeMs: nowMs(), model: { name: manifest.name, version: manifest.version } }, manifest.labelQuality?.score ?? DEFAULT_QUALITY_SCORE);
-      deps.trail.record([r]);
+      const r = judge(item, c, await deps.trail.thresholdsFor(manifest), { id: auditId, timeMs: nowMs(), model: { name: manifest.name, version: manifest.version } }, manifest.labelQuality?.score ?? DEFAULT_QUALITY_SCORE);
+      await deps.trail.record([r]);
       deps.metrics.recordVerdict(r.label, r.verdict);
       deps.metrics.recordPrediction(r.predicted);
       return r;

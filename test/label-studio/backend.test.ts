@@ -7,6 +7,7 @@ import request from 'supertest';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { auditIdOf } from '../../src/label-studio/backend.js';
 import { eventKey } from '../../src/label-studio/queue.js';
+import { freshTrail } from '../fixtures/backends.js';
 import { png } from '../fixtures/make-images.js';
 import { until } from '../fixtures/server-process.js';
 import { startTestApp, type TestApp } from '../fixtures/tiny-model.js';
@@ -44,7 +45,8 @@ const webhook = (body: unknown) => {
   return request(t.app).post('/label-studio/webhook').set('authorization', bearer).send(body as object);
 };
 const predictionsOf = (task: number) => [...ls.predictions.values()].filter((p) => p.task === task);
-const recordsOf = (annotation: number) => t.trail.store.list({ datasetId: 'label-studio project 1' }, { limit: 1000 }).items.filter((r) => r.itemId?.endsWith(`annotation ${annotation}`));
+const recordsOf = async (annotation: number) =>
+  (await t.trail.store.list({ datasetId: 'label-studio project 1' }, { limit: 1000 })).items.filter((r) => r.itemId?.endsWith(`annotation ${annotation}`));
 
 beforeAll(async () => {
   ls = await startFakeLabelStudio();
@@ -147,7 +149,7 @@ describe('POST /label-studio/webhook', () => {
     expectContract('POST', '/label-studio/webhook', res);
     expect(res.body).toEqual({ events: 1, queued: 1 });
     await until(() => predictionsOf(1).length === 1, 10_000);
-    const [record] = recordsOf(101);
+    const [record] = await recordsOf(101);
     expect(record).toMatchObject({ label: 'fear', annotatorId: '42', datasetId: 'label-studio project 1', itemId: 'task 1 annotation 101' });
     expect(record?.id).toBe(auditIdOf(eventKey({ annotationId: 101, action: 'ANNOTATION_CREATED', updatedAt: '2026-12-04T10:00:00.000000Z' })));
     const [p] = predictionsOf(1);
@@ -165,7 +167,7 @@ describe('POST /label-studio/webhook', () => {
     await until(() => predictionsOf(2).length === 1, 10_000);
     expect((await webhook(body)).body).toEqual({ events: 1, queued: 0 });
     await new Promise((r) => setTimeout(r, 200));
-    expect(recordsOf(102)).toHaveLength(1);
+    expect(await recordsOf(102)).toHaveLength(1);
     expect(predictionsOf(2)).toHaveLength(1);
   });
 
@@ -175,11 +177,11 @@ describe('POST /label-studio/webhook', () => {
     const first = predictionsOf(3)[0]?.id;
     await webhook(annotationPayload('ANNOTATION_UPDATED', { id: 103, task: 3, project: 1, choice: 'neutral', updatedAt: '2026-12-04T10:05:00.000000Z' }));
     await until(() => predictionsOf(3).length === 1 && predictionsOf(3)[0]?.id !== first, 10_000);
-    expect(recordsOf(103).map((r) => r.label).sort()).toEqual(['anger', 'neutral']);
+    expect((await recordsOf(103)).map((r) => r.label).sort()).toEqual(['anger', 'neutral']);
     expect((await webhook({ action: 'ANNOTATIONS_DELETED', annotations: [{ id: 103 }], project: { id: 1 } })).body).toEqual({ events: 1, queued: 1 });
     await until(() => predictionsOf(3).length === 0, 10_000);
     // The trail keeps what was audited.
-    expect(recordsOf(103)).toHaveLength(2);
+    expect(await recordsOf(103)).toHaveLength(2);
   });
 
   it('answers at once while Label Studio is unreachable, then audits once it is back', async () => {
@@ -197,7 +199,7 @@ describe('POST /label-studio/webhook', () => {
     await until(() => ls.requests.filter((r) => r.path === '/api/tasks/4').length >= 3, 10_000);
     ls.mode = 'up';
     await until(() => predictionsOf(4).length === 1, 10_000);
-    expect(recordsOf(104)).toHaveLength(1);
+    expect(await recordsOf(104)).toHaveLength(1);
     expect((await request(t.app).get('/metrics')).text).toMatch(/asm_fer_label_studio_queue_depth 0/);
   });
 
@@ -213,7 +215,7 @@ describe('POST /label-studio/webhook', () => {
     await webhook(annotationPayload('ANNOTATION_UPDATED', { id: 109, task: 9, project: 1, choice: 'happiness', updatedAt: '2026-12-04T11:00:00.000000Z' }));
     await until(async () => (await request(t.app).get('/metrics')).text.includes('asm_fer_label_studio_queue_depth 0') && !predictionsOf(9).some((p) => p.id === first), 10_000);
     expect(predictionsOf(9)).toHaveLength(1);
-    expect(recordsOf(109).map((r) => r.label).sort()).toEqual(['fear', 'happiness']);
+    expect((await recordsOf(109)).map((r) => r.label).sort()).toEqual(['fear', 'happiness']);
   });
 
   it('gives up on an event whose image is missing, with its reason, and goes on with the next', async () => {
@@ -222,7 +224,7 @@ describe('POST /label-studio/webhook', () => {
     await webhook(annotationPayload('ANNOTATION_CREATED', { id: 106, task: 6, project: 1, choice: 'fear' }));
     await until(() => predictionsOf(6).length === 1, 10_000);
     expect((await request(t.app).get('/metrics')).text).toMatch(/asm_fer_label_studio_event_failures_total\{reason="image-not-found"\} 1/);
-    expect(recordsOf(105)).toHaveLength(0);
+    expect(await recordsOf(105)).toHaveLength(0);
   });
 
   it('refuses a malformed annotation event with a 400 and ignores actions it does not audit', async () => {
@@ -248,10 +250,10 @@ describe('a restart and the personal-access-token form', () => {
     ls.annotations.delete(102);
     t = await startTestApp(lsEnv());
     await until(() => predictionsOf(10).length === 1 && predictionsOf(2).length === 0, 10_000);
-    expect(recordsOf(110)).toHaveLength(1);
+    expect(await recordsOf(110)).toHaveLength(1);
     // Everything else was already queued: nothing audited twice, no other verdict removed.
     await until(async () => (await request(t.app).get('/metrics')).text.includes('asm_fer_label_studio_queue_depth 0'), 10_000);
-    for (const a of [101, 103, 104, 106, 109]) expect(recordsOf(a).length, `annotation ${a}`).toBe(a === 103 || a === 109 ? 2 : 1);
+    for (const a of [101, 103, 104, 106, 109]) expect((await recordsOf(a)).length, `annotation ${a}`).toBe(a === 103 || a === 109 ? 2 : 1);
     expect(predictionsOf(1)).toHaveLength(1);
     expect(predictionsOf(9)).toHaveLength(1);
   });
@@ -265,10 +267,36 @@ describe('a restart and the personal-access-token form', () => {
     const seen = ls.requests.length;
     t = await startTestApp(lsEnv(PERSONAL_TOKEN));
     await until(() => predictionsOf(7).length === 1 && predictionsOf(8).length === 1, 10_000);
-    expect(recordsOf(107)).toHaveLength(1);
-    expect(recordsOf(108)).toHaveLength(1);
+    expect(await recordsOf(107)).toHaveLength(1);
+    expect(await recordsOf(108)).toHaveLength(1);
     const after = ls.requests.slice(seen);
     expect(after[0]?.path).toBe('/api/token/refresh');
     expect(after.filter((r) => r.path.startsWith('/api/tasks')).every((r) => r.authorization?.startsWith('Bearer ') && !r.authorization.includes(PERSONAL_TOKEN))).toBe(true);
+  });
+});
+
+describe('on a PostgreSQL trail', () => {
+  it('audits into it through the same trail functions, the queue staying in its own SQLite file', async () => {
+    const trail = await freshTrail('postgres');
+    const queueDir = mkdtempSync(path.join(tmpdir(), 'asm-fer-ls-pg-'));
+    const pg = await startTestApp({ ...lsEnv(), ...trail.env, ASM_FER_DATA_DIR: queueDir });
+    try {
+      ls.tasks.set(11, { id: 11, project: 2, data: { image: '/data/upload/2/face-11.png' } });
+      ls.files.set('/data/upload/2/face-11.png', image);
+      ls.projects.set(2, { label_config: ferplusConfig() });
+      const body = annotationPayload('ANNOTATION_CREATED', { id: 201, task: 11, project: 2, choice: 'neutral' });
+      ls.annotations.set(201, body.annotation);
+      const res = await request(pg.app).post('/label-studio/webhook').set('authorization', bearer).send(body);
+      expect(res.body).toEqual({ events: 1, queued: 1 });
+      await until(() => predictionsOf(11).length === 1, 10_000);
+      const { items } = await pg.trail.store.list({ datasetId: 'label-studio project 2' }, { limit: 10 });
+      expect(items.map((r) => [r.itemId, r.label])).toEqual([['task 11 annotation 201', 'neutral']]);
+      expect(predictionsOf(11)[0]?.score).toBe(items[0]?.labelProbability);
+      expect(readdirSync(queueDir)).toContain('label-studio.db');
+    } finally {
+      await pg.close();
+      await trail.drop();
+      rmSync(queueDir, { recursive: true, force: true });
+    }
   });
 });
