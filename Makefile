@@ -10,6 +10,8 @@ VENV := training/.venv
 CONTRACT_VENV := test/contract/.venv
 # kubernetes-validate for the Kubernetes manifests, in its own venv for the same reason.
 DEPLOY_VENV := deploy/.venv
+# Label Studio (PyPI, pinned) for the ML-backend end-to-end test, in its own venv: its Django stack meets nothing else.
+LS_VENV := test/label-studio/.venv
 DATA ?= $(if $(wildcard ../shared/data/ferplus),../shared/data/ferplus,)
 BUNDLE ?= models/default
 RUN_DIR ?= training/runs/ferplus-ce-cal
@@ -23,7 +25,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # see README "GPU"). npm 11 also honours "allowScripts" in package.json; npm 10 only this variable.
 export ONNXRUNTIME_NODE_INSTALL := skip
 
-.PHONY: help setup serve test test-python test-node test-contract test-deploy browser postgres train finetune export-fixtures clean
+.PHONY: help setup serve test test-python test-node test-contract test-deploy test-label-studio browser postgres train finetune export-fixtures clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -46,7 +48,7 @@ setup: node_modules/.installed $(VENV)/.installed ## install npm packages and th
 serve: dist/.built ## start the service on PORT (default 8080) with models/default
 	npm start
 
-test: test-python test-node test-contract test-deploy ## run every test: Python, TypeScript, the contract fuzz and the Kubernetes manifests (what CI runs)
+test: test-python test-node test-contract test-deploy test-label-studio ## run every test: Python, TypeScript, the contract fuzz, the Kubernetes manifests and the Label Studio end-to-end test (what CI runs)
 
 # The dataset-audit report is checked in a real headless browser (Debian's chromium).
 browser:
@@ -95,6 +97,17 @@ $(DEPLOY_VENV)/.installed: deploy/requirements.txt
 test-deploy: $(DEPLOY_VENV)/.installed ## validate the Kubernetes manifests in deploy/ (schemas, probes, env, drain, user)
 	$(DEPLOY_VENV)/bin/python deploy/check_manifests.py
 
+$(LS_VENV)/.installed: test/label-studio/requirements.txt
+	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/pip install --quiet --disable-pip-version-check -r test/label-studio/requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
+	test -x $(LS_VENV)/bin/label-studio
+	touch $@
+
+# asm-fer as the ML backend of a real Label Studio on loopback (ports 18480 and 18401), test/label-studio/label-studio.e2e.ts.
+# ASM_FER_E2E_SCREENSHOT=docs/img/label-studio-data-manager.png also photographs the Data Manager (needs `make browser`).
+test-label-studio: node_modules/.installed $(LS_VENV)/.installed ## the Label Studio end-to-end test (installs label-studio into test/label-studio/.venv, ~3 min once)
+	npx vitest run -c test/label-studio/vitest.e2e.config.ts
+
 train: $(VENV)/.installed ## train the base recipe on FER+ (DATA=..., RUN_DIR=...) and export to BUNDLE; `make finetune` then gives the shipped model
 	@test -n "$(DATA)" || { echo "set DATA=<folder with FER2013Train/ and FER2013Valid/>"; exit 2; }
 	$(VENV)/bin/asm-fer train --data $(DATA) --calibration $(CALIBRATION) --run-dir $(RUN_DIR) --export $(BUNDLE) --name ferplus --weights float16 --noisy-base fitted
@@ -106,3 +119,4 @@ finetune: $(VENV)/.installed ## fine-tune RUN_DIR's model on detector-like crops
 
 clean: ## remove installed packages, builds and generated fixtures (not training runs)
 	rm -rf node_modules dist $(VENV) $(CONTRACT_VENV) $(DEPLOY_VENV) $(FIXTURES)
+	rm -rf node_modules dist $(VENV) $(CONTRACT_VENV) $(LS_VENV) $(FIXTURES)

@@ -112,6 +112,42 @@ export const configSchema = z.object({
     .transform((s) => s.split(',').map((o) => o.trim()).filter((o) => o.length > 0))
     .pipe(z.array(z.union([z.literal('*'), z.url({ protocol: /^https?$/ }).refine((o) => URL.canParse(o) && new URL(o).origin === o, 'must be a bare origin like https://app.example.com')])))
     .describe('Comma-separated browser origins allowed to call the API (CORS), or "*" for any; empty (the default) sends no CORS headers.'),
+  LABEL_STUDIO_URL: z
+    .url({ protocol: /^https?$/ })
+    .optional()
+    .describe('Label Studio to audit annotations of (e.g. http://localhost:8080): tasks, images and predictions are read and written there, and images are fetched from nowhere else.'),
+  LABEL_STUDIO_API_KEY: z
+    .string()
+    .min(6, 'must be at least 6 characters')
+    .optional()
+    .describe("Label Studio token: a personal access token (a JWT, from Account & Settings) or a legacy token; sent only to LABEL_STUDIO_URL, never logged."),
+  ASM_FER_LABEL_STUDIO_SECRET: z
+    .string()
+    .min(16, 'must be at least 16 characters')
+    .optional()
+    .describe(
+      'Shared secret of the Label Studio routes (/label-studio/*): sent as the basic-auth password of the ML backend connection or as "Authorization: Bearer <secret>" by the webhook. Unset: the routes answer 403.',
+    ),
+  ASM_FER_LABEL_STUDIO_LABEL_MAP: z
+    .string()
+    .default('')
+    .transform((s, ctx) => {
+      const map: Record<string, string> = {};
+      for (const pair of s.split(',').map((p) => p.trim()).filter((p) => p.length > 0)) {
+        const at = pair.lastIndexOf('=');
+        if (at <= 0 || at === pair.length - 1) {
+          ctx.addIssue({ code: 'custom', message: `"${pair}" is not Choice=class` });
+          return z.NEVER;
+        }
+        map[pair.slice(0, at).trim()] = pair.slice(at + 1).trim();
+      }
+      return Object.freeze(map);
+    })
+    .describe('Label Studio choices that are not named like a model class, mapped onto one: "Happy=happiness,Sad=sadness" (others match a class by name, ignoring case).'),
+  ASM_FER_LABEL_STUDIO_TIMEOUT_MS: int(100, 600_000).default(10_000).describe('Time limit of each call to Label Studio (task, project, image, prediction).'),
+  ASM_FER_LABEL_STUDIO_RETRY_MAX_MS: int(100, 86_400_000)
+    .default(300_000)
+    .describe('Longest wait between attempts at an annotation event that failed for a reason that may pass (Label Studio or the image unreachable); attempts start 1 s apart and double.'),
   ASM_FER_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino log level.'),
 });
 
@@ -140,6 +176,9 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+/** Variables named in errors but never echoed. */
+const SECRETS = new Set(['ASM_FER_API_KEY', 'ASM_FER_AUDIT_DB', 'LABEL_STUDIO_API_KEY', 'ASM_FER_LABEL_STUDIO_SECRET']);
+
 /**
  * Parses `env` (process.env by default); throws ConfigError whose message is one line naming the bad variable.
  * `cores` sets the default workers and intra-op threads (sessionDefaults).
@@ -153,7 +192,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const issue = parsed.error.issues[0];
     const key = String(issue?.path[0] ?? 'environment');
     // A secret is named, never echoed.
-    const shown = key === 'ASM_FER_API_KEY' || key === 'ASM_FER_AUDIT_DB' ? '(hidden)' : JSON.stringify(env[key] ?? '');
+    const shown = SECRETS.has(key) ? '(hidden)' : JSON.stringify(env[key] ?? '');
     throw new ConfigError(`invalid ${key}=${shown}: ${issue?.message ?? 'invalid value'}`);
   }
   if (parsed.data.ASM_FER_AUDIT_DB !== undefined && parsed.data.ASM_FER_AUDIT_MAX_BYTES !== undefined) {
@@ -162,6 +201,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const { ASM_FER_REQUEST_PIXEL_BUDGET: perRequest, ASM_FER_PROCESS_PIXEL_BUDGET: perProcess } = parsed.data;
   if (perProcess < perRequest) {
     throw new ConfigError(`invalid ASM_FER_PROCESS_PIXEL_BUDGET=${JSON.stringify(String(perProcess))}: must be at least ASM_FER_REQUEST_PIXEL_BUDGET (${perRequest})`);
+  }
+  const { LABEL_STUDIO_URL: lsUrl, LABEL_STUDIO_API_KEY: lsKey, ASM_FER_LABEL_STUDIO_SECRET: lsSecret } = parsed.data;
+  // The backend is all or nothing: its routes need the secret, and auditing needs Label Studio's URL and a token.
+  if (lsUrl !== undefined || lsKey !== undefined || lsSecret !== undefined) {
+    const missing = [lsUrl === undefined && 'LABEL_STUDIO_URL', lsKey === undefined && 'LABEL_STUDIO_API_KEY', lsSecret === undefined && 'ASM_FER_LABEL_STUDIO_SECRET'].filter((k) => k !== false);
+    if (missing.length > 0) throw new ConfigError(`invalid ${missing[0]}=(unset): the Label Studio backend needs LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY and ASM_FER_LABEL_STUDIO_SECRET together`);
   }
   const sessions = sessionDefaults(cores, parsed.data.ASM_FER_INTRA_OP_THREADS);
   return Object.freeze({

@@ -209,6 +209,18 @@ export class SeveralFaces extends ImageError {
   readonly title = 'Several faces; say which one';
 }
 
+/** A Label Studio labeling config asm-fer cannot audit: no single-choice image question, or choices that map onto no class. */
+export class LabelConfigRefused extends AppError {
+  readonly status = 422;
+  readonly slug = 'label-config';
+  readonly title = 'Labeling config not supported';
+  override readonly extras: Record<string, unknown>;
+  constructor(detail: string, unmappedChoices: readonly string[], validLabels: readonly string[]) {
+    super(detail);
+    this.extras = { unmappedChoices: [...unmappedChoices], validLabels: [...validLabels] };
+  }
+}
+
 /** The audit or admin routes need `Authorization: Bearer <ASM_FER_API_KEY>`. */
 export class Unauthorized extends AppError {
   readonly status = 401;

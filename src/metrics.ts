@@ -153,6 +153,36 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
   liveGauge('audit_drift_detected', 'Whether the class has drifted (1) or not (0), by class.', ['class'], (g, s) => {
     for (const c of s.drift.classes) g.set({ class: c.label }, c.drifted ? 1 : 0);
   });
+  let lsQueue: (() => { depth: number; oldestMs: number }) | undefined;
+  new Gauge({
+    name: `${PREFIX}label_studio_queue_depth`,
+    help: 'Label Studio annotation events queued and not yet done (waiting or retrying).',
+    registers: [registry],
+    collect() {
+      this.set(lsQueue?.().depth ?? 0);
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}label_studio_queue_lag_seconds`,
+    help: 'Age of the oldest Label Studio annotation event not yet done; 0 when the queue is empty.',
+    registers: [registry],
+    collect() {
+      this.set((lsQueue?.().oldestMs ?? 0) / 1000);
+    },
+  });
+  const lsFailures = new Counter({
+    name: `${PREFIX}label_studio_event_failures_total`,
+    help: 'Failed attempts at a Label Studio annotation event, by reason (a fixed set of slugs: ls-unreachable, image-not-found, no-face, ...).',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  const lsEvents = new Histogram({
+    name: `${PREFIX}label_studio_event_seconds`,
+    help: 'From webhook receipt to the end of a Label Studio annotation event (verdict written back), by outcome.',
+    labelNames: ['outcome'] as const,
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800],
+    registers: [registry],
+  });
   const modelInfo = new Gauge({
     name: `${PREFIX}model_info`,
     help: 'The served model; always 1.',
@@ -220,6 +250,16 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
    */
     trackAuditStats(read: () => { live: LiveSnapshot; drift: DriftReport }) {
       auditStats = read;
+    },
+    /** `read` gives the Label Studio queue's depth and oldest age at scrape time. */
+    trackLabelStudioQueue(read: () => { depth: number; oldestMs: number }) {
+      lsQueue = read;
+    },
+    recordLabelStudioFailure(reason: string) {
+      lsFailures.inc({ reason });
+    },
+    recordLabelStudioEvent(outcome: 'audited' | 'skipped' | 'deleted' | 'failed', seconds: number) {
+      lsEvents.observe({ outcome }, seconds);
     },
     render(): Promise<string> {
       return registry.metrics();

@@ -14,6 +14,10 @@ import { createHttpApp } from './http/server.js';
 import { ModelHost, startModel, type BatchSettings, type LoadedModel, type SessionSettings } from './inference/model-host.js';
 import type { PoolOptions, SessionPool } from './onnx/session-pool.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import type { BackendDeps } from './label-studio/backend.js';
+import { LabelStudioClient, type LabelStudioOptions } from './label-studio/client.js';
+import { SqliteEventQueue } from './label-studio/queue-sqlite.js';
+import { EventWorker, type WorkerOptions } from './label-studio/worker.js';
 
 /** openapi.yaml and package.json sit at the repository root, one level above src/ and dist/. */
 export const API_SPEC_PATH = fileURLToPath(new URL('../openapi.yaml', import.meta.url));
@@ -40,6 +44,8 @@ export function moduleOptions(config: Config): {
   detector: DetectorOptions;
   pixels: PixelBudgetOptions;
   trail: AuditTrailOptions;
+  /** The Label Studio backend, when configured (config.ts checks its variables come together). */
+  labelStudio: { client: LabelStudioOptions; labelMap: Readonly<Record<string, string>>; worker: WorkerOptions } | undefined;
 } {
   const providers = { preferredProviders: config.ASM_FER_EXECUTION_PROVIDERS, intraOpThreads: config.ASM_FER_INTRA_OP_THREADS };
   return {
@@ -75,7 +81,22 @@ export function moduleOptions(config: Config): {
       driftThreshold: config.ASM_FER_DRIFT_THRESHOLD,
       minSamples: config.ASM_FER_DRIFT_MIN_SAMPLES,
     },
+    labelStudio:
+      config.LABEL_STUDIO_URL !== undefined && config.LABEL_STUDIO_API_KEY !== undefined
+        ? {
+            client: { url: config.LABEL_STUDIO_URL, apiKey: config.LABEL_STUDIO_API_KEY, timeoutMs: config.ASM_FER_LABEL_STUDIO_TIMEOUT_MS, maxImageBytes: config.ASM_FER_MAX_FILE_BYTES },
+            labelMap: config.ASM_FER_LABEL_STUDIO_LABEL_MAP,
+            // 1 s first: a Label Studio restart or a network blip usually passes within seconds.
+            worker: { retryBaseMs: 1000, retryMaxMs: config.ASM_FER_LABEL_STUDIO_RETRY_MAX_MS },
+          }
+        : undefined,
   };
+}
+
+/** The Label Studio backend's use-case dependencies and the worker draining its queue. */
+export interface LabelStudioBackend {
+  backend: BackendDeps;
+  worker: EventWorker;
 }
 
 /** The two ONNX models the request path runs: the expression model behind its host, and the face detector. */
@@ -93,6 +114,8 @@ export interface Service extends Models {
   config: Config;
   trail: AuditTrail;
   app: HttpApp;
+  /** The Label Studio ML backend, when configured. */
+  labelStudio: LabelStudioBackend | undefined;
   /**
    * Ready from start until `draining` is set (main.ts does on SIGTERM): /v2/health/ready then answers 503 while
    * requests are still served, until `ready` is set false just before the listener closes.
@@ -170,11 +193,36 @@ export async function startService(config: Config, hooks: ServiceHooks = {}): Pr
       return this.ready;
     },
   };
+  let labelStudio: LabelStudioBackend | undefined;
+  const ls = moduleOptions(config).labelStudio;
+  if (ls) {
+    // Opened here, not lazily: a queue that cannot be opened must stop the start, not lose the first webhook.
+    const queue = SqliteEventQueue.open(config.ASM_FER_DATA_DIR);
+    const backend: BackendDeps = {
+      host,
+      trail,
+      client: new LabelStudioClient(ls.client),
+      queue,
+      labelMap: ls.labelMap,
+      faces: { maxPixels: config.ASM_FER_MAX_PIXELS, autoMaxSide: config.ASM_FER_DETECT_AUTO_MAX_SIDE, detector: models.detector, pixels },
+      storeImages: config.ASM_FER_AUDIT_STORE_IMAGES,
+      metrics,
+    };
+    const worker = new EventWorker(backend, ls.worker, metrics, logger.child({ component: 'label-studio' }));
+    metrics.trackLabelStudioQueue(() => queue.stats(Date.now()));
+    labelStudio = { backend, worker };
+    const pending = queue.stats(Date.now());
+    logger.info({ labelStudio: backend.client.origin, pending: pending.depth, failed: pending.failed }, 'label studio backend on; resuming its queue');
+    worker.start();
+  }
   const { version } = JSON.parse(readFileSync(PACKAGE_JSON, 'utf8')) as { version: string };
-  const app = createHttpApp({ config, host, detector: models.detector, pixels, metrics, logger, readiness, trail, apiSpecPath: API_SPEC_PATH, serverVersion: version });
+  const app = createHttpApp({ config, host, detector: models.detector, pixels, metrics, logger, readiness, trail, labelStudio, apiSpecPath: API_SPEC_PATH, serverVersion: version });
   const close = async () => {
+    // The event in progress settles first (its outcome on disk, or still pending for the next start).
+    await labelStudio?.worker.stop();
+    labelStudio?.backend.queue.close();
     await models.close();
     await trail.store.close();
   };
-  return { ...models, config, trail, app, readiness, shutdownDelayMs: config.ASM_FER_SHUTDOWN_DELAY_MS, close };
+  return { ...models, config, trail, app, readiness, shutdownDelayMs: config.ASM_FER_SHUTDOWN_DELAY_MS, labelStudio, close };
 }

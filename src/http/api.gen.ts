@@ -344,6 +344,102 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/label-studio/health": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Label Studio ML backend health (Label Studio calls it before /setup).
+         * @description The Label Studio routes exist only when LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY and ASM_FER_LABEL_STUDIO_SECRET
+         *     are set (403 otherwise); each needs the secret, as the basic-auth password of Label Studio's ML backend
+         *     connection or as `Authorization: Bearer <secret>` (the webhook's header), else 401.
+         */
+        get: operations["labelStudioHealth"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/label-studio/setup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Check a Label Studio project's labeling config (Label Studio calls it when the backend is connected).
+         * @description The config must hold exactly one single-choice `<Choices>` about an `<Image>`, and every choice must map onto a
+         *     class of the served model: by ASM_FER_LABEL_STUDIO_LABEL_MAP, else by name ignoring case. Otherwise 422
+         *     `label-config` naming what is wrong (`unmappedChoices` lists the choices that map onto no class). The
+         *     `access_token` Label Studio sends is ignored: asm-fer uses LABEL_STUDIO_API_KEY.
+         */
+        post: operations["labelStudioSetup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/label-studio/predict": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Pre-annotate Label Studio tasks, one prediction per task in task order.
+         * @description Each task's image (the `<Image>` tag's data field) is fetched from LABEL_STUDIO_URL (nowhere else), its one
+         *     face classified, and the likeliest class that has a choice predicted, with its probability as `score` and the
+         *     bundle's `model_version`. A task whose image cannot be fetched or does not hold exactly one face gets an entry
+         *     without `result`, with `error` saying why (Label Studio skips it and keeps the others in order).
+         */
+        post: operations["labelStudioPredict"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/label-studio/webhook": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Label Studio's webhook; annotation events are queued durably and audited behind the answer.
+         * @description `ANNOTATION_CREATED`, `ANNOTATIONS_CREATED` and `ANNOTATION_UPDATED` are audited: the task and its image are
+         *     fetched from Label Studio, the submitted choice is audited into the trail (`itemId` "task T annotation A",
+         *     `annotatorId` the annotation's `completed_by`, `datasetId` "label-studio project P") and written back to the
+         *     task as a prediction: the model's choice, `score` = the probability of the submitted label, `model_version`
+         *     "asm-fer audit: <verdict> (quality <q>)" (the Data Manager's "Prediction model versions" column),
+         *     `mislabeling` = the label's mistakenness. An update replaces the annotation's earlier audit prediction.
+         *     `ANNOTATIONS_DELETED` removes it and marks the annotation deleted. Other actions are acknowledged and ignored.
+         *     The answer comes once the events are committed to disk; the same event (annotation, action, `updated_at`)
+         *     delivered again is not queued again (`queued` counts the new ones).
+         */
+        post: operations["labelStudioWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -848,6 +944,70 @@ export interface components {
                 datatype: "FP32";
                 data: number[];
             }[];
+        };
+        LabelStudioHealth: {
+            /** @enum {string} */
+            status: "UP";
+            model_version: string;
+        };
+        /** @description What Label Studio sends (project, schema, hostname, access_token, extra_params); only `schema` is read. */
+        LabelStudioSetupRequest: {
+            project?: string | number;
+            /** @description The project's labeling config (XML). */
+            schema: string;
+        } & {
+            [key: string]: unknown;
+        };
+        LabelStudioSetupResponse: {
+            /** @description The served bundle's name and version, "<name>-<version>". */
+            model_version: string;
+        };
+        LabelStudioTask: {
+            id?: number;
+            data: {
+                [key: string]: unknown;
+            };
+        } & {
+            [key: string]: unknown;
+        };
+        LabelStudioPredictRequest: {
+            tasks: components["schemas"]["LabelStudioTask"][];
+            label_config: string;
+            project?: string | number;
+        } & {
+            [key: string]: unknown;
+        };
+        LabelStudioChoiceResult: {
+            from_name: string;
+            to_name: string;
+            /** @enum {string} */
+            type: "choices";
+            value: {
+                choices: string[];
+            };
+        };
+        LabelStudioPrediction: {
+            result?: components["schemas"]["LabelStudioChoiceResult"][];
+            score?: number;
+            model_version: string;
+            /** @description Why this task has no prediction (a reason slug such as image-not-found, no-face, several-faces). */
+            error?: string;
+        };
+        LabelStudioPredictResponse: {
+            results: components["schemas"]["LabelStudioPrediction"][];
+            model_version: string;
+        };
+        /** @description Label Studio's webhook body (send_payload on); `annotation`, `annotations`, `task` and `project` as it sends them. */
+        LabelStudioWebhook: {
+            action: string;
+        } & {
+            [key: string]: unknown;
+        };
+        LabelStudioWebhookResponse: {
+            /** @description Annotation events in the body. */
+            events: number;
+            /** @description Of them, those not queued before (a redelivered event is not). */
+            queued: number;
         };
         Health: {
             /** @enum {string} */
@@ -1411,6 +1571,118 @@ export interface operations {
                     "application/yaml": Record<string, never>;
                 };
             };
+        };
+    };
+    labelStudioHealth: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Up; the model_version predictions will carry. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LabelStudioHealth"];
+                };
+            };
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+        };
+    };
+    labelStudioSetup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LabelStudioSetupRequest"];
+            };
+        };
+        responses: {
+            /** @description The config can be audited; the model version predictions will carry. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LabelStudioSetupResponse"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+        };
+    };
+    labelStudioPredict: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LabelStudioPredictRequest"];
+            };
+        };
+        responses: {
+            /** @description One entry per task, in order. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LabelStudioPredictResponse"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    labelStudioWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LabelStudioWebhook"];
+            };
+        };
+        responses: {
+            /** @description The events are queued (committed to disk). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LabelStudioWebhookResponse"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
         };
     };
 }

@@ -8,6 +8,8 @@ import type { FaceDetector } from '../faces/detector.js';
 import type { PixelBudget } from '../image/pixel-budget.js';
 import type { ModelHost } from '../inference/model-host.js';
 import type { Metrics } from '../metrics.js';
+import type { BackendDeps } from '../label-studio/backend.js';
+import type { EventWorker } from '../label-studio/worker.js';
 
 /** The Express application, named here so code outside src/http/ need not import express. */
 export type HttpApp = Express;
@@ -31,6 +33,8 @@ export interface HttpDeps {
   readiness: Readiness;
   /** The audit trail: store, live statistics, drift. */
   trail: AuditTrail;
+  /** The Label Studio ML backend (routes under /label-studio), when configured. */
+  labelStudio?: { backend: BackendDeps; worker: Pick<EventWorker, 'wake'> } | undefined;
   apiSpecPath: string;
   /** This service's version (package.json), reported by GET /v2. */
   serverVersion: string;

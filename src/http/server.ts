@@ -14,6 +14,7 @@ import { apiKeyIfConfigured } from './auth.js';
 import { cors } from './cors.js';
 import type { HttpDeps } from './deps.js';
 import { healthRouter } from './health.js';
+import { labelStudioRouter, labelStudioSecret } from './label-studio.js';
 import { modelsRouter } from './models.js';
 import { predictRouter } from './predict.js';
 import { parseQuery } from './query.js';
@@ -65,6 +66,7 @@ export function createHttpApp(deps: HttpDeps): Express {
   // Before the body is parsed, so an unauthenticated upload is refused without buffering it, and before admission, so
   // it never holds one of the inference slots.
   app.use(['/v1/audit', '/v1/audits'], apiKeyIfConfigured(deps.config.ASM_FER_API_KEY));
+  app.use('/label-studio', labelStudioSecret(deps.labelStudio ? deps.config.ASM_FER_LABEL_STUDIO_SECRET : undefined));
   app.use(admission(deps.config.ASM_FER_MAX_QUEUE, deps.logger, deps.metrics));
   // Parsed before the validator, which checks the parsed body against the contract.
   app.use(express.json({ limit: deps.config.ASM_FER_MAX_JSON_BYTES }));
@@ -74,6 +76,7 @@ export function createHttpApp(deps: HttpDeps): Express {
   app.use(auditTrailRouter(deps));
   app.use(modelsRouter(deps));
   app.use(v2Router(deps));
+  app.use(labelStudioRouter(deps));
   app.use(notFound);
   app.use(problemHandler(deps.logger, deps.metrics));
   return app;

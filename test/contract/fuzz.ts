@@ -34,8 +34,20 @@ const key = randomBytes(24).toString('hex');
 const runs: Run[] = [
   // Audit routes open, reload disabled (403).
   { name: 'without API key', env: {}, headers: [] },
-  // Audit routes and reload need the key; images are stored so GET /v1/audits/{id}/image has something to serve.
-  { name: 'with API key', env: { ASM_FER_API_KEY: key, ASM_FER_AUDIT_STORE_IMAGES: 'true' }, headers: ['--header', `Authorization: Bearer ${key}`] },
+  // Audit routes and reload need the key; images are stored so GET /v1/audits/{id}/image has something to serve. The
+  // Label Studio routes are on, with the same key as their secret, pointed at a port where nothing listens: webhooks
+  // queue (and wait), predictions answer per-task errors.
+  {
+    name: 'with API key',
+    env: {
+      ASM_FER_API_KEY: key,
+      ASM_FER_AUDIT_STORE_IMAGES: 'true',
+      LABEL_STUDIO_URL: 'http://127.0.0.1:18499',
+      LABEL_STUDIO_API_KEY: 'fuzz-label-studio-token',
+      ASM_FER_LABEL_STUDIO_SECRET: key,
+    },
+    headers: ['--header', `Authorization: Bearer ${key}`],
+  },
 ];
 
 interface Outcome {

@@ -93,6 +93,7 @@ class Exclusion:
         return self.detail is None or re.search(self.detail, str(body.get("detail", ""))) is not None
 
 
+LABEL_STUDIO = ["GET /label-studio/health", "POST /label-studio/setup", "POST /label-studio/predict", "POST /label-studio/webhook"]
 ACCEPTED = "ST202"  # positive_data_acceptance: a schema-valid request was refused
 MISSING_HEADER = "ST203"  # missing_required_header: no Authorization, and the answer was not 401
 
@@ -120,6 +121,17 @@ EXCLUSIONS = [
     Exclusion(ACCEPTED, frozenset({"POST /v2/models/{name}/infer"}), 400, "bad-request", None,
               "a tensor is valid only when its name, datatype, shape and data length agree with the served bundle's "
               "input (GET /v2/models/{name}): per-bundle, cross-field rules; test/http/v2.test.ts covers valid tensors"),
+    Exclusion(ACCEPTED, frozenset({"POST /label-studio/setup", "POST /label-studio/predict"}), 422, "label-config", None,
+              "a labeling config is Label Studio XML: whether it holds one single-choice image question whose choices "
+              "are the bundle's classes is no JSON Schema's to state (test/label-studio/ covers valid configs)"),
+    Exclusion(ACCEPTED, frozenset({"POST /label-studio/webhook"}), 400, "bad-request", r"needs id, task, project|has no id",
+              "an annotation action must carry the annotation as Label Studio sends it; the schema leaves the body open "
+              "for the many actions asm-fer ignores, so this rule across `action` and `annotation` is the service's"),
+    Exclusion(ACCEPTED, frozenset(LABEL_STUDIO), 403, "forbidden", r"Label Studio backend is off",
+              "without the Label Studio settings the backend's routes are off for everyone (403); the keyed run turns "
+              "them on"),
+    Exclusion(MISSING_HEADER, frozenset(LABEL_STUDIO), 403, "forbidden", r"Label Studio backend is off",
+              "likewise: no credential a 401 could ask for while the backend is off (the keyed run checks the 401)"),
     Exclusion(MISSING_HEADER, frozenset({"POST /v1/models/reload"}), 403, "forbidden", r"disabled",
               "without ASM_FER_API_KEY, reload over HTTP is disabled for everyone (403): there is no credential a 401 "
               "could ask for (the keyed run checks the 401)"),

@@ -1,0 +1,85 @@
+// The Label Studio ML backend protocol under /label-studio: GET /health, POST /setup, POST /predict (Label Studio calls
+// these once the backend is connected to a project) and POST /webhook (annotation events, queued durably and audited
+// behind the answer). Every route needs the shared secret (ASM_FER_LABEL_STUDIO_SECRET); the work is in
+// src/label-studio/backend.ts.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { Router, type Request, type RequestHandler } from 'express';
+import { LabelConfigRefused, NotReady, Forbidden, Unauthorized } from '../errors.js';
+import { modelVersion, predictTasks, receiveWebhook, setup, type PredictTask } from '../label-studio/backend.js';
+import { LabelConfigError } from '../label-studio/label-config.js';
+import type { components } from './api.gen.js';
+import type { HttpDeps } from './deps.js';
+import { signalOf } from './cancel.js';
+
+type SetupResponse = components['schemas']['LabelStudioSetupResponse'];
+type WebhookResponse = components['schemas']['LabelStudioWebhookResponse'];
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+/** The secret from `Authorization: Basic <user:secret>` (Label Studio's ML backend basic auth) or `Bearer <secret>` (a webhook header). */
+function presented(req: Request): string | undefined {
+  const auth = req.get('authorization') ?? '';
+  const bearer = /^Bearer\s+(\S+)\s*$/i.exec(auth);
+  if (bearer) return bearer[1];
+  const basic = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(auth);
+  if (!basic) return undefined;
+  const decoded = Buffer.from(basic[1] as string, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  return colon < 0 ? undefined : decoded.slice(colon + 1);
+}
+
+/** Every /label-studio route: 403 while the backend is not configured, 401 without the secret (constant-time compare). */
+export function labelStudioSecret(secret: string | undefined): RequestHandler {
+  return (req, _res, next) => {
+    if (secret === undefined) throw new Forbidden('the Label Studio backend is off: set LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY and ASM_FER_LABEL_STUDIO_SECRET');
+    const given = presented(req);
+    if (given === undefined || !timingSafeEqual(digest(given), digest(secret))) {
+      throw new Unauthorized('send ASM_FER_LABEL_STUDIO_SECRET as the basic-auth password of the ML backend connection, or as Authorization: Bearer <secret>');
+    }
+    next();
+  };
+}
+
+function refused(err: unknown, classes: readonly string[]): never {
+  if (err instanceof LabelConfigError) throw new LabelConfigRefused(err.message, err.unmapped, classes);
+  throw err;
+}
+
+export function labelStudioRouter(deps: HttpDeps): Router {
+  const router = Router();
+  const ls = deps.labelStudio;
+  if (!ls) return router;
+  const { backend, worker } = ls;
+
+  router.get('/label-studio/health', (_req, res) => {
+    res.json({ status: 'UP', model_version: modelVersion(deps.host.current.manifest) });
+  });
+
+  router.post('/label-studio/setup', (req, res) => {
+    const body = req.body as { schema: string };
+    try {
+      const { modelVersion: version } = setup(backend, body.schema);
+      res.json({ model_version: version } satisfies SetupResponse);
+    } catch (err) {
+      refused(err, deps.host.current.manifest.classes);
+    }
+  });
+
+  router.post('/label-studio/predict', async (req, res) => {
+    if (!deps.readiness.isReady()) throw new NotReady();
+    const body = req.body as { tasks: PredictTask[]; label_config: string };
+    try {
+      res.json(await predictTasks(backend, body.label_config, body.tasks, signalOf(res)));
+    } catch (err) {
+      refused(err, deps.host.current.manifest.classes);
+    }
+  });
+
+  router.post('/label-studio/webhook', (req, res) => {
+    // Committed (fsynced) before the answer: a 2xx means the event survives a crash; the audit follows behind it.
+    const { events, queued } = receiveWebhook(backend, req.body as Record<string, unknown>, Date.now());
+    if (queued > 0) worker.wake();
+    res.json({ events, queued } satisfies WebhookResponse);
+  });
+  return router;
+}

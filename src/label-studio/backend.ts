@@ -1,0 +1,337 @@
+// asm-fer as a Label Studio ML backend, as plain functions: setup (check a project's labeling config), predict
+// (pre-annotate tasks), receive a webhook (queue its annotation events durably), and process one queued event (fetch
+// the task and image, audit the submitted choice into the trail, write the verdict back as a prediction).
+import { createHash } from 'node:crypto';
+import { judge, type NewAuditRecord } from '../audit/judge.js';
+import { DEFAULT_QUALITY_SCORE } from '../audit/label-quality.js';
+import type { AuditTrail } from '../audit/trail.js';
+import { AppError, BadRequest } from '../errors.js';
+import { faceBox, findFaces, pickFace, type FindOptions } from '../faces/find-faces.js';
+import type { FaceDetector } from '../faces/detector.js';
+import type { PixelBudget } from '../image/pixel-budget.js';
+import { classifyFaces } from '../inference/classify-faces.js';
+import type { Classification } from '../inference/classify.js';
+import type { ModelHost, ServedModel } from '../inference/model-host.js';
+import type { Metrics } from '../metrics.js';
+import { LabelStudioError, type LabelStudioClient } from './client.js';
+import { choiceQuestion, LabelConfigError, type ChoiceQuestion } from './label-config.js';
+import type { AnnotationEvent, EventOutcome, EventQueue } from './queue.js';
+
+/** Everything the backend's use cases run on; service.ts builds it once. */
+export interface BackendDeps {
+  host: ModelHost;
+  trail: AuditTrail;
+  client: LabelStudioClient;
+  queue: EventQueue;
+  /** Label Studio choice → model class, for choices not named like a class (ASM_FER_LABEL_STUDIO_LABEL_MAP). */
+  labelMap: Readonly<Record<string, string>>;
+  /** How images are searched for their face, as /v1/audit does with ?detect=auto. */
+  faces: { maxPixels: number; autoMaxSide: number; detector: FaceDetector; pixels: PixelBudget };
+  /** Keep audited images in the trail (ASM_FER_AUDIT_STORE_IMAGES). */
+  storeImages: boolean;
+  metrics: Pick<Metrics, 'recordVerdict' | 'recordPrediction'>;
+}
+
+/** The model_version Label Studio shows for pre-annotations: stable for a bundle, from its name and version. */
+export function modelVersion(manifest: Pick<ServedModel['manifest'], 'name' | 'version'>): string {
+  return `${manifest.name}-${manifest.version}`;
+}
+
+/** A failure of one event, with a fixed reason slug and whether retrying may help. */
+export class EventFailure extends Error {
+  override name = 'EventFailure';
+  constructor(
+    readonly reason: string,
+    readonly transient: boolean,
+    detail: string,
+  ) {
+    super(detail);
+  }
+}
+
+/** Any error met while processing an event, as an EventFailure: 503-type service errors and Label Studio outages retry. */
+export function asEventFailure(err: unknown): EventFailure {
+  if (err instanceof EventFailure) return err;
+  if (err instanceof LabelStudioError) return new EventFailure(err.reason, err.transient, err.message);
+  if (err instanceof LabelConfigError) return new EventFailure('label-config', false, err.message);
+  if (err instanceof AppError) return new EventFailure(err.slug, err.status === 503, err.message);
+  return new EventFailure('internal', true, err instanceof Error ? err.message : String(err));
+}
+
+// ---- setup and predict -------------------------------------------------------------------------------------------
+
+/** POST /setup: the project's question, or LabelConfigError saying why the config cannot be audited. */
+export function setup(deps: Pick<BackendDeps, 'host' | 'labelMap'>, schema: string): { question: ChoiceQuestion; modelVersion: string } {
+  const { manifest } = deps.host.current;
+  return { question: choiceQuestion(schema, manifest.classes, deps.labelMap), modelVersion: modelVersion(manifest) };
+}
+
+/** The classification of the one face in `image`, with the face as the trail records it. */
+async function classifyOne(deps: Pick<BackendDeps, 'faces'>, served: ServedModel, image: Buffer): Promise<{ c: Classification; face: { index: number; box: ReturnType<typeof faceBox>; score: number | null } }> {
+  const lease = deps.faces.pixels.lease();
+  try {
+    const opts: FindOptions = { mode: 'auto', spec: served.manifest.input, maxPixels: deps.faces.maxPixels, autoMaxSide: deps.faces.autoMaxSide, detector: deps.faces.detector, pixels: lease };
+    const [found] = await findFaces([{ image }], opts);
+    if (!found) throw new Error('findFaces returned no result for one image');
+    const pick = pickFace(found, undefined, 0);
+    const [c] = await classifyFaces(served, [pick.face]);
+    if (!c) throw new Error('classifyFaces returned no result for one face');
+    return { c, face: { index: pick.index, box: faceBox(pick.face, found), score: pick.face.score } };
+  } finally {
+    lease.release();
+  }
+}
+
+/** The likeliest class that has a choice in the project (only those can be told to Label Studio), with its probability. */
+function bestChoice(c: Classification, q: ChoiceQuestion): { choice: string; probability: number } {
+  let best: { choice: string; probability: number } | undefined;
+  for (const [cls, choice] of Object.entries(q.choiceOf)) {
+    const p = c.probabilities[cls] ?? 0;
+    if (!best || p > best.probability) best = { choice, probability: p };
+  }
+  return best ?? { choice: '', probability: 0 };
+}
+
+function choiceResult(q: ChoiceQuestion, choice: string): unknown[] {
+  return [{ from_name: q.fromName, to_name: q.toName, type: 'choices', value: { choices: [choice] } }];
+}
+
+export interface PredictTask {
+  id?: unknown;
+  data?: unknown;
+}
+
+/**
+ * POST /predict: one prediction per task, in task order. A task whose image cannot be fetched or has no single face
+ * gets an entry without `result` (Label Studio skips such entries and keeps the order of the others).
+ */
+export async function predictTasks(deps: Pick<BackendDeps, 'host' | 'labelMap' | 'client' | 'faces'>, labelConfig: string, tasks: readonly PredictTask[], signal?: AbortSignal) {
+  return deps.host.use(async (served) => {
+    const question = choiceQuestion(labelConfig, served.manifest.classes, deps.labelMap);
+    const version = modelVersion(served.manifest);
+    const results = [];
+    // One task at a time: the batcher merges concurrent work from other requests, and Label Studio waits for the whole answer.
+    for (const task of tasks) {
+      // A request already answered (timed out) or abandoned stops between tasks.
+      signal?.throwIfAborted();
+      try {
+        const url = imageUrl(task.data, question);
+        const { c } = await classifyOne(deps, served, await deps.client.fetchImage(url));
+        const best = bestChoice(c, question);
+        results.push({ result: choiceResult(question, best.choice), score: best.probability, model_version: version });
+      } catch (err) {
+        const f = asEventFailure(err);
+        results.push({ model_version: version, error: f.reason });
+      }
+    }
+    return { results, model_version: version };
+  });
+}
+
+function imageUrl(data: unknown, q: ChoiceQuestion): string {
+  const url = (data as Record<string, unknown> | null | undefined)?.[q.dataKey];
+  if (typeof url !== 'string' || url.length === 0) throw new EventFailure('no-image', false, `the task has no image URL in data.${q.dataKey}`);
+  return url;
+}
+
+// ---- webhook -----------------------------------------------------------------------------------------------------
+
+const AUDITED = new Set(['ANNOTATION_CREATED', 'ANNOTATION_UPDATED']);
+/** Label Studio sends ANNOTATIONS_DELETED (a list of ids); ANNOTATION_DELETED is accepted as its one-id form. */
+const DELETED = new Set(['ANNOTATIONS_DELETED', 'ANNOTATION_DELETED']);
+
+const idOf = (v: unknown): number | undefined => {
+  const id = typeof v === 'object' && v !== null ? (v as { id?: unknown }).id : v;
+  return typeof id === 'number' && Number.isSafeInteger(id) && id > 0 ? id : undefined;
+};
+
+/** The annotation events of one webhook body; other actions give none. Throws BadRequest on a malformed event. */
+export function webhookEvents(body: Record<string, unknown>): AnnotationEvent[] {
+  const action = String(body.action ?? '');
+  if (AUDITED.has(action) || action === 'ANNOTATIONS_CREATED') {
+    const annotations = Array.isArray(body.annotation) ? body.annotation : [body.annotation];
+    return annotations.map((a: unknown, i) => {
+      const ann = (a ?? {}) as Record<string, unknown>;
+      const annotationId = idOf(ann.id);
+      const taskId = idOf(ann.task) ?? idOf(Array.isArray(body.task) ? body.task[i] : body.task);
+      const projectId = idOf(ann.project) ?? idOf(body.project);
+      const updatedAt = typeof ann.updated_at === 'string' ? ann.updated_at : typeof ann.created_at === 'string' ? ann.created_at : undefined;
+      if (!annotationId || !taskId || !projectId || !updatedAt || !Array.isArray(ann.result)) {
+        throw new BadRequest(`${action}: annotation ${i} needs id, task, project, updated_at and result as Label Studio sends them`);
+      }
+      return {
+        action: action === 'ANNOTATIONS_CREATED' ? 'ANNOTATION_CREATED' : (action as 'ANNOTATION_CREATED' | 'ANNOTATION_UPDATED'),
+        annotationId,
+        taskId,
+        projectId,
+        completedBy: idOf(ann.completed_by) ?? null,
+        updatedAt,
+        result: ann.result as unknown[],
+      };
+    });
+  }
+  if (DELETED.has(action)) {
+    const list = Array.isArray(body.annotations) ? body.annotations : [body.annotation];
+    return list.map((a: unknown, i) => {
+      const annotationId = idOf(a);
+      if (!annotationId) throw new BadRequest(`${action}: annotation ${i} has no id`);
+      // A deletion happens once: its key needs no time (Label Studio sends none).
+      return { action: 'ANNOTATION_DELETED', annotationId, taskId: 0, projectId: idOf(body.project) ?? 0, completedBy: null, updatedAt: '', result: [] };
+    });
+  }
+  return [];
+}
+
+/**
+ * Catches up with what Label Studio did while asm-fer was not listening (it does not resend a webhook that failed):
+ * every annotation of the projects seen so far whose current version (`updated_at`) was never queued is queued as a
+ * creation or an update, and every audited annotation that is gone, as a deletion. One task-list page and one
+ * annotation list per task with annotations: run once at start.
+ */
+export async function sweep(deps: Pick<BackendDeps, 'client' | 'queue'>, nowMs: number): Promise<{ annotations: number; queued: number }> {
+  const PAGE = 100;
+  let annotations = 0;
+  let queued = 0;
+  const enqueue = (e: AnnotationEvent) => {
+    if (deps.queue.enqueue(e, nowMs).queued) queued++;
+  };
+  for (const projectId of deps.queue.projects()) {
+    for (let page = 1, seen = 0; ; page++) {
+      const { tasks, total } = await deps.client.listTasks(projectId, page, PAGE);
+      for (const task of tasks) {
+        const present = (task.total_annotations ?? 1) > 0 ? await deps.client.listAnnotations(task.id) : [];
+        const ids = new Set<number>();
+        for (const a of present) {
+          const id = idOf(a.id);
+          if (id === undefined) continue;
+          ids.add(id);
+          annotations++;
+          const known = deps.queue.annotation(id) !== undefined;
+          let events: AnnotationEvent[];
+          try {
+            events = webhookEvents({ action: known ? 'ANNOTATION_UPDATED' : 'ANNOTATION_CREATED', annotation: { task: task.id, ...a }, project: { id: projectId } });
+          } catch {
+            continue;
+          }
+          for (const e of events) if (!deps.queue.hasEvent(e.annotationId, e.updatedAt)) enqueue(e);
+        }
+        for (const gone of deps.queue.liveAnnotationsOfTask(task.id)) {
+          if (!ids.has(gone)) enqueue({ action: 'ANNOTATION_DELETED', annotationId: gone, taskId: task.id, projectId, completedBy: null, updatedAt: '', result: [] });
+        }
+      }
+      seen += tasks.length;
+      if (tasks.length === 0 || seen >= total) break;
+    }
+  }
+  return { annotations, queued };
+}
+
+/** Enqueues every event of the body (durably, before the webhook answers); returns how many were new. */
+export function receiveWebhook(deps: Pick<BackendDeps, 'queue'>, body: Record<string, unknown>, nowMs: number): { events: number; queued: number } {
+  const events = webhookEvents(body);
+  let queued = 0;
+  for (const e of events) if (deps.queue.enqueue(e, nowMs).queued) queued++;
+  return { events: events.length, queued };
+}
+
+// ---- one queued event --------------------------------------------------------------------------------------------
+
+/** The audit record id of an event: derived from its key, so a retry after a crash finds the record it wrote. */
+export function auditIdOf(key: string): string {
+  const h = createHash('sha256').update(`label-studio:${key}`).digest('hex');
+  // Formatted as a version-8 (custom) RFC 9562 UUID, as the trail's ids are UUIDs.
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${((parseInt(h[16] as string, 16) & 0x3) | 0x8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+/**
+ * The model_version of an audit prediction: the Data Manager shows it in its "Prediction model versions" column, which
+ * filters ("contains noisy") and sorts (by verdict, then quality). Not the bundle's version: the Data Manager's own
+ * "Prediction score" column averages only the predictions of the project's selected model version, which is the
+ * backend's title, so the verdict has to travel in the tag to be seen at all.
+ */
+export function auditTag(verdict: string, quality: number): string {
+  return `asm-fer audit: ${verdict} (quality ${quality.toFixed(2)})`;
+}
+
+/** The submitted choice of `question` in an annotation's result, or undefined when it has none. */
+function submittedChoice(result: readonly unknown[], q: ChoiceQuestion): string | undefined {
+  for (const r of result) {
+    const region = r as { from_name?: unknown; to_name?: unknown; type?: unknown; value?: { choices?: unknown } };
+    if (region.from_name !== q.fromName || region.to_name !== q.toName) continue;
+    const choices = region.value?.choices;
+    if (Array.isArray(choices) && typeof choices[0] === 'string') return choices[0];
+  }
+  return undefined;
+}
+
+/**
+ * Runs one queued event to its end; throws (asEventFailure tells whether to retry) when it cannot. `attempts`: how many
+ * times it was tried before.
+ */
+export async function processEvent(deps: BackendDeps, key: string, e: AnnotationEvent, nowMs: () => number, attempts = 0): Promise<EventOutcome> {
+  const before = deps.queue.annotation(e.annotationId);
+  if (e.action === 'ANNOTATION_DELETED') {
+    if (before?.predictionId != null) await deps.client.deletePrediction(before.predictionId);
+    deps.queue.saveAnnotation({ annotationId: e.annotationId, taskId: before?.taskId ?? e.taskId, auditId: before?.auditId ?? null, predictionId: null, deletedMs: nowMs() });
+    return { kind: 'deleted', ...(before?.auditId ? { auditId: before.auditId } : {}) };
+  }
+  const auditId = auditIdOf(key);
+  const task = await deps.client.getTask(e.taskId);
+  const question = choiceQuestion(await deps.client.getLabelConfig(e.projectId), deps.host.current.manifest.classes, deps.labelMap);
+  const choice = submittedChoice(e.result, question);
+  if (choice === undefined) return { kind: 'skipped', reason: 'no-choice' };
+  const label = question.classOf[choice];
+  if (label === undefined) throw new EventFailure('unknown-choice', false, `the submitted choice ${JSON.stringify(choice)} is not in the project's labeling config`);
+
+  // Written once: a retry (after a crash, or a failed write-back) finds the record by its derived id.
+  let record: Pick<NewAuditRecord, 'verdict' | 'quality' | 'mistakenness' | 'predicted' | 'confidence' | 'probabilities' | 'labelProbability'> | undefined = await deps.trail.store.get(auditId);
+  if (!record) {
+    const image = await deps.client.fetchImage(imageUrl(task.data, question));
+    const judged = await deps.host.use(async (served) => {
+      const { c, face } = await classifyOne(deps, served, image);
+      const { manifest } = served;
+      const item = {
+        label,
+        itemId: `task ${e.taskId} annotation ${e.annotationId}`,
+        annotatorId: e.completedBy === null ? null : String(e.completedBy),
+        datasetId: `label-studio project ${e.projectId}`,
+        imageSha256: createHash('sha256').update(image).digest('hex'),
+        image: deps.storeImages ? image : null,
+        face,
+      };
+      const r = judge(item, c, await deps.trail.thresholdsFor(manifest), { id: auditId, timeMs: nowMs(), model: { name: manifest.name, version: manifest.version } }, manifest.labelQuality?.score ?? DEFAULT_QUALITY_SCORE);
+      await deps.trail.record([r]);
+      deps.metrics.recordVerdict(r.label, r.verdict);
+      deps.metrics.recordPrediction(r.predicted);
+      return r;
+    });
+    record = judged;
+  }
+
+  // The prediction written back, unless a previous attempt of this event wrote it and saved its id.
+  let predictionId = before?.auditId === auditId ? before.predictionId : null;
+  if (predictionId === null) {
+    const prediction = {
+      task: e.taskId,
+      result: choiceResult(question, question.choiceOf[record.predicted] ?? bestChoice({ label: record.predicted, confidence: record.confidence, probabilities: record.probabilities }, question).choice),
+      score: record.labelProbability,
+      model_version: auditTag(record.verdict, record.quality),
+      mislabeling: record.mistakenness,
+    };
+    // A previous attempt may have written it and lost Label Studio's answer (a timeout, a crash before the id was
+    // saved): on a retry, a prediction of this task with this tag and score that no other annotation owns is that one.
+    if (attempts > 0) {
+      const written = (await deps.client.listPredictions(e.taskId)).find(
+        (p) => p.model_version === prediction.model_version && p.score === prediction.score && deps.queue.predictionOwner(p.id) === undefined,
+      );
+      predictionId = written?.id ?? null;
+    }
+    predictionId ??= await deps.client.createPrediction(prediction);
+    // The annotation's previous verdict (an update replaces it) leaves the task, so the Data Manager shows the current
+    // one; deleted before the new id is saved, so that a failure here retries the deletion too.
+    if (before?.predictionId != null && before.predictionId !== predictionId) await deps.client.deletePrediction(before.predictionId);
+    deps.queue.saveAnnotation({ annotationId: e.annotationId, taskId: e.taskId, auditId, predictionId, deletedMs: null });
+  }
+  return { kind: 'audited', auditId, predictionId, verdict: record.verdict };
+}
+
