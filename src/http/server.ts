@@ -15,7 +15,8 @@ import { cors } from './cors.js';
 import type { HttpDeps } from './deps.js';
 import { healthRouter } from './health.js';
 import { modelsRouter } from './models.js';
-import { predictRouter } from './predict.js';
+import { predictHandler, predictRouter } from './predict.js';
+import { hotRouteIntake } from './predict-intake.js';
 import { parseQuery } from './query.js';
 import { clientErrorProblem, notFound, problemHandler } from './problem.js';
 import { v2Router } from './v2.js';
@@ -37,7 +38,7 @@ function requestContext(logger: Logger, metrics: Metrics): RequestHandler {
     res.on('finish', () => {
       const seconds = (performance.now() - started) / 1000;
       // Route templates only (never raw URLs) keep the label set bounded.
-      const route: string = (req.route as { path?: string } | undefined)?.path ?? (req as { openapi?: { openApiRoute?: string } }).openapi?.openApiRoute ?? 'unmatched';
+      const route: string = (res.locals.route as string | undefined) ?? (req.route as { path?: string } | undefined)?.path ?? (req as { openapi?: { openApiRoute?: string } }).openapi?.openApiRoute ?? 'unmatched';
       metrics.observeRequest(route, req.method, res.statusCode, seconds);
       if (logger.isLevelEnabled('info')) requestLog().info({ method: req.method, route, status: res.statusCode, ms: Math.round(seconds * 1000) }, 'request');
     });
@@ -66,6 +67,9 @@ export function createHttpApp(deps: HttpDeps): Express {
   // it never holds one of the inference slots.
   app.use(['/v1/audit', '/v1/audits'], apiKeyIfConfigured(deps.config.ASM_FER_API_KEY));
   app.use(admission(deps.config.ASM_FER_MAX_QUEUE, deps.logger, deps.metrics));
+  // The hot route's own intake (same schemas, limits and answers), without the validator's per-request route lookup
+  // and Express's routing; what it does not take whole goes on below.
+  app.use(hotRouteIntake(deps.config, deps.apiSpecPath, '/v1/predict', predictHandler(deps)));
   // Parsed before the validator, which checks the parsed body against the contract.
   app.use(express.json({ limit: deps.config.ASM_FER_MAX_JSON_BYTES }));
   app.use(contractValidator(deps.config, deps.apiSpecPath));
