@@ -18,7 +18,7 @@ function faceJson(face: FoundFace, image: ImageFaces): Pick<Face, 'box' | 'score
   return { box: faceBox(face, image), score: face.score, ...(face.keypoints ? { keypoints: face.keypoints } : {}) };
 }
 
-/** The handler, for the route's own intake (predict-intake.ts) and for the router behind the validator. */
+/** The handler, for the route's own intake (image-intake.ts) and for the router behind the validator. */
 export function predictHandler(deps: HttpDeps): (req: Request, res: Response) => Promise<void> {
   const { host, metrics, readiness } = deps;
   return async (req, res) => {

@@ -7,7 +7,7 @@ import express, { type Express, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
 import { admission } from './admission.js';
-import { auditLabelsRouter } from './audit-labels.js';
+import { auditHandler, auditLabelsRouter } from './audit-labels.js';
 import { auditTrailRouter } from './audit-trail.js';
 import { cancellation } from './cancel.js';
 import { apiKeyIfConfigured } from './auth.js';
@@ -16,7 +16,7 @@ import type { HttpDeps } from './deps.js';
 import { healthRouter } from './health.js';
 import { modelsRouter } from './models.js';
 import { predictHandler, predictRouter } from './predict.js';
-import { hotRouteIntake } from './predict-intake.js';
+import { imageRouteIntake } from './image-intake.js';
 import { parseQuery } from './query.js';
 import { clientErrorProblem, notFound, problemHandler } from './problem.js';
 import { v2Router } from './v2.js';
@@ -67,9 +67,9 @@ export function createHttpApp(deps: HttpDeps): Express {
   // it never holds one of the inference slots.
   app.use(['/v1/audit', '/v1/audits'], apiKeyIfConfigured(deps.config.ASM_FER_API_KEY));
   app.use(admission(deps.config.ASM_FER_MAX_QUEUE, deps.logger, deps.metrics));
-  // The hot route's own intake (same schemas, limits and answers), without the validator's per-request route lookup
+  // The image routes' own intake (same schemas, limits and answers), without the validator's per-request route lookup
   // and Express's routing; what it does not take whole goes on below.
-  app.use(hotRouteIntake(deps.config, deps.apiSpecPath, '/v1/predict', predictHandler(deps)));
+  app.use(imageRouteIntake(deps.config, deps.apiSpecPath, { '/v1/predict': predictHandler(deps), '/v1/audit': auditHandler(deps) }));
   // Parsed before the validator, which checks the parsed body against the contract.
   app.use(express.json({ limit: deps.config.ASM_FER_MAX_JSON_BYTES }));
   app.use(contractValidator(deps.config, deps.apiSpecPath));

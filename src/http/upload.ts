@@ -1,6 +1,6 @@
 // Multipart intake: express-openapi-validator runs multer (memory storage, limits from config) and checks the parts
 // against openapi.yaml; src/http/parts.ts then reads the parts into per-item requests. POST /v1/predict has its own
-// intake with the same limits and schemas (predict-intake.ts).
+// intake with the same limits and schemas (image-intake.ts).
 import type { RequestHandler } from 'express';
 import * as OpenApiValidator from 'express-openapi-validator';
 import multer from 'multer';

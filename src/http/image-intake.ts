@@ -1,7 +1,8 @@
-// POST /v1/predict's own intake, ahead of Express routing and the generic validator: validators compiled once from
-// openapi.yaml's operation (parameters and request body, the same schemas), multer with the same limits, and the
-// validator's own error values, so the hot route answers as the contract says without its per-request route lookup.
-// Anything it does not take whole (another content type, query parameters that would fail) goes on to the validator.
+// The image routes' own intake (POST /v1/predict, /v1/audit), ahead of Express routing and the generic validator:
+// validators compiled once from openapi.yaml's operations (parameters and request body, the same schemas), multer with
+// the same limits, and the validator's own error values, so the hot routes answer as the contract says without its
+// per-request route lookup. Anything it does not take whole (another content type, query parameters that would fail)
+// goes on to the validator.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
@@ -54,7 +55,7 @@ interface Operation {
 }
 interface Spec {
   paths: Record<string, Record<string, Operation>>;
-  components: { parameters: Record<string, Parameter> };
+  components: { parameters: Record<string, Parameter>; schemas: Record<string, unknown> };
 }
 
 const MULTIPART = 'multipart/form-data';
@@ -71,17 +72,24 @@ function multipartError(ev: ValidatorInternals, req: Request, err: Error & { cod
   return new ev.InternalServerError({ path: req.path, message: err.message });
 }
 
+type Handler = (req: Request, res: Response) => Promise<void>;
+
+interface Route {
+  queryOk: ValidateFn;
+  bodyOk: ValidateFn;
+  handler: Handler;
+}
+
 /**
- * Runs `handler` for `POST path` requests it can check whole: a multipart body with a boundary and query parameters
- * that the operation's parameter schemas accept. The body is read by multer (limits as upload.ts) and checked against
- * the operation's multipart schema in the shape the validator checks it (each file part as ''), with its ajv options.
+ * Runs each route's handler for `POST <path>` requests it can check whole: a multipart body with a boundary and query
+ * parameters that the operation's parameter schemas accept. The body is read by multer (limits as upload.ts) and
+ * checked against the operation's multipart schema in the shape the validator checks it (each file part as ''), with
+ * its ajv options. (No body property of these operations is a plain array or object, which the validator would first
+ * JSON.parse; the start-up check below holds that.)
  */
-export function hotRouteIntake(config: Config, apiSpecPath: string, path: string, handler: (req: Request, res: Response) => Promise<void>): RequestHandler {
+export function imageRouteIntake(config: Config, apiSpecPath: string, handlers: Record<string, Handler>): RequestHandler {
   const ev = validatorInternals();
   const spec = parse(readFileSync(apiSpecPath, 'utf8')) as Spec;
-  const operation = spec.paths[path]?.post;
-  const bodySchema = operation?.requestBody.content[MULTIPART]?.schema;
-  if (!operation || !bodySchema) throw new Error(`openapi.yaml has no multipart POST ${path}`);
   // express-openapi-validator's request options (AjvOptions.request with validateRequests: true).
   const ajv = ev.createRequestAjv(spec, {
     strict: false,
@@ -94,20 +102,30 @@ export function hotRouteIntake(config: Config, apiSpecPath: string, path: string
     formats: {},
     serDesMap: {},
   });
-  const parameters = (operation.parameters ?? []).map((p) => ('$ref' in p ? spec.components.parameters[p.$ref.split('/').pop() as string] : p) as Parameter);
-  if (parameters.some((p) => p.in !== 'query')) throw new Error(`POST ${path}: only query parameters are checked here`);
-  // No unknown, empty or repeated parameter: those are the validator's to refuse, with its wording.
-  const queryOk = ajv.compile({
-    type: 'object',
-    additionalProperties: false,
-    required: parameters.filter((p) => p.required).map((p) => p.name),
-    properties: Object.fromEntries(parameters.map((p) => [p.name, { allOf: [{ type: 'string', minLength: 1 }, p.schema] }])),
-    components: spec.components,
-  });
-  const bodyOk = ajv.compile({ components: spec.components, required: ['body'], properties: { body: bodySchema } });
+  const routes = new Map<string, Route>();
+  for (const [path, handler] of Object.entries(handlers)) {
+    const operation = spec.paths[path]?.post;
+    const bodySchema = operation?.requestBody.content[MULTIPART]?.schema as { $ref?: string } | undefined;
+    if (!operation || !bodySchema) throw new Error(`openapi.yaml has no multipart POST ${path}`);
+    const resolved = (bodySchema.$ref ? spec.components.schemas[bodySchema.$ref.split('/').pop() as string] : bodySchema) as { properties?: Record<string, { type?: unknown }> };
+    const nested = Object.entries(resolved.properties ?? {}).filter(([, p]) => p.type === 'array' || p.type === 'object');
+    if (nested.length > 0) throw new Error(`POST ${path}: body property ${nested[0]?.[0]} would be JSON-parsed by the validator; not handled here`);
+    const parameters = (operation.parameters ?? []).map((p) => ('$ref' in p ? spec.components.parameters[p.$ref.split('/').pop() as string] : p) as Parameter);
+    if (parameters.some((p) => p.in !== 'query')) throw new Error(`POST ${path}: only query parameters are checked here`);
+    // No unknown, empty or repeated parameter: those are the validator's to refuse, with its wording.
+    const queryOk = ajv.compile({
+      type: 'object',
+      additionalProperties: false,
+      required: parameters.filter((p) => p.required).map((p) => p.name),
+      properties: Object.fromEntries(parameters.map((p) => [p.name, { allOf: [{ type: 'string', minLength: 1 }, p.schema] }])),
+      components: spec.components,
+    });
+    const bodyOk = ajv.compile({ components: spec.components, required: ['body'], properties: { body: bodySchema } });
+    routes.set(path, { queryOk, bodyOk, handler });
+  }
   const upload = multer({ storage: multer.memoryStorage(), limits: uploadLimits(config) }).any();
 
-  const checkBody = (req: Request): void => {
+  const checkBody = (req: Request, bodyOk: ValidateFn): void => {
     const files = (req.files ?? []) as Express.Multer.File[];
     const body = (req.body ?? {}) as Record<string, unknown>;
     const counts = new Map<string, number>();
@@ -122,20 +140,21 @@ export function hotRouteIntake(config: Config, apiSpecPath: string, path: string
   };
 
   return (req: Request, res: Response, next: NextFunction) => {
-    if (req.method !== 'POST' || req.path !== path || !MULTIPART_HEADER.test(req.headers['content-type'] ?? '')) return next();
+    const route = req.method === 'POST' ? routes.get(req.path) : undefined;
+    if (!route || !MULTIPART_HEADER.test(req.headers['content-type'] ?? '')) return next();
     // Express 5 parses the query string on every read of req.query; parsed once here, it is kept for the handler.
     const query = req.query;
-    if (!queryOk(query)) return next();
+    if (!route.queryOk(query)) return next();
     Object.defineProperty(req, 'query', { value: query, writable: true, enumerable: true, configurable: true });
-    res.locals.route = path;
+    res.locals.route = req.path;
     upload(req, res, (err?: unknown) => {
       if (err) return next(multipartError(ev, req, err as Error));
       try {
-        checkBody(req);
+        checkBody(req, route.bodyOk);
       } catch (e) {
         return next(e);
       }
-      handler(req, res).catch(next);
+      route.handler(req, res).catch(next);
     });
   };
 }
