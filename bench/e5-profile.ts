@@ -3,7 +3,7 @@
 // onnxruntime, GC, idle). A diagnostic for E5, not a test.
 //
 // Usage: npx tsx bench/e5-profile.ts [--model-dir models/default] [--data <FER2013Valid>] [--duration 10]
-//        [--connections 32] [--jpeg-side 0 (PNG) | 480] [--env KEY=VALUE ...]
+//        [--connections 32] [--jpeg-side 0 (PNG) | 480] [--port <free>] [--env KEY=VALUE ...]
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,6 +19,7 @@ const { values: args } = parseArgs({
     'jpeg-side': { type: 'string', default: '0' },
     env: { type: 'string', multiple: true, default: [] },
     top: { type: 'string', default: '0' },
+    port: { type: 'string' },
   },
 });
 
@@ -87,7 +88,7 @@ const pngs = ferplusPngs(String(args.data), 64);
 const side = Number(args['jpeg-side']);
 const images = side > 0 ? await largeJpegs(pngs, side) : pngs;
 const env = Object.fromEntries(args.env.map((kv) => kv.split('=') as [string, string]));
-const svc = await startService({ ASM_FER_MODEL_DIR: String(args['model-dir']), ...env }, ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
+const svc = await startService({ ASM_FER_MODEL_DIR: String(args['model-dir']), ...env }, ['--cpu-prof', `--cpu-prof-dir=${dir}`], args.port === undefined ? undefined : Number(args.port));
 await load(svc.base, PREDICT_PATH, images.map(predictBody), { connections: 8, duration: 2 });
 const micros = () => Number(process.hrtime.bigint() / 1000n);
 const window: [number, number] = [micros(), 0];

@@ -1,7 +1,7 @@
 // POST /v1/audit: image + label parts (+ optional face boxes or face indices, ?detect=, client ids) → the labelled
 // face of each image → classified → judged against that class's thresholds → committed to the audit trail → answered.
 import { createHash, randomUUID } from 'node:crypto';
-import { Router } from 'express';
+import { Router, type Request, type Response } from 'express';
 import { judge, suggestedLabel } from '../audit/judge.js';
 import { DEFAULT_QUALITY_SCORE } from '../audit/label-quality.js';
 import { NotReady, UnknownLabel } from '../errors.js';
@@ -15,10 +15,10 @@ import { withRequestWork } from './cancel.js';
 type AuditResponse = components['schemas']['AuditResponse'];
 type AuditItem = components['schemas']['AuditItem'];
 
-export function auditLabelsRouter(deps: HttpDeps): Router {
+/** The handler, for the image routes' own intake (image-intake.ts) and for the router behind the validator. */
+export function auditHandler(deps: HttpDeps): (req: Request, res: Response) => Promise<void> {
   const { host, metrics, config, readiness, trail } = deps;
-  const router = Router();
-  router.post('/v1/audit', async (req, res) => {
+  return async (req, res) => {
     if (!readiness.isServing()) throw new NotReady();
     const { mode, items } = auditRequest(req);
     const body = await host.use((served) => withRequestWork(deps, res, mode, served, async (search, signal): Promise<AuditResponse> => {
@@ -78,6 +78,11 @@ export function auditLabelsRouter(deps: HttpDeps): Router {
       return { model, results };
     }));
     res.json(body);
-  });
+  };
+}
+
+export function auditLabelsRouter(deps: HttpDeps): Router {
+  const router = Router();
+  router.post('/v1/audit', auditHandler(deps));
   return router;
 }

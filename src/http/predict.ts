@@ -1,6 +1,6 @@
 // POST /v1/predict: image parts (+ optional face boxes, ?detect=) → faces per image (detected or given) → classified →
 // JSON, one result per image in order, listing its faces.
-import { Router } from 'express';
+import { Router, type Request, type Response } from 'express';
 import { NotReady } from '../errors.js';
 import { faceBox, findFaces, type FoundFace, type ImageFaces } from '../faces/find-faces.js';
 import { classifyFaces } from '../inference/classify-faces.js';
@@ -18,10 +18,10 @@ function faceJson(face: FoundFace, image: ImageFaces): Pick<Face, 'box' | 'score
   return { box: faceBox(face, image), score: face.score, ...(face.keypoints ? { keypoints: face.keypoints } : {}) };
 }
 
-export function predictRouter(deps: HttpDeps): Router {
+/** The handler, for the route's own intake (image-intake.ts) and for the router behind the validator. */
+export function predictHandler(deps: HttpDeps): (req: Request, res: Response) => Promise<void> {
   const { host, metrics, readiness } = deps;
-  const router = Router();
-  router.post('/v1/predict', async (req, res) => {
+  return async (req, res) => {
     if (!readiness.isServing()) throw new NotReady();
     const { mode, items } = predictRequest(req);
     const body = await host.use((model) => withRequestWork(deps, res, mode, model, async (search, signal): Promise<PredictResponse> => {
@@ -41,6 +41,11 @@ export function predictRouter(deps: HttpDeps): Router {
       return { model: { name: manifest.name, version: manifest.version }, results };
     }));
     res.json(body);
-  });
+  };
+}
+
+export function predictRouter(deps: HttpDeps): Router {
+  const router = Router();
+  router.post('/v1/predict', predictHandler(deps));
   return router;
 }

@@ -7,7 +7,7 @@ import express, { type Express, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
 import { admission } from './admission.js';
-import { auditLabelsRouter } from './audit-labels.js';
+import { auditHandler, auditLabelsRouter } from './audit-labels.js';
 import { auditTrailRouter } from './audit-trail.js';
 import { cancellation } from './cancel.js';
 import { apiKeyIfConfigured } from './auth.js';
@@ -16,7 +16,8 @@ import type { HttpDeps } from './deps.js';
 import { healthRouter } from './health.js';
 import { labelStudioRouter, labelStudioSecret } from './label-studio.js';
 import { modelsRouter } from './models.js';
-import { predictRouter } from './predict.js';
+import { predictHandler, predictRouter } from './predict.js';
+import { imageRouteIntake } from './image-intake.js';
 import { parseQuery } from './query.js';
 import { clientErrorProblem, notFound, problemHandler } from './problem.js';
 import { v2Router } from './v2.js';
@@ -38,7 +39,7 @@ function requestContext(logger: Logger, metrics: Metrics): RequestHandler {
     res.on('finish', () => {
       const seconds = (performance.now() - started) / 1000;
       // Route templates only (never raw URLs) keep the label set bounded.
-      const route: string = (req.route as { path?: string } | undefined)?.path ?? (req as { openapi?: { openApiRoute?: string } }).openapi?.openApiRoute ?? 'unmatched';
+      const route: string = (res.locals.route as string | undefined) ?? (req.route as { path?: string } | undefined)?.path ?? (req as { openapi?: { openApiRoute?: string } }).openapi?.openApiRoute ?? 'unmatched';
       metrics.observeRequest(route, req.method, res.statusCode, seconds);
       if (logger.isLevelEnabled('info')) requestLog().info({ method: req.method, route, status: res.statusCode, ms: Math.round(seconds * 1000) }, 'request');
     });
@@ -68,6 +69,9 @@ export function createHttpApp(deps: HttpDeps): Express {
   app.use(['/v1/audit', '/v1/audits'], apiKeyIfConfigured(deps.config.ASM_FER_API_KEY));
   app.use('/label-studio', labelStudioSecret(deps.labelStudio ? deps.config.ASM_FER_LABEL_STUDIO_SECRET : undefined));
   app.use(admission(deps.config.ASM_FER_MAX_QUEUE, deps.logger, deps.metrics));
+  // The image routes' own intake (same schemas, limits and answers), without the validator's per-request route lookup
+  // and Express's routing; what it does not take whole goes on below.
+  app.use(imageRouteIntake(deps.config, deps.apiSpecPath, { '/v1/predict': predictHandler(deps), '/v1/audit': auditHandler(deps) }));
   // Parsed before the validator, which checks the parsed body against the contract.
   app.use(express.json({ limit: deps.config.ASM_FER_MAX_JSON_BYTES }));
   app.use(contractValidator(deps.config, deps.apiSpecPath));
