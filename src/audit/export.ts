@@ -28,6 +28,7 @@ export const CSV_COLUMNS = [
   'faceScore',
   'quality',
   'mistakenness',
+  'withdrawnAt',
   'probabilities',
 ] as const;
 
@@ -90,6 +91,7 @@ function csvRow(r: AuditRecord): string {
     faceScore: r.face?.score ?? null,
     quality: r.quality,
     mistakenness: r.mistakenness,
+    withdrawnAt: r.withdrawnAt,
     probabilities: JSON.stringify(r.probabilities),
   };
   return CSV_COLUMNS.map((c) => cell(values[c])).join(',');

@@ -4,7 +4,7 @@
 // skips a record that committed after the page it continues; the layout is migrated at open under another advisory
 // lock, so replicas that start together migrate once.
 import pg from 'pg';
-import { insertSql, migrate, type MigrationTarget } from './record.js';
+import { insertSql, migrate, WITHDRAW_SQL, type MigrationTarget } from './record.js';
 import { numbered } from './sql.js';
 import { codeOf, type Backend, type StorageFailure } from './store.js';
 
@@ -101,6 +101,16 @@ export class PostgresBackend implements Backend {
       await client.query(`SET LOCAL synchronous_commit = on; SELECT pg_advisory_xact_lock(${INSERT_LOCK})`);
       await client.query(numbered(insertSql(rows.length)), rows.flat());
     });
+  }
+
+  async markWithdrawn(id: string, timeMs: number): Promise<boolean> {
+    let matched = false;
+    await this.transaction(async (client) => {
+      // As insert: committed and flushed before it resolves, whatever the server's default synchronous_commit.
+      await client.query('SET LOCAL synchronous_commit = on');
+      matched = ((await client.query(numbered(WITHDRAW_SQL), [timeMs, id])).rowCount ?? 0) > 0;
+    });
+    return matched;
   }
 
   failure(err: unknown): StorageFailure | undefined {

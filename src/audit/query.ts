@@ -18,6 +18,8 @@ export interface AuditFilters {
   maxQuality?: number | undefined;
   /** Records whose mistakenness is at least this. */
   minMistakenness?: number | undefined;
+  /** true: only withdrawn records; false: only records whose label stands. */
+  withdrawn?: boolean | undefined;
 }
 
 /** time: newest first; quality: lowest (worst label) first; mistakenness: highest first. Ties: newest first. */
@@ -74,6 +76,7 @@ export function whereClause(f: AuditFilters): { sql: string; params: unknown[] }
     terms.push('mistakenness >= ?');
     params.push(f.minMistakenness);
   }
+  if (f.withdrawn !== undefined) terms.push(f.withdrawn ? 'withdrawn_ms IS NOT NULL' : 'withdrawn_ms IS NULL');
   return { sql: terms.length > 0 ? `WHERE ${terms.join(' AND ')}` : '', params };
 }
 

@@ -9,6 +9,11 @@ export interface AuditRecord extends Omit<NewAuditRecord, 'timeMs' | 'image' | '
   face: AuditedFace | null;
   suggestedLabel: string | null;
   imageStored: boolean;
+  /**
+   * When the label's annotator or tool withdrew it (a Label Studio annotation deleted): the record is kept, and still
+   * counted as audited traffic, but marked. Null while the label stands, and on records stored before layout 4.
+   */
+  withdrawnAt: string | null;
 }
 
 /** The two SQL dialects the trail is kept in: embedded SQLite (the default) and a shared PostgreSQL. */
@@ -54,7 +59,8 @@ CREATE TABLE IF NOT EXISTS audits (
   image ${t.blob},
   face TEXT,
   quality ${t.real},
-  mistakenness ${t.real}
+  mistakenness ${t.real},
+  withdrawn_ms ${t.int}
 );
 CREATE INDEX IF NOT EXISTS audits_time ON audits (time_ms);
 CREATE INDEX IF NOT EXISTS audits_verdict ON audits (verdict, seq);
@@ -66,7 +72,7 @@ CREATE INDEX IF NOT EXISTS audits_mistakenness ON audits (mistakenness, seq);
 `;
 }
 
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 /** What a migration step may do to the database it upgrades: statements with `?` parameters, in its transaction. */
 export interface MigrationTarget {
@@ -106,6 +112,8 @@ export const MIGRATIONS: Record<number, (db: MigrationTarget) => Promise<void>> 
   // Version 1 (the first audit trail) predates face detection: its records keep face NULL.
   1: (db) => db.exec('ALTER TABLE audits ADD COLUMN face TEXT;'),
   2: addRankingScores,
+  // Version 3 predates withdrawal: no label had been withdrawn, so every record keeps withdrawn_ms NULL.
+  3: (db) => db.exec(`ALTER TABLE audits ADD COLUMN withdrawn_ms ${TYPES[db.dialect].int};`),
 };
 
 /**
@@ -126,6 +134,13 @@ const INSERT_COLUMNS = [
   'image', 'face', 'quality', 'mistakenness',
 ] as const;
 
+/**
+ * Marks record `id` withdrawn at `timeMs` (`?` parameters: time, id). The first withdrawal's time is kept, so a repeat
+ * (a retried or duplicated deletion) changes nothing; the statement still matches the row, so its row count says
+ * whether the record exists.
+ */
+export const WITHDRAW_SQL = 'UPDATE audits SET withdrawn_ms = COALESCE(withdrawn_ms, ?) WHERE id = ?';
+
 /** INSERT of `count` records, each row's values in toRow order, with `?` parameters. */
 export function insertSql(count: number): string {
   const row = `(${INSERT_COLUMNS.map(() => '?').join(', ')})`;
@@ -135,7 +150,7 @@ export function insertSql(count: number): string {
 /** The columns every query selects (never the image, which only GET /v1/audits/{id}/image reads). */
 export const RECORD_COLUMNS = `seq, id, time_ms, model_name, model_version, label, verdict, label_probability, threshold_clean,
   threshold_noisy, threshold_source, predicted, confidence, probabilities, item_id, annotator_id, dataset_id,
-  image_sha256, image IS NOT NULL AS image_stored, face, quality, mistakenness`;
+  image_sha256, image IS NOT NULL AS image_stored, face, quality, mistakenness, withdrawn_ms`;
 
 /** The values of `r` in INSERT_COLUMNS order. */
 export function toRow(r: NewAuditRecord): unknown[] {
@@ -191,5 +206,6 @@ export function fromRow(row: Record<string, unknown>): AuditRecord {
     face: row.face === null || row.face === undefined ? null : (JSON.parse(String(row.face)) as AuditedFace),
     quality: Number(row.quality),
     mistakenness: Number(row.mistakenness),
+    withdrawnAt: row.withdrawn_ms === null || row.withdrawn_ms === undefined ? null : new Date(Number(row.withdrawn_ms)).toISOString(),
   };
 }

@@ -4,7 +4,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { insertSql, migrate, type MigrationTarget } from './record.js';
+import { insertSql, migrate, WITHDRAW_SQL, type MigrationTarget } from './record.js';
 import { codeOf, type Backend, type StorageFailure } from './store.js';
 
 export const DB_FILE = 'audits.db';
@@ -64,6 +64,11 @@ export class SqliteBackend implements Backend {
       for (const row of rows) stmt.run(...row);
     })();
     return Promise.resolve();
+  }
+
+  markWithdrawn(id: string, timeMs: number): Promise<boolean> {
+    // One statement is its own transaction, committed (synchronous=FULL) before run() returns.
+    return Promise.resolve(this.connection().prepare(WITHDRAW_SQL).run(timeMs, id).changes > 0);
   }
 
   failure(err: unknown): StorageFailure | undefined {

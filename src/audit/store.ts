@@ -24,6 +24,12 @@ export interface AuditStore {
   /** Commits all records in one transaction (all or none) before resolving. */
   insert(records: readonly NewAuditRecord[]): Promise<void>;
   get(id: string): Promise<AuditRecord | undefined>;
+  /**
+   * Marks record `id` withdrawn (its label deleted by its annotator or tool) at `timeMs`, committed before it resolves;
+   * idempotent: a record already withdrawn keeps its first time. False when there is no such record. Throws
+   * AuditStoreUnavailable, like insert, when the database cannot be written (the caller retries later).
+   */
+  markWithdrawn(id: string, timeMs: number): Promise<boolean>;
   /** The stored image of record `id`: undefined when there is no such record, null when its image was not kept. */
   image(id: string): Promise<Buffer | null | undefined>;
   list(filters: AuditFilters, page: PageRequest): Promise<AuditPage>;
@@ -52,6 +58,8 @@ export interface Backend extends Sql {
   open(): Promise<void>;
   /** Commits `rows` (toRow values) in one transaction, all or none. */
   insert(rows: unknown[][]): Promise<void>;
+  /** Runs WITHDRAW_SQL for (`timeMs`, `id`) in its own committed transaction; whether a record matched. */
+  markWithdrawn(id: string, timeMs: number): Promise<boolean>;
   /** Drops what a failed database left open, so the next open() starts afresh. */
   reset(): Promise<void>;
   /** The storage failure `err` is, or undefined when it is not the storage's fault (a bug: reported as a 500). */
@@ -103,6 +111,10 @@ export class SqlAuditStore implements AuditStore {
 
   insert(records: readonly NewAuditRecord[]): Promise<void> {
     return this.run(() => this.backend.insert(records.map(toRow)));
+  }
+
+  markWithdrawn(id: string, timeMs: number): Promise<boolean> {
+    return this.run(() => this.backend.markWithdrawn(id, timeMs));
   }
 
   get(id: string): Promise<AuditRecord | undefined> {

@@ -103,6 +103,15 @@ export class AuditTrail {
     for (const r of records) this.live.observe(r.model, r.label, r.labelProbability, r.verdict);
   }
 
+  /**
+   * Marks record `id` withdrawn (its label deleted where it was made); the record stays in the trail and in the
+   * summaries and windows, which count what was submitted. False when there is no such record; throws
+   * AuditStoreUnavailable when the store cannot be written.
+   */
+  withdraw(id: string, timeMs: number): Promise<boolean> {
+    return this.store.markWithdrawn(id, timeMs);
+  }
+
   private driftOf(model: Model, windows: LiveStats): DriftReport {
     return detectDrift(model.classes, model.thresholdLearning, this.windowMean(model, windows), { threshold: this.opts.driftThreshold, minSamples: this.opts.minSamples });
   }

@@ -652,6 +652,13 @@ export interface components {
             face: components["schemas"]["AuditedFace"] | null;
             quality: components["schemas"]["LabelQualityScore"];
             mistakenness: components["schemas"]["Mistakenness"];
+            /**
+             * Format: date-time
+             * @description When the submitted label was withdrawn by its annotator or tool (a Label Studio annotation deleted); null
+             *     while it stands. A withdrawn record is kept, and still counted by the summary, the live windows and drift
+             *     as the audited traffic it was; `withdrawn=false` lists only the records whose label stands.
+             */
+            withdrawnAt: string | null;
         };
         AuditList: {
             items: components["schemas"]["AuditRecord"][];
@@ -1200,6 +1207,12 @@ export interface operations {
                 maxQuality?: components["parameters"]["MaxQualityFilter"];
                 /** @description Records whose mistakenness is at least this. */
                 minMistakenness?: components["parameters"]["MinMistakennessFilter"];
+                /**
+                 * @description `true`: only records whose label was withdrawn (`withdrawnAt` set: a Label Studio annotation deleted);
+                 *     `false`: only records whose label stands. Absent: both. List only: the summary keeps counting withdrawn
+                 *     records as the audited traffic they were.
+                 */
+                withdrawn?: boolean;
                 /**
                  * @description `time`: newest first. `quality`: lowest label quality first (the labels most likely wrong), newest first
                  *     on ties. `mistakenness`: highest first, newest first on ties. Absent: the sort of `cursor`, else `time`

@@ -1,5 +1,5 @@
 // The audit store on its own, on both backends (SQLite and PostgreSQL): what is committed survives a reopen, every
-// filter, cursor pages in each sort, the summary figures on a known set, the upgrade of first- and second-layout
+// filter, cursor pages in each sort, the summary figures on a known set, the upgrade of first-, second- and third-layout
 // databases, and a storage failure reported as AuditStoreUnavailable rather than thrown through. The failures each
 // backend has of its own (a full SQLite file; a PostgreSQL server read-only or out of connections) follow; a PostgreSQL
 // server that is down, then up again: test/faults/audit-store.test.ts.
@@ -76,6 +76,9 @@ PRAGMA user_version = 1;
 
 /** The second layout (version 2): the first plus face, before the ranking scores. */
 const LAYOUT_2 = LAYOUT_1.replace('image BLOB\n', 'image BLOB, face TEXT\n').replace('PRAGMA user_version = 1', 'PRAGMA user_version = 2');
+
+/** The third layout (version 3): the second plus the ranking scores, before withdrawal. */
+const LAYOUT_3 = LAYOUT_2.replace('face TEXT\n', 'face TEXT, quality REAL, mistakenness REAL\n').replace('PRAGMA user_version = 2', 'PRAGMA user_version = 3');
 
 function inPostgres(layout: string): string {
   const version = /PRAGMA user_version = (\d)/.exec(layout)?.[1];
@@ -201,6 +204,7 @@ describe.each(BACKENDS)('AuditStore on %s', (kind) => {
       face,
       quality: 0.9,
       mistakenness: records[0]?.mistakenness,
+      withdrawnAt: null,
     });
     expect(await again.image(records[0]?.id as string)).toEqual(Buffer.from([1, 2, 3]));
     expect(await again.image(records[1]?.id as string)).toBeNull();
@@ -337,7 +341,7 @@ describe.each(BACKENDS)('AuditStore on %s', (kind) => {
     await store.insert([fresh]);
     expect((await store.get(fresh.id))?.face).toEqual(fresh.face);
     await store.close();
-    expect(await layoutVersion(kind, where)).toBe(3);
+    expect(await layoutVersion(kind, where)).toBe(4);
   });
 
   it('upgrades a second-layout database: old records get quality (self-confidence) and mistakenness from their probabilities', async () => {
@@ -377,8 +381,59 @@ describe.each(BACKENDS)('AuditStore on %s', (kind) => {
     await store.insert([fresh]);
     expect(await store.get(fresh.id)).toMatchObject({ quality: fresh.quality, mistakenness: fresh.mistakenness });
     await store.close();
-    expect(await layoutVersion(kind, where)).toBe(3);
+    expect(await layoutVersion(kind, where)).toBe(4);
     expect(await indexNames(kind, where)).toEqual(expect.arrayContaining(['audits_quality', 'audits_mistakenness']));
+  });
+
+  it('upgrades a third-layout database: old records stand (withdrawnAt null) and can be withdrawn', async () => {
+    const where = await freshPlace(kind);
+    const ids = ['40000000-0000-4000-8000-000000000001', '40000000-0000-4000-8000-000000000002'];
+    await writeOldLayout(
+      kind,
+      where,
+      LAYOUT_3,
+      ids.map((id, i) => ({
+        sql: `INSERT INTO audits (id, time_ms, model_name, model_version, label, verdict, label_probability, threshold_clean, threshold_noisy,
+        threshold_source, predicted, confidence, probabilities, image_sha256, quality, mistakenness) VALUES (?, ?, 'm', '1', 'a', 'clean', 0.9, 0.8, 0.2, 'bundle', 'a', 0.9, '{"a":0.9}', ?, 0.9, 0)`,
+        params: [id, T0 + i, 'd'.repeat(64)],
+      })),
+    );
+    const store = await open(kind, where);
+    expect(store.available).toBe(true);
+    for (const id of ids) expect(await store.get(id)).toMatchObject({ quality: 0.9, mistakenness: 0, withdrawnAt: null });
+    expect(await store.markWithdrawn(ids[0] as string, T0 + 5000)).toBe(true);
+    expect((await store.get(ids[0] as string))?.withdrawnAt).toBe(new Date(T0 + 5000).toISOString());
+    expect((await store.list({ withdrawn: false }, { limit: 10 })).items.map((r) => r.id)).toEqual([ids[1]]);
+    await store.close();
+    expect(await layoutVersion(kind, where)).toBe(4);
+  });
+
+  it('marks a record withdrawn once (a repeat keeps the first time), keeps it in lists and the summary, and filters by it', async () => {
+    const where = await freshPlace(kind);
+    n = 0;
+    const records = knownSet();
+    const store = await open(kind, where);
+    await store.insert(records);
+    const [third, fifth] = [records[2] as NewAuditRecord, records[4] as NewAuditRecord];
+    const before = await store.summary({}, ['a', 'b', 'c']);
+    expect(await store.markWithdrawn(third.id, T0 + 60_000)).toBe(true);
+    expect(await store.markWithdrawn(third.id, T0 + 90_000)).toBe(true);
+    expect(await store.markWithdrawn(fifth.id, T0 + 70_000)).toBe(true);
+    expect(await store.markWithdrawn('00000000-0000-4000-8000-999999999999', T0)).toBe(false);
+    await stores.pop()?.close();
+    const again = await open(kind, where);
+    expect(await again.get(third.id)).toMatchObject({ id: third.id, label: third.label, verdict: third.verdict, withdrawnAt: new Date(T0 + 60_000).toISOString() });
+    expect((await again.get((records[0] as NewAuditRecord).id))?.withdrawnAt).toBeNull();
+    expect((await again.list({}, { limit: 100 })).items).toHaveLength(10);
+    expect((await again.list({ withdrawn: true }, { limit: 100 })).items.map((r) => r.id)).toEqual([fifth.id, third.id]);
+    expect((await again.list({ withdrawn: false, label: 'a' }, { limit: 100 })).items.map((r) => r.id)).toEqual([records[3]?.id, records[1]?.id, records[0]?.id]);
+    // Counted as the audited traffic it was.
+    expect(await again.summary({}, ['a', 'b', 'c'])).toEqual(before);
+    const csv = toCsv((await again.list({ withdrawn: true }, { limit: 1 })).items).split('\r\n');
+    const column = csv[0]?.split(',').indexOf('withdrawnAt') as number;
+    expect(column).toBeGreaterThan(0);
+    expect(csv[1]?.split(',')[column]).toBe(new Date(T0 + 70_000).toISOString());
+    expect(JSON.parse(toJsonl((await again.list({ withdrawn: true }, { limit: 1 })).items)).withdrawnAt).toBe(new Date(T0 + 70_000).toISOString());
   });
 });
 
@@ -387,11 +442,14 @@ describe('AuditStore: both backends', () => {
     n = 0;
     const records = [...knownSet(), rec('a', 'b', 'noisy', 0.1, { annotatorId: 'x' }), rec('c', 'c', 'clean', 0.97, { datasetId: 'd1' })];
     const [sqlite, postgres] = await Promise.all(BACKENDS.map(openFresh));
-    for (const store of [sqlite, postgres] as AuditStore[]) await store.insert(records);
+    for (const store of [sqlite, postgres] as AuditStore[]) {
+      await store.insert(records);
+      for (const i of [2, 5, 9]) await store.markWithdrawn((records[i] as NewAuditRecord).id, T0 + 100_000 + i);
+    }
     const read = async (store: AuditStore) => {
       const out: unknown[] = [];
       for (const sort of ['time', 'quality', 'mistakenness'] as const) {
-        for (const filters of [{}, { verdict: ['noisy', 'ambiguous'] as Verdict[] }, { annotatorId: 'x', maxQuality: 0.9 }]) {
+        for (const filters of [{}, { verdict: ['noisy', 'ambiguous'] as Verdict[] }, { annotatorId: 'x', maxQuality: 0.9 }, { withdrawn: true }, { withdrawn: false, label: 'b' }]) {
           let after: ReturnType<typeof decodeCursor>;
           for (let page = 0; page < 10; page++) {
             const p = await store.list(filters, { limit: 3, sort, after });
@@ -441,6 +499,7 @@ describe('AuditStore on sqlite: storage failures', () => {
     const store = await open('sqlite', path.join(blocker, 'data'), { onFailure: (e) => failures.push(e), onRecovery: () => recoveries++ });
     expect(store.available).toBe(false);
     await expect(store.list({}, { limit: 1 })).rejects.toThrow(AuditStoreUnavailable);
+    await expect(store.markWithdrawn('00000000-0000-4000-8000-000000000001', T0)).rejects.toThrow(AuditStoreUnavailable);
     expect(failures).toHaveLength(1);
     rmSync(blocker);
     await new Promise((r) => setTimeout(r, 1100));
@@ -458,7 +517,7 @@ describe('AuditStore on postgres: replicas and storage failures', () => {
     expect(opened.map((s) => s.available)).toEqual([true, true, true, true]);
     await Promise.all(opened.map((s, i) => s.insert([rec('a', 'a', 'clean', 0.5 + i / 10)])));
     expect((await (opened[0] as AuditStore).list({}, { limit: 10 })).items).toHaveLength(4);
-    expect(await layoutVersion(kind, where)).toBe(3);
+    expect(await layoutVersion(kind, where)).toBe(4);
   });
   const pastBackOff = () => new Promise((r) => setTimeout(r, 1100));
 
@@ -487,12 +546,17 @@ describe('AuditStore on postgres: replicas and storage failures', () => {
   it('answers unavailable while the database is read-only, and writes again once it is not', async () => {
     const url = await freshPlace('postgres');
     const store = await open('postgres', url);
-    await store.insert([rec('a', 'a', 'clean', 0.9)]);
+    const kept = rec('a', 'a', 'clean', 0.9);
+    await store.insert([kept]);
     const name = new URL(url).pathname.slice(1);
     const admin = inject('postgresAdminUrl');
     // As a standby or a database switched to read-only answers: new sessions refuse writes.
     await adminQuery(admin, `ALTER DATABASE ${name} SET default_transaction_read_only = on`);
     await adminQuery(admin, 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [name]);
+    // A withdrawal is a write like an insert: refused as unavailable, so the Label Studio queue retries it.
+    const withdrawal = await store.markWithdrawn(kept.id, T0).catch((e: unknown) => e);
+    expect(withdrawal).toBeInstanceOf(AuditStoreUnavailable);
+    expect((withdrawal as Error).message).toMatch(/25006|57P01|connection-lost/);
     const refused = await store.insert([rec('a', 'a', 'clean', 0.8)]).catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(AuditStoreUnavailable);
     expect((refused as Error).message).toMatch(/25006|57P01|connection-lost/);
@@ -506,6 +570,8 @@ describe('AuditStore on postgres: replicas and storage failures', () => {
     );
     expect(ok).toBe(true);
     expect((await store.list({}, { limit: 10 })).items).toHaveLength(2);
+    expect(await store.markWithdrawn(kept.id, T0 + 1)).toBe(true);
+    expect((await store.get(kept.id))?.withdrawnAt).toBe(new Date(T0 + 1).toISOString());
   });
 
   it('maps a full disk (SQLSTATE 53100) to unavailable, and a query bug to an error of its own', () => {

@@ -175,6 +175,24 @@ describe.each(BACKENDS)('on %s', (kind) => {
       expect(res.headers['x-next-cursor']).toBeUndefined();
     });
 
+    it('marks a withdrawn record (withdrawnAt) in every format, lists it with withdrawn=true and without it with withdrawn=false', async () => {
+      const gone = sent[1] as (typeof sent)[number];
+      const at = Date.now();
+      expect(await t.trail.withdraw(gone.id, at)).toBe(true);
+      const one = await request(t.app).get(`/v1/audits/${gone.id}`);
+      expectContract('GET', '/v1/audits/{id}', one);
+      expect(one.body.withdrawnAt).toBe(new Date(at).toISOString());
+      expect((await request(t.app).get(`/v1/audits/${(sent[0] as Item).id}`)).body.withdrawnAt).toBeNull();
+      const only = await request(t.app).get('/v1/audits?withdrawn=true&limit=1000');
+      expectContract('GET', '/v1/audits', only);
+      expect(idsNewestFirst(only.body.items)).toEqual([gone.id]);
+      expect(idsNewestFirst((await request(t.app).get('/v1/audits?withdrawn=false&limit=1000')).body.items)).toEqual(expected((s) => s.id !== gone.id));
+      const csv = (await request(t.app).get('/v1/audits?withdrawn=true&format=csv')).text.split('\r\n');
+      expect(csv[1]?.split(',')[CSV_COLUMNS.indexOf('withdrawnAt')]).toBe(new Date(at).toISOString());
+      expect(JSON.parse((await request(t.app).get('/v1/audits?withdrawn=true&format=jsonl')).text).withdrawnAt).toBe(new Date(at).toISOString());
+      expect((await request(t.app).get('/v1/audits?withdrawn=maybe')).status).toBe(400);
+    });
+
     // As typed into curl or a browser bar: nothing percent-encoded, a "+" offset sign included.
     it('takes times as typed, without percent-encoding, and form-encoded ones too', async () => {
       const local = (iso: string, offset: string) => {
