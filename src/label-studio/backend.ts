@@ -271,6 +271,9 @@ function submittedChoice(result: readonly unknown[], q: ChoiceQuestion): string 
 export async function processEvent(deps: BackendDeps, key: string, e: AnnotationEvent, nowMs: () => number, attempts = 0): Promise<EventOutcome> {
   const before = deps.queue.annotation(e.annotationId);
   if (e.action === 'ANNOTATION_DELETED') {
+    // The trail's record of the annotation's current verdict is marked first: a trail that cannot be written now throws
+    // AuditStoreUnavailable (transient), and the retry finds the prediction still there. Marking is idempotent.
+    if (before?.auditId) await deps.trail.withdraw(before.auditId, nowMs());
     if (before?.predictionId != null) await deps.client.deletePrediction(before.predictionId);
     deps.queue.saveAnnotation({ annotationId: e.annotationId, taskId: before?.taskId ?? e.taskId, auditId: before?.auditId ?? null, predictionId: null, deletedMs: nowMs() });
     return { kind: 'deleted', ...(before?.auditId ? { auditId: before.auditId } : {}) };

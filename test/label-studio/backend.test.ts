@@ -180,8 +180,16 @@ describe('POST /label-studio/webhook', () => {
     expect((await recordsOf(103)).map((r) => r.label).sort()).toEqual(['anger', 'neutral']);
     expect((await webhook({ action: 'ANNOTATIONS_DELETED', annotations: [{ id: 103 }], project: { id: 1 } })).body).toEqual({ events: 1, queued: 1 });
     await until(() => predictionsOf(3).length === 0, 10_000);
-    // The trail keeps what was audited.
-    expect(await recordsOf(103)).toHaveLength(2);
+    // The trail keeps what was audited, the current verdict's record marked withdrawn (the replaced one was not
+    // standing when the annotation was deleted, so it stays as it was).
+    const kept = await recordsOf(103);
+    expect(kept).toHaveLength(2);
+    const neutral = kept.find((r) => r.label === 'neutral');
+    expect(neutral?.withdrawnAt).toEqual(expect.stringMatching(/^\d{4}-\d\d-\d\dT/));
+    expect(kept.find((r) => r.label === 'anger')?.withdrawnAt).toBeNull();
+    const listed = await request(t.app).get('/v1/audits').query({ datasetId: 'label-studio project 1', withdrawn: 'true' });
+    expectContract('GET', '/v1/audits', listed);
+    expect(listed.body.items.map((r: { id: string }) => r.id)).toEqual([neutral?.id]);
   });
 
   it('answers at once while Label Studio is unreachable, then audits once it is back', async () => {
@@ -251,6 +259,9 @@ describe('a restart and the personal-access-token form', () => {
     t = await startTestApp(lsEnv());
     await until(() => predictionsOf(10).length === 1 && predictionsOf(2).length === 0, 10_000);
     expect(await recordsOf(110)).toHaveLength(1);
+    // Annotation 102, deleted while the service was down, is found by the sweep and its record marked.
+    await until(async () => (await recordsOf(102))[0]?.withdrawnAt != null, 10_000);
+    expect((await recordsOf(110))[0]?.withdrawnAt).toBeNull();
     // Everything else was already queued: nothing audited twice, no other verdict removed.
     await until(async () => (await request(t.app).get('/metrics')).text.includes('asm_fer_label_studio_queue_depth 0'), 10_000);
     for (const a of [101, 103, 104, 106, 109]) expect((await recordsOf(a)).length, `annotation ${a}`).toBe(a === 103 || a === 109 ? 2 : 1);
@@ -293,6 +304,11 @@ describe('on a PostgreSQL trail', () => {
       expect(items.map((r) => [r.itemId, r.label])).toEqual([['task 11 annotation 201', 'neutral']]);
       expect(predictionsOf(11)[0]?.score).toBe(items[0]?.labelProbability);
       expect(readdirSync(queueDir)).toContain('label-studio.db');
+      // Deleted: the PostgreSQL record is marked withdrawn as the SQLite one is.
+      ls.annotations.delete(201);
+      await request(pg.app).post('/label-studio/webhook').set('authorization', bearer).send({ action: 'ANNOTATIONS_DELETED', annotations: [{ id: 201 }], project: { id: 2 } });
+      await until(() => predictionsOf(11).length === 0, 10_000);
+      await until(async () => (await pg.trail.store.get(items[0]?.id as string))?.withdrawnAt != null, 10_000);
     } finally {
       await pg.close();
       await trail.drop();

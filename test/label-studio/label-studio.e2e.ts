@@ -50,6 +50,7 @@ interface AuditRecord {
   verdict: string;
   labelProbability: number;
   predicted: string;
+  withdrawnAt: string | null;
 }
 
 let ls: RealLabelStudio;
@@ -276,13 +277,15 @@ describe('asm-fer as the ML backend of a real Label Studio', () => {
       const mine = records.filter((r) => r.itemId === `task ${g.task} annotation ${annotation}`);
       const written = await auditPredictions(g.task);
       if (annotation === deleted) {
-        // Its record stays; its verdict left the task, where only the missed annotation's is (checked below).
+        // Its record stays, marked withdrawn; its verdict left the task, where only the missed annotation's is (checked below).
         expect(mine).toHaveLength(1);
+        expect(mine[0]?.withdrawnAt).toEqual(expect.stringMatching(/^\d{4}-\d\d-\d\dT/));
         continue;
       }
       expect(mine, `annotation ${annotation}`).toHaveLength(updated.includes(annotation) ? 2 : 1);
       const latest = mine[0] as AuditRecord;
       expect(latest.label).toBe(g.label);
+      expect(latest.withdrawnAt, `annotation ${annotation}`).toBeNull();
       expect(written).toHaveLength(1);
       expect((written[0] as LsPrediction).model_version).toMatch(new RegExp(`^asm-fer audit: ${latest.verdict} `));
       if (g.wrong) expect(latest.verdict).toBe('noisy');
