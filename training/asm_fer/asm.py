@@ -140,7 +140,7 @@ def tri_loss(
     strong = to_device(normalise(strong_view(x01[subset == 2], gen, cfg.strong_view) * 255, spec), device)  # (Bn, C, H, W)
     y, subset = y.to(device), subset.to(device)
     clean, amb, noisy = subset == 0, subset == 1, subset == 2
-    with autocast(device):
+    with autocast(device, cfg.precision):
         if cfg.forward == "concat":
             both = torch.cat([weak, strong])
             outs = [net(both) for net in nets]  # each (B + Bn, K)

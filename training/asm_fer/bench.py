@@ -30,8 +30,8 @@ def matmul_peak(threads: int, *, n: int = 2048, seconds: float = 3.0) -> float:
     return best
 
 
-def _step(nets: list[torch.nn.Module], opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
-    with autocast(x.device):
+def _step(nets: list[torch.nn.Module], opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, precision: str) -> None:
+    with autocast(x.device, precision):
         loss = supervised([net(x).float() for net in nets], y)
     opt.zero_grad(set_to_none=True)
     loss.backward()  # type: ignore[no-untyped-call]
@@ -54,12 +54,12 @@ def training_cost(cfg: TrainConfig, *, steps: int = 8, channels_last: bool = Tru
     x = move(torch.randn(cfg.batch_size, cfg.channels, cfg.input_size, cfg.input_size), device)
     y = torch.randint(0, 8, (cfg.batch_size,), device=device)
     with FlopCounterMode(display=False) as counter:
-        _step(nets, opt, x, y)
+        _step(nets, opt, x, y, cfg.precision)
     flops_per_image = counter.get_total_flops() / cfg.batch_size
-    _step(nets, opt, x, y)
+    _step(nets, opt, x, y, cfg.precision)
     t0 = time.perf_counter()
     for _ in range(steps):
-        _step(nets, opt, x, y)
+        _step(nets, opt, x, y, cfg.precision)
     train_ips = steps * cfg.batch_size / (time.perf_counter() - t0)
     xe = torch.randn(cfg.eval_batch_size, cfg.channels, cfg.input_size, cfg.input_size)
     t0 = time.perf_counter()
@@ -85,24 +85,28 @@ def report(cfg: TrainConfig, *, peak_seconds: float = 3.0, steps: int = 8) -> st
     lines = [
         f"fp32 matmul peak ({cfg.threads} threads): {peak:.1f} GFLOP/s",
         "",
-        "| method | memory format | networks | GFLOP / training image | train img/s | achieved GFLOP/s | share of peak "
-        "| mining engine | mining pass img/s | freeze (s) | mining / training time |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| method | memory format | training precision | networks | GFLOP / training image | train img/s | achieved GFLOP/s "
+        "| share of the fp32 peak | mining engine | mining pass img/s | freeze (s) | mining / training time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    rows: tuple[tuple[Literal["ce", "asm"], bool, Literal["torch", "onnxruntime"]], ...] = (
-        ("ce", False, "torch"),
-        ("ce", True, "torch"),
-        ("asm", True, "torch"),
-        ("asm", True, "onnxruntime"),
+    rows: tuple[tuple[Literal["ce", "asm"], bool, Literal["torch", "onnxruntime"], Literal["fp32", "bf16"]], ...] = (
+        ("ce", False, "torch", "fp32"),
+        ("ce", True, "torch", "fp32"),
+        ("ce", True, "torch", "bf16"),
+        ("asm", True, "torch", "fp32"),
+        ("asm", True, "onnxruntime", "fp32"),
+        ("asm", True, "onnxruntime", "bf16"),
     )
-    for method, channels_last, engine in rows:
-        c = training_cost(replace(cfg, method=method, eval_engine=engine), steps=steps, channels_last=channels_last)
+    for method, channels_last, engine, precision in rows:
+        c = training_cost(
+            replace(cfg, method=method, eval_engine=engine, precision=precision), steps=steps, channels_last=channels_last
+        )
         achieved = c["flops_per_image"] * c["train_images_per_s"] / 1e9
         mining_share = "—" if method == "ce" else f"{c['train_images_per_s'] / c['mining_images_per_s']:.0%}"
         layout = "channels-last" if channels_last else "contiguous"
         lines.append(
-            f"| {method} | {layout} | {c['networks']} | {c['flops_per_image'] / 1e9:.3f} | {c['train_images_per_s']:.0f} "
-            f"| {achieved:.1f} | {achieved / peak:.0%} | {engine} | {c['mining_images_per_s']:.0f} "
-            f"| {c['freeze_seconds']:.2f} | {mining_share} |"
+            f"| {method} | {layout} | {precision} | {c['networks']} | {c['flops_per_image'] / 1e9:.3f} "
+            f"| {c['train_images_per_s']:.0f} | {achieved:.1f} | {achieved / peak:.0%} | {engine} "
+            f"| {c['mining_images_per_s']:.0f} | {c['freeze_seconds']:.2f} | {mining_share} |"
         )
     return "\n".join(lines)

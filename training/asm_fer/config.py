@@ -195,6 +195,14 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": "seed for weights, shuffling, augmentation and noise"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA when available, else CPU) | cpu | cuda | cuda:N"})
     threads: int = field(default=2, metadata={"help": "torch intra-op threads"})
+    precision: Literal["auto", "fp32", "bf16"] = field(
+        default="auto",
+        metadata={
+            "help": "arithmetic of the training forward passes: auto = bf16 autocast on CUDA, fp32 on the CPU; bf16 = "
+            "bf16 autocast on the CPU too (about 2x the training throughput on CPUs with AMX or AVX-512-BF16; "
+            "weights, optimiser and losses stay fp32; docs/results.md, E6)",
+        },
+    )
     eval_engine: Literal["auto", "torch", "onnxruntime"] = field(
         default="auto",
         metadata={

@@ -1,7 +1,7 @@
 """Where the networks run: `--device auto` picks CUDA when PyTorch sees a GPU, else the CPU.
 Networks and batches use channels-last memory on both (on this 2-core CPU it trains this ResNet
-about 3x faster than NCHW-contiguous: docs/results.md, E6); CUDA adds bf16 autocast. Augmentation stays on
-the CPU (seeded generators); batches are moved after it.
+about 3x faster than NCHW-contiguous: docs/results.md, E6); CUDA adds bf16 autocast, and so does the CPU
+with `--precision bf16`. Augmentation stays on the CPU (seeded generators); batches are moved after it.
 """
 
 from __future__ import annotations
@@ -36,10 +36,13 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def autocast(device: torch.device) -> Iterator[None]:
-    """bf16 mixed precision on CUDA; plain fp32 on the CPU."""
-    if device.type == "cuda":
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+def autocast(device: torch.device, precision: str = "auto") -> Iterator[None]:
+    """bf16 mixed precision on CUDA (`auto` or `bf16`) and on the CPU when asked (`bf16`); else plain fp32."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if bf16 and device.type in ("cuda", "cpu"):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             yield
     else:
         yield

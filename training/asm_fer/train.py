@@ -81,7 +81,7 @@ def _run_epoch(
             x, y = normalise(weak_view(x01, gen, cfg.weak_view) * 255, spec), y.to(device)
             if cfg.stability:  # the plain images ride along in the same forward pass
                 x = torch.cat([x, normalise(x01 * 255, spec)])
-            with autocast(device):
+            with autocast(device, cfg.precision):
                 outputs = [net(to_device(x, device)).float() for net in nets]  # each (B or 2B, K)
             logits = [out[: len(idx)] for out in outputs]
             target = votes[idx].to(device) if votes is not None else y  # (B, K) vote shares or (B,) labels

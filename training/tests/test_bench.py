@@ -24,9 +24,11 @@ def test_report_has_one_row_per_setting(tmp_path: Path) -> None:
 
     table = report(tiny_config(tmp_path, tmp_path), peak_seconds=0.05, steps=1).splitlines()
     assert table[0].startswith("fp32 matmul peak")
-    assert [[row.split(" | ")[i] for i in (0, 1, 7)] for row in table[4:]] == [
-        ["| ce", "contiguous", "torch"],
-        ["| ce", "channels-last", "torch"],
-        ["| asm", "channels-last", "torch"],
-        ["| asm", "channels-last", "onnxruntime"],
+    assert [[row.split(" | ")[i] for i in (0, 1, 2, 8)] for row in table[4:]] == [
+        ["| ce", "contiguous", "fp32", "torch"],
+        ["| ce", "channels-last", "fp32", "torch"],
+        ["| ce", "channels-last", "bf16", "torch"],
+        ["| asm", "channels-last", "fp32", "torch"],
+        ["| asm", "channels-last", "fp32", "onnxruntime"],
+        ["| asm", "channels-last", "bf16", "onnxruntime"],
     ]

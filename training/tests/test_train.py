@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from asm_fer.device import resolve_device
+from asm_fer.device import autocast, resolve_device
 from asm_fer.fixtures import tiny_config
 from asm_fer.resnet import ResNet, load_torchvision_weights
 from asm_fer.run import CHECKPOINT, input_spec, load_trained
@@ -75,6 +75,27 @@ def test_resume_may_change_device_and_threads_but_not_the_recipe(ferplus_root: P
     train(dataclasses.replace(cfg, device="cpu", threads=2))
     with pytest.raises(SystemExit, match="different config"):
         train(dataclasses.replace(cfg, lr=0.5))
+
+
+def test_bf16_autocast_runs_convolutions_in_bf16_on_the_cpu_only_when_asked() -> None:
+    conv, x = torch.nn.Conv2d(1, 4, 3), torch.randn(2, 1, 8, 8)
+    cpu = torch.device("cpu")
+    with autocast(cpu, "bf16"):
+        assert conv(x).dtype == torch.bfloat16
+    for precision in ("auto", "fp32"):
+        with autocast(cpu, precision):
+            assert conv(x).dtype == torch.float32
+    with pytest.raises(ValueError, match="precision must be"), autocast(cpu, "fp16"):
+        pass
+
+
+def test_asm_trains_in_bf16_and_a_run_cannot_resume_in_another_precision(ferplus_root: Path, tmp_path: Path) -> None:
+    cfg = dataclasses.replace(tiny_config(ferplus_root, tmp_path / "bf16"), method="asm", precision="bf16")
+    _, _, final = load_trained(train(cfg))
+    assert final["valid"]["accuracy"] > 0.4  # as the fp32 runs: bf16 forward passes, fp32 weights and losses
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["precision"] == "bf16"
+    with pytest.raises(SystemExit, match="different config"):
+        train(dataclasses.replace(cfg, precision="fp32"))
 
 
 def test_cuda_requested_without_a_gpu_is_a_clear_error() -> None:
