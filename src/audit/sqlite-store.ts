@@ -15,6 +15,24 @@ export const DB_FILE = 'audits.db';
  */
 const STORAGE_FAILURE = /^SQLITE_(FULL|READONLY|IOERR|CANTOPEN|BUSY|LOCKED|CORRUPT|NOTADB|PERM|NOMEM)/;
 
+/**
+ * Opens (creating when missing) a SQLite file with the durability both of the service's files need: WAL, and
+ * synchronous=FULL so a commit is on disk (WAL fsynced) before the answer that acknowledges it, even across a power
+ * cut. The audit trail and the Label Studio queue share this one setting.
+ */
+export function openDurable(file: string): Database.Database {
+  const db = new Database(file);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('busy_timeout = 2000');
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+  return db;
+}
+
 export interface SqliteOptions {
   dir: string;
   /** Cap on the database size (SQLite max_page_count); reaching it is reported like a full disk. */
@@ -36,11 +54,7 @@ export class SqliteBackend implements Backend {
     let db: Database.Database | undefined;
     try {
       mkdirSync(this.opts.dir, { recursive: true });
-      db = new Database(this.location);
-      db.pragma('journal_mode = WAL');
-      // FULL: a commit is on disk (WAL fsynced) before the 200, so even a power cut loses nothing acknowledged.
-      db.pragma('synchronous = FULL');
-      db.pragma('busy_timeout = 2000');
+      db = openDurable(this.location);
       if (this.opts.maxBytes !== undefined) {
         const pageSize = db.pragma('page_size', { simple: true }) as number;
         db.pragma(`max_page_count = ${Math.max(1, Math.floor(this.opts.maxBytes / pageSize))}`);

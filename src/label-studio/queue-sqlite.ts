@@ -5,7 +5,8 @@
 // audit record's id is derived from the event key, so a retry finds the record it already wrote.
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { openDurable } from '../audit/sqlite-store.js';
 import type { AnnotationEvent, AnnotationState, EventOutcome, EventQueue, QueuedEvent, QueueStats } from './queue.js';
 import { eventKey } from './queue.js';
 
@@ -45,12 +46,9 @@ export class SqliteEventQueue implements EventQueue {
   /** Opens (creating when missing) `dir`/label-studio.db; throws when it cannot, so a broken queue stops the start. */
   static open(dir: string): SqliteEventQueue {
     mkdirSync(dir, { recursive: true });
-    const db = new Database(path.join(dir, QUEUE_DB_FILE));
+    // durable as the trail: the webhook's 2xx means the event survives a crash or power cut, as the trail's 200 does
+    const db = openDurable(path.join(dir, QUEUE_DB_FILE));
     try {
-      db.pragma('journal_mode = WAL');
-      // FULL: the webhook's 2xx means the event survives a crash or power cut, as the trail's 200 does.
-      db.pragma('synchronous = FULL');
-      db.pragma('busy_timeout = 2000');
       const version = db.pragma('user_version', { simple: true }) as number;
       if (version > SCHEMA_VERSION) throw new Error(`${QUEUE_DB_FILE} layout ${version} is newer than this service's ${SCHEMA_VERSION}`);
       db.exec(SCHEMA_SQL);
