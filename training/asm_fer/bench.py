@@ -10,7 +10,7 @@ from typing import Any, Literal
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import TrainConfig
+from .config import Precision, TrainConfig
 from .device import autocast, place, resolve_device, to_device
 from .frozen import freeze
 from .losses import supervised
@@ -30,7 +30,9 @@ def matmul_peak(threads: int, *, n: int = 2048, seconds: float = 3.0) -> float:
     return best
 
 
-def _step(nets: list[torch.nn.Module], opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, precision: str) -> None:
+def _step(
+    nets: list[torch.nn.Module], opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, precision: Precision
+) -> None:
     with autocast(x.device, precision):
         loss = supervised([net(x).float() for net in nets], y)
     opt.zero_grad(set_to_none=True)
@@ -89,7 +91,7 @@ def report(cfg: TrainConfig, *, peak_seconds: float = 3.0, steps: int = 8) -> st
         "| share of the fp32 peak | mining engine | mining pass img/s | freeze (s) | mining / training time |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    rows: tuple[tuple[Literal["ce", "asm"], bool, Literal["torch", "onnxruntime"], Literal["fp32", "bf16"]], ...] = (
+    rows: tuple[tuple[Literal["ce", "asm"], bool, Literal["torch", "onnxruntime"], Precision], ...] = (
         ("ce", False, "torch", "fp32"),
         ("ce", True, "torch", "fp32"),
         ("ce", True, "torch", "bf16"),

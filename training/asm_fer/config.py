@@ -19,6 +19,9 @@ class ConfigError(ValueError):
     """A config value or key that is not allowed (the message names it and what is)."""
 
 
+# the one list of training precisions: the --precision choices and device.autocast's check
+Precision = Literal["auto", "fp32", "bf16"]
+
 RECIPE_EPOCHS = 100  # MAN's schedule: 100 epochs, lr x0.9 per epoch, the lambda ramp over E = 100
 
 
@@ -195,7 +198,7 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": "seed for weights, shuffling, augmentation and noise"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA when available, else CPU) | cpu | cuda | cuda:N"})
     threads: int = field(default=2, metadata={"help": "torch intra-op threads"})
-    precision: Literal["auto", "fp32", "bf16"] = field(
+    precision: Precision = field(
         default="auto",
         metadata={
             "help": "arithmetic of the training forward passes: auto = bf16 autocast on CUDA, fp32 on the CPU; bf16 = "

@@ -7,10 +7,13 @@ with `--precision bf16`. Augmentation stays on the CPU (seeded generators); batc
 from __future__ import annotations
 
 import contextlib
+import typing
 from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
+
+from .config import Precision
 
 
 def resolve_device(name: str) -> torch.device:
@@ -36,10 +39,10 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def autocast(device: torch.device, precision: str = "auto") -> Iterator[None]:
+def autocast(device: torch.device, precision: Precision = "auto") -> Iterator[None]:
     """bf16 mixed precision on CUDA (`auto` or `bf16`) and on the CPU when asked (`bf16`); else plain fp32."""
-    if precision not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    if precision not in typing.get_args(Precision):
+        raise ValueError(f"precision must be one of {typing.get_args(Precision)}, got {precision!r}")
     bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     if bf16 and device.type in ("cuda", "cpu"):
         with torch.autocast(device.type, dtype=torch.bfloat16):
