@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dlib_resnet import STAGE_WIDTHS, DlibResNet, dlib_input, load_dlib_resnet
+from .dlib_resnet import STAGE_ENDS, STAGE_WIDTHS, DlibResNet, dlib_input, load_dlib_resnet
 
 # 112 px: the probe's size; the descriptor net is trained at 150 and "works from 104 px up", and
 # forward+backward cost grows with the area (150 px costs about 1.8x as much)
@@ -39,6 +39,7 @@ class DlibClassifier(nn.Module):
         mean: float = 0.5,
         std: float = 0.5,
         dropout: float = 0.0,
+        freeze_stages: int = 0,
         backbone: DlibResNet | None = None,
     ) -> None:
         super().__init__()
@@ -51,6 +52,9 @@ class DlibClassifier(nn.Module):
         self.norm = nn.BatchNorm1d(sum(STAGE_WIDTHS))
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(sum(STAGE_WIDTHS), num_classes)
+        self.freeze_stages = freeze_stages
+        for module in frozen_modules(self.backbone, freeze_stages):
+            module.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pixels = (x * self.std + self.mean) * 255  # (B, C, H, W) in 0..255
@@ -64,6 +68,17 @@ class DlibClassifier(nn.Module):
         return logits
 
 
+def frozen_modules(backbone: DlibResNet, stages: int) -> list[nn.Module]:
+    """The stem and the blocks of the first `stages` stages: what --freeze-stages keeps at the pretrained
+    weights. Nothing before them needs a gradient then, so autograd stops at the first trained block, and the
+    high-resolution early layers (most of the backward cost at 112 px) are run forward only."""
+    if stages == 0:
+        return []
+    last = STAGE_ENDS[stages - 1]
+    names = list(backbone.blocks)
+    return [backbone.stem, *(backbone.blocks[n] for n in names[: names.index(last) + 1])]
+
+
 def dlib_classifier(
     num_classes: int,
     *,
@@ -72,13 +87,23 @@ def dlib_classifier(
     mean: float = 0.5,
     std: float = 0.5,
     dropout: float = 0.0,
+    freeze_stages: int = 0,
     pretrained: bool = True,
 ) -> DlibClassifier:
     """A DlibClassifier whose backbone holds face-api's weights (`pretrained`; they are read from
     node_modules, see `dlib_resnet.face_api_manifest`) or stays at its placeholder values, to be
     overwritten by a checkpoint."""
     backbone = load_dlib_resnet() if pretrained else None
-    return DlibClassifier(num_classes, in_channels=in_channels, size=size, mean=mean, std=std, dropout=dropout, backbone=backbone)
+    return DlibClassifier(
+        num_classes,
+        in_channels=in_channels,
+        size=size,
+        mean=mean,
+        std=std,
+        dropout=dropout,
+        freeze_stages=freeze_stages,
+        backbone=backbone,
+    )
 
 
 def param_groups(nets: list[nn.Module], *, backbone_lr: float) -> list[dict[str, object]]:
@@ -88,6 +113,8 @@ def param_groups(nets: list[nn.Module], *, backbone_lr: float) -> list[dict[str,
     head: list[nn.Parameter] = []
     for net in nets:
         for name, p in net.named_parameters():
+            if not p.requires_grad:  # --freeze-stages
+                continue
             (backbone if name.startswith(BACKBONE_PREFIX) else head).append(p)
     groups: list[dict[str, object]] = [{"params": head}]
     if backbone:

@@ -90,6 +90,7 @@ def build_nets(cfg: TrainConfig, num_classes: int, *, pretrained: bool = True) -
                 mean=spec.mean[0],
                 std=spec.std[0],
                 dropout=cfg.dropout,
+                freeze_stages=cfg.freeze_stages,
                 pretrained=pretrained,
             )
             for _ in range(cfg.networks)

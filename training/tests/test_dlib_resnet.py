@@ -110,3 +110,29 @@ def test_mapping_names_missing_and_misshaped_weights() -> None:
 def test_missing_package_names_npm_ci(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="npm ci"):
         face_api_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("stages", [1, 2])
+def test_freeze_stages_trains_only_what_follows(stages: int) -> None:
+    """--freeze-stages N: one Adam step changes the head and the later stages and leaves the stem and the
+    first N stages exactly at dlib's weights (they get no gradient, so the optimiser never sees them)."""
+    from asm_fer.dlib_classifier import dlib_classifier, frozen_modules, param_groups
+
+    torch.manual_seed(0)
+    net = dlib_classifier(8, size=104, freeze_stages=stages, pretrained=False)
+    frozen = {id(p) for m in frozen_modules(net.backbone, stages) for p in m.parameters()}
+    before = {name: p.detach().clone() for name, p in net.named_parameters()}
+    opt = torch.optim.Adam(param_groups([net], backbone_lr=1e-3), lr=1e-3)
+    trained = {id(p) for group in opt.param_groups for p in group["params"]}
+    assert frozen and not frozen & trained
+    loss = torch.nn.functional.cross_entropy(net(torch.randn(4, 1, 48, 48)), torch.tensor([0, 1, 2, 3]))
+    loss.backward()  # type: ignore[no-untyped-call]
+    opt.step()
+    for name, p in net.named_parameters():
+        if name.startswith("backbone.fc."):  # the descriptor layer: the classifier pools the stages instead
+            continue
+        moved = not torch.equal(before[name], p.detach())
+        assert moved != (id(p) in frozen), name
+    last_frozen = ("conv32_3", "conv64_3")[stages - 1]
+    assert not any(p.requires_grad for p in net.backbone.blocks[last_frozen].parameters())
+    assert all(p.requires_grad for p in net.backbone.blocks["conv256_down_out"].parameters())
