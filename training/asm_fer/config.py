@@ -209,9 +209,10 @@ class TrainConfig:
     precision: Precision = field(
         default="auto",
         metadata={
-            "help": "arithmetic of the training forward passes: auto = bf16 autocast on CUDA, fp32 on the CPU; bf16 = "
-            "bf16 autocast on the CPU too (about 2x the training throughput on CPUs with AMX or AVX-512-BF16; "
-            "weights, optimiser and losses stay fp32; docs/results.md, E6)",
+            "help": "arithmetic of the training forward passes: auto = bf16 autocast on CUDA; on the CPU bf16 only where it "
+            "has AMX or AVX-512-BF16 and a start-up timing shows bf16 at least 1.3x faster, else fp32 (an AVX2-only CPU "
+            "runs bf16 convolutions 25x slower); decided once per run and written to its config.json; bf16 / fp32 force "
+            "it (weights, optimiser and losses stay fp32; docs/results.md, E6)",
         },
     )
     eval_engine: Literal["auto", "torch", "onnxruntime"] = field(

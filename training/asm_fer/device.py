@@ -7,13 +7,20 @@ with `--precision bf16`. Augmentation stays on the CPU (seeded generators); batc
 from __future__ import annotations
 
 import contextlib
+import platform
+import time
 import typing
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from .config import Precision
+
+# bf16 autocast must beat fp32 by this much in the start-up timing to be chosen by --precision auto: the
+# AMX Xeon measured 2.1-2.3x, an AVX2-only EPYC 0.04x (every bf16 conv on the reference kernel)
+BF16_MIN_SPEEDUP = 1.3
 
 
 def resolve_device(name: str) -> torch.device:
@@ -49,3 +56,67 @@ def autocast(device: torch.device, precision: Precision = "auto") -> Iterator[No
             yield
     else:
         yield
+
+
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), for the run's record."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_has_bf16_units() -> bool:
+    """Whether the CPU has bf16 matrix/vector units (AMX or AVX-512-BF16): without them PyTorch runs every bf16
+    convolution on its reference kernel, 25x slower than fp32 (docs/results.md, E6)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def machine() -> dict[str, object]:
+    """What a metrics row records about where its epoch ran: a run may resume on another kind of CPU."""
+    return {
+        "cpu": cpu_name(),
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "bf16_units": cpu_has_bf16_units(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+
+
+def bf16_speedup(*, reps: int = 3) -> float:
+    """fp32 time / bf16-autocast time of a training step of a small conv stack on this CPU (about a second)."""
+    gen = torch.Generator().manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1))
+    net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    x = torch.randn(16, 32, 28, 28, generator=gen).contiguous(memory_format=torch.channels_last)
+
+    def step_seconds(bf16: bool) -> float:
+        best = float("inf")
+        for _ in range(reps + 1):  # the first is a warm-up
+            t0 = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = net(x).float().square().mean()
+            loss.backward()
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    return step_seconds(False) / step_seconds(True)
+
+
+def resolve_precision(precision: Precision, device: torch.device) -> Precision:
+    """`auto` -> the precision this machine trains fastest in: bf16 on CUDA; on the CPU bf16 only where it has
+    bf16 units and a short timing confirms the gain, else fp32. A concrete choice is returned as it is."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16"
+    if device.type != "cpu" or not cpu_has_bf16_units():
+        return "fp32"
+    return "bf16" if bf16_speedup() >= BF16_MIN_SPEEDUP else "fp32"

@@ -12,6 +12,7 @@ run starts, its checkpoints and its end live in run.py.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -23,9 +24,9 @@ from torch import nn
 from tqdm import tqdm
 
 from .asm import mine_epoch, tri_loss
-from .config import TrainConfig
+from .config import Precision, TrainConfig
 from .data.dataset import ImageSet
-from .device import autocast, device_of, place, resolve_device, to_device
+from .device import autocast, device_of, machine, place, resolve_device, resolve_precision, to_device
 from .distributed import World, all_sum, init_world, leave, wrap
 from .dlib_classifier import param_groups
 from .evaluate import accuracy, predict_probs
@@ -115,6 +116,7 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
     torch.manual_seed(cfg.seed)
     world, device = init_world(resolve_device(cfg.device))
     run = Path(cfg.run_dir)
+    cfg = dataclasses.replace(cfg, precision=_run_precision(cfg, run, device))
     if world.is_main:
         run.mkdir(parents=True, exist_ok=True)
         (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
@@ -161,6 +163,7 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
                 "lr": lr,
                 "seconds": round(time.time() - t0, 1),
                 "images_per_second": round(len(data.train) / seconds, 1),
+                "machine": machine(),
             }
             log.write(json.dumps(row) + "\n")
             log.flush()
@@ -173,6 +176,21 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
         finalise(cfg, nets, data, spec, state)
     leave(world)
     return final
+
+
+def _run_precision(cfg: TrainConfig, run: Path, device: torch.device) -> Precision:
+    """The precision this run trains in, fixed at its start: `--precision auto` is decided once from the machine
+    (device.resolve_precision) and written to config.json, so a run resumed on another kind of CPU keeps its
+    arithmetic; a run folder whose config says otherwise keeps what it began with (an older run's `auto`
+    meant fp32 on the CPU, bf16 on CUDA, and autocast still reads it so)."""
+    if cfg.precision != "auto":
+        return cfg.precision
+    if (run / "config.json").is_file():
+        begun: Precision = json.loads((run / "config.json").read_text()).get("precision", "auto")
+        return begun
+    chosen = resolve_precision("auto", device)
+    print(f"precision: {chosen} (auto, on {machine()['cpu']})")
+    return chosen
 
 
 def fit_to_labels(probs: np.ndarray, labels: np.ndarray, true_labels: np.ndarray) -> dict[str, float]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from asm_fer import device
 from asm_fer.device import autocast, resolve_device
 from asm_fer.fixtures import tiny_config
 from asm_fer.resnet import ResNet, load_torchvision_weights
@@ -96,6 +97,42 @@ def test_asm_trains_in_bf16_and_a_run_cannot_resume_in_another_precision(ferplus
     assert json.loads((tmp_path / "bf16" / "config.json").read_text())["precision"] == "bf16"
     with pytest.raises(SystemExit, match="different config"):
         train(dataclasses.replace(cfg, precision="fp32"))
+
+
+@pytest.mark.parametrize(
+    ("units", "speedup", "chosen"),
+    [(False, 9.0, "fp32"), (True, 0.04, "fp32"), (True, 2.2, "bf16")],
+)
+def test_auto_precision_takes_bf16_only_with_bf16_units_and_a_measured_gain(
+    monkeypatch: pytest.MonkeyPatch, units: bool, speedup: float, chosen: str
+) -> None:
+    """The AMX Xeon (2.2x) trains in bf16; the AVX2-only EPYC (0.04x, reference kernels) and any CPU without
+    bf16 units stay fp32; CUDA is bf16; a concrete --precision is never second-guessed."""
+    monkeypatch.setattr(device, "cpu_has_bf16_units", lambda: units)
+    monkeypatch.setattr(device, "bf16_speedup", lambda: speedup)
+    assert device.resolve_precision("auto", torch.device("cpu")) == chosen
+    assert device.resolve_precision("auto", torch.device("cuda")) == "bf16"
+    assert device.resolve_precision("fp32", torch.device("cuda")) == "fp32"
+
+
+def test_an_auto_run_records_its_precision_and_machine_and_resumes_in_it(
+    ferplus_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = dataclasses.replace(tiny_config(ferplus_root, tmp_path / "auto"), epochs=2, precision="auto")
+    monkeypatch.setattr(device, "cpu_has_bf16_units", lambda: False)
+    train(dataclasses.replace(cfg, epochs=1))
+    assert json.loads((tmp_path / "auto" / "config.json").read_text())["precision"] == "fp32"
+    # the same run resumed on a machine whose timing would pick bf16 keeps the arithmetic it began with
+    monkeypatch.setattr(device, "cpu_has_bf16_units", lambda: True)
+    monkeypatch.setattr(device, "bf16_speedup", lambda: 2.2)
+    ckpt = torch.load(tmp_path / "auto" / CHECKPOINT, weights_only=False)
+    ckpt["config"]["epochs"] = 2
+    torch.save(ckpt, tmp_path / "auto" / CHECKPOINT)
+    train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "auto" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert all(r["machine"]["capability"] == torch.backends.cpu.get_cpu_capability() and r["machine"]["cpu"] for r in rows)
+    assert json.loads((tmp_path / "auto" / "config.json").read_text())["precision"] == "fp32"
 
 
 def test_cuda_requested_without_a_gpu_is_a_clear_error() -> None:
