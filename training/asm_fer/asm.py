@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 from .device import autocast, device_of, to_device
 from .distributed import World, gather_rows
 from .frozen import freeze
@@ -87,7 +87,7 @@ def mine_epoch(
     )  # (S, K, 2)
     if cfg.method == "oracle":  # the control: the true noise mask, thresholds still learned for the bundle
         if truly_noisy is None or not truly_noisy.any():
-            raise SystemExit("--method oracle needs a known noise mask (--noise sym-<r> or crowd-1)")
+            raise ConfigError("--method oracle needs a known noise mask (--noise sym-<r> or crowd-1)")
         subsets = Subsets(clean=~truly_noisy, ambiguous=np.zeros_like(truly_noisy), noisy=truly_noisy.copy())
     else:
         rule = "codivision" if cfg.method == "codivision" else cfg.mining_rule

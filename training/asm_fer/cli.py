@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .bundle import NOISY_BASES, THRESHOLD_SPLITS, TTA_MODES, WEIGHT_DTYPES, BundleError
-from .config import ConfigError, add_config_arguments, config_from_args
+from .config import ConfigError, RunError, add_config_arguments, config_from_args
 from .data import FORMATS
 from .data.ferplus import DatasetLayoutError
 
@@ -255,5 +255,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (DatasetLayoutError, BundleError, ConfigError, FileNotFoundError) as err:
+    except (DatasetLayoutError, BundleError, ConfigError, RunError, FileNotFoundError) as err:
         parser.exit(2, f"asm-fer: error: {err}\n")

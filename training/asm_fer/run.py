@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .asm import MiningState
-from .config import METHOD_FIELDS, RUNTIME_FIELDS, TrainConfig
+from .config import METHOD_FIELDS, RUNTIME_FIELDS, RunError, TrainConfig
 from .data import read_label_file, scan
 from .data.dataset import ImageSet, calibration_split, load_images, stratified_limit
 from .distributed import World
@@ -125,7 +125,7 @@ def _load_pretrained(cfg: TrainConfig, nets: list[nn.Module], path: str) -> None
         held = parent.calibration_share or cfg.calibration_share
         differ = [k for k in same if getattr(parent, k) != getattr(cfg, k)] if held else []
         if differ:
-            raise SystemExit(
+            raise RunError(
                 f"--pretrained {path}: that run held out another calibration split (it differs in {', '.join(differ)}); "
                 "fine-tune with the same --data, --limit, --calibration / --calibration-fold and --seed"
             )
@@ -159,7 +159,7 @@ def restore(
         ckpt = torch.load(ckpt_path, weights_only=False, map_location=device)
         # a run may resume on another machine, with other threads, keeping other epochs
         if TrainConfig.from_dict(ckpt["config"]).without(RUNTIME_FIELDS) != cfg.without(RUNTIME_FIELDS):
-            raise SystemExit(f"{ckpt_path} was written with a different config; use a new --run-dir")
+            raise RunError(f"{ckpt_path} was written with a different config; use a new --run-dir")
         print(f"resuming {run} at epoch {ckpt['epoch'] + 1}")
     elif cfg.warm_start:
         ckpt = warm_start_checkpoint(cfg, device)
@@ -208,21 +208,21 @@ def warm_start_checkpoint(cfg: TrainConfig, device: torch.device) -> dict[str, A
     then is what its own warm-up would have done: the same recipe, two networks trained with CE only."""
     path = Path(cfg.warm_start)
     if not path.is_file():
-        raise SystemExit(f"--warm-start {path}: no such checkpoint")
+        raise RunError(f"--warm-start {path}: no such checkpoint")
     ckpt = torch.load(path, weights_only=False, map_location=device)
     parent = TrainConfig.from_dict(ckpt["config"])
     ignore = RUNTIME_FIELDS | METHOD_FIELDS
     ours = cfg.without(ignore)
     differ = sorted(k for k, v in parent.without(ignore).items() if ours[k] != v)
     if differ:
-        raise SystemExit(f"--warm-start {path}: that run differs in {', '.join(differ)}")
+        raise RunError(f"--warm-start {path}: that run differs in {', '.join(differ)}")
     epoch = int(ckpt["epoch"])
     if parent.networks != 2 or cfg.networks != 2:
-        raise SystemExit(f"--warm-start {path}: both runs must train two networks (ce2, asm, asm-fixed, codivision)")
+        raise RunError(f"--warm-start {path}: both runs must train two networks (ce2, asm, asm-fixed, codivision)")
     if parent.mines and epoch > parent.warmup_epochs:
-        raise SystemExit(f"--warm-start {path}: epoch {epoch} of that run is past its warm-up ({parent.warmup_epochs})")
+        raise RunError(f"--warm-start {path}: epoch {epoch} of that run is past its warm-up ({parent.warmup_epochs})")
     if epoch > cfg.warmup_epochs:
-        raise SystemExit(f"--warm-start {path}: epoch {epoch} is past this run's warm-up ({cfg.warmup_epochs} epochs)")
+        raise RunError(f"--warm-start {path}: epoch {epoch} is past this run's warm-up ({cfg.warmup_epochs} epochs)")
     return dict(ckpt)
 
 
@@ -231,7 +231,7 @@ def copy_warm_up_metrics(parent: Path, run: Path, epochs: int) -> None:
     rows = [json.loads(line) for line in (parent / "metrics.jsonl").read_text().splitlines() if line.strip()]
     shared = [r | {"from": str(parent)} for r in rows if r["epoch"] <= epochs]
     if len(shared) != epochs:
-        raise SystemExit(f"--warm-start: {parent / 'metrics.jsonl'} lacks rows for epochs 1..{epochs}")
+        raise RunError(f"--warm-start: {parent / 'metrics.jsonl'} lacks rows for epochs 1..{epochs}")
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in shared))
 
 

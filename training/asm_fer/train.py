@@ -23,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .asm import mine_epoch, tri_loss
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 from .data.dataset import ImageSet
 from .device import autocast, device_of, place, resolve_device, to_device
 from .distributed import World, all_sum, init_world, leave, wrap
@@ -122,9 +122,9 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
     spec = input_spec(cfg)
     nets = build_nets(cfg, len(data.classes))
     if world.size > 1 and cfg.forward != "concat":
-        raise SystemExit("distributed training needs --forward concat (one forward per network and step)")
+        raise ConfigError("distributed training needs --forward concat (one forward per network and step)")
     if cfg.stability and cfg.mines:
-        raise SystemExit("--stability is for ce and ce2; ASM's own consistency term covers its noisy samples")
+        raise ConfigError("--stability is for ce and ce2; ASM's own consistency term covers its noisy samples")
     place(nets, device)
     models = wrap(nets, world, device)
     print(f"device: {device}, rank {world.rank} of {world.size}")

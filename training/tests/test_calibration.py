@@ -13,6 +13,7 @@ import torch
 
 from asm_fer.bundle import BundleError, input_spec_from, read_bundle
 from asm_fer.calibrate import BASE_GRID, FIT_DRAWS, injected_noise, reliability
+from asm_fer.config import RunError
 from asm_fer.data import scan
 from asm_fer.data.dataset import calibration_split, load_images
 from asm_fer.export import export_bundle, onnx_probs
@@ -64,7 +65,7 @@ def test_fine_tune_refuses_a_parent_with_another_calibration_split(fixtures: Pat
         pretrained=str(fixtures / "run" / "final.pt"),
         epochs=1,
     )
-    with pytest.raises(SystemExit, match=r"held out another calibration split .* calibration"):
+    with pytest.raises(RunError, match=r"held out another calibration split .* calibration"):
         train(cfg)
 
 
