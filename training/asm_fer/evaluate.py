@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .frozen import freeze
-from .transforms import InputSpec, normalise
+from .data.preprocess import InputSpec, normalise
+from .models.frozen import freeze
 
 
 @torch.no_grad()

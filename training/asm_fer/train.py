@@ -22,18 +22,20 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .asm import mine_epoch, tri_loss
+from .checkpoints import FINAL, finalise, restore, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .data.dataset import ImageSet
+from .data.preprocess import InputSpec, normalise
+from .data.views import weak_view
 from .device import autocast, device_of, place, resolve_device, to_device
 from .distributed import World, all_sum, init_world, leave, wrap
-from .dlib_classifier import param_groups
 from .evaluate import accuracy, predict_probs
-from .losses import mutual_weight, supervised, symmetric_kl
-from .mining import Subsets
-from .plots import plot_curves, plot_mining
-from .run import FINAL, Data, build_nets, finalise, input_spec, load_data, restore, save_checkpoint
-from .transforms import InputSpec, normalise, weak_view
+from .method.asm import mine_epoch, tri_loss
+from .method.losses import mutual_weight, supervised, symmetric_kl
+from .method.mining import Subsets
+from .models.dlib_classifier import param_groups
+from .reports.plots import plot_curves, plot_mining
+from .run import Data, build_nets, input_spec, load_data
 
 
 def _subset_codes(subsets: Subsets) -> torch.Tensor:

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from asm_fer.dlib_resnet import DlibResNet, dlib_input, face_api_manifest, load_dlib_resnet, tfjs_state_dict
-from asm_fer.tfjs_weights import WeightsError, read_tfjs_weights
+from asm_fer.models.dlib_resnet import DlibResNet, dlib_input, face_api_manifest, load_dlib_resnet, tfjs_state_dict
+from asm_fer.models.tfjs_weights import WeightsError, read_tfjs_weights
 
 PARITY = Path(__file__).parent / "parity"
 # face-api (TF.js cpu kernels, float32) and PyTorch sum the same products in other orders: measured
@@ -116,7 +116,7 @@ def test_missing_package_names_npm_ci(tmp_path: Path) -> None:
 def test_freeze_stages_trains_only_what_follows(stages: int) -> None:
     """--freeze-stages N: one Adam step changes the head and the later stages and leaves the stem and the
     first N stages exactly at dlib's weights (they get no gradient, so the optimiser never sees them)."""
-    from asm_fer.dlib_classifier import dlib_classifier, frozen_modules, param_groups
+    from asm_fer.models.dlib_classifier import dlib_classifier, frozen_modules, param_groups
 
     torch.manual_seed(0)
     net = dlib_classifier(8, size=104, freeze_stages=stages, pretrained=False)

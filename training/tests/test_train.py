@@ -8,14 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from asm_fer.checkpoints import CHECKPOINT, load_trained
 from asm_fer.cli import main
 from asm_fer.config import ConfigError, RunError
+from asm_fer.data.preprocess import normalise
+from asm_fer.data.views import weak_view
 from asm_fer.device import autocast, resolve_device
 from asm_fer.fixtures import tiny_config
-from asm_fer.resnet import ResNet, load_torchvision_weights
-from asm_fer.run import CHECKPOINT, input_spec, load_trained
+from asm_fer.models.resnet import ResNet, load_torchvision_weights
+from asm_fer.run import input_spec
 from asm_fer.train import train
-from asm_fer.transforms import normalise, weak_view
 
 
 def test_interrupted_run_resumes_to_the_same_weights(ferplus_root: Path, tmp_path: Path) -> None:

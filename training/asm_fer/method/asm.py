@@ -12,14 +12,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import ConfigError, TrainConfig
-from .device import autocast, device_of, to_device
-from .distributed import World, gather_rows
-from .frozen import freeze
+from ..config import ConfigError, TrainConfig
+from ..data.preprocess import InputSpec, normalise
+from ..data.views import strong_view, weak_view
+from ..device import autocast, device_of, to_device
+from ..distributed import World, gather_rows
+from ..models.frozen import freeze
 from .losses import consistency, mutual, mutual_weight, supervised
 from .mining import Subsets, mine, mining_quality
 from .thresholds import adaptive_thresholds, class_means
-from .transforms import InputSpec, normalise, strong_view, weak_view
 
 
 @dataclass

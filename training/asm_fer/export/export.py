@@ -23,19 +23,20 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 from torch.fx.experimental.optimization import fuse
 
+from ..checkpoints import final_model_thresholds, load_trained
+from ..config import TrainConfig
+from ..data import scan
+from ..data.dataset import load_images
+from ..data.ferplus import SPLITS
+from ..data.preprocess import InputSpec, normalise
+from ..evaluate import accuracy, per_class_recall
+from ..method.label_quality import log_probs, softmax_t
+from ..method.thresholds import adaptive_thresholds, class_means
+from ..models.resnet import Ensemble, count_parameters
+from ..run import Data, input_spec, load_data
 from .bundle import NOISY_BASES, THRESHOLD_SPLITS, TTA_MODES, WEIGHT_DTYPES, BundleError, input_section, sha256_file, write_bundle
 from .calibrate import fit_base, injected_noise, label_quality_section, reliability, temperature_section
-from .config import TrainConfig
 from .crossfit import out_of_fold
-from .data import scan
-from .data.dataset import load_images
-from .data.ferplus import SPLITS
-from .evaluate import accuracy, per_class_recall
-from .label_quality import log_probs, softmax_t
-from .resnet import Ensemble, count_parameters
-from .run import Data, final_model_thresholds, input_spec, load_data, load_trained
-from .thresholds import adaptive_thresholds, class_means
-from .transforms import InputSpec, normalise
 
 OPSET = 17
 ONNX_FILE = "model.onnx"
@@ -49,7 +50,7 @@ FLOAT16_MIN_ELEMENTS = 256
 
 
 def code_revision() -> str:
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     try:
         rev = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True

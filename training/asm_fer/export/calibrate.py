@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .label_quality import (
+from ..data.noise import NoisyLabels, apply_noise
+from ..method.label_quality import (
     ECE_BINS,
     QUALITY_SCORES,
     average_precision,
@@ -23,8 +24,7 @@ from .label_quality import (
     quality,
     softmax_t,
 )
-from .noise import NoisyLabels, apply_noise
-from .thresholds import Normalisation, adaptive_thresholds
+from ..method.thresholds import Normalisation, adaptive_thresholds
 
 FALLBACK_NOISE = "sym-0.2"
 # export --noisy-base fitted: the T_n tried, and the injected draws each is scored on

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from .config import METHOD_FIELDS, TrainConfig
-from .run import FINAL
+from ..checkpoints import FINAL
+from ..config import METHOD_FIELDS, TrainConfig
 
 METHOD_ORDER = ("ce", "ce2", "asm", "asm-fixed", "codivision", "oracle")
 FINAL_JSON = "final.json"  # what `keep` writes beside config.json and metrics.jsonl

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checkpoints import load_trained
+from ..config import TrainConfig
+from ..data import scan
+from ..data.dataset import calibration_split, load_images, stratified_limit
+from ..data.preprocess import normalise
+from ..models.resnet import Ensemble
+from ..run import input_spec
 from .bundle import BundleError
-from .config import TrainConfig
-from .data import scan
-from .data.dataset import calibration_split, load_images, stratified_limit
-from .resnet import Ensemble
-from .run import input_spec, load_trained
-from .transforms import normalise
 
 # what the K runs must share with each other and with the exported run: the same images, split the same way
 SAME = ("data", "dataset", "limit", "seed", "input_size", "channels")

@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .transforms import InputSpec
+from ..data.preprocess import InputSpec
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "models" / "bundle.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[3] / "models" / "bundle.schema.json"
 MANIFEST = "model.json"
 # How the ONNX file stores its weights (model.weightDtype); the graph computes in float32 either way.
 WEIGHT_DTYPES = ("float32", "float16")
