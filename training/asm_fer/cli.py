@@ -86,7 +86,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _keep(args: argparse.Namespace) -> int:
-    from .reports.report import keep
+    from .reports.runs import keep
 
     print(f"kept {keep(args.run, args.into)}")
     return 0

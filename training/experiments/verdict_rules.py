@@ -30,7 +30,7 @@ from asm_fer.data.dataset import load_images
 from asm_fer.data.noise import apply_noise
 from asm_fer.data.preprocess import normalise
 from asm_fer.export.bundle import input_spec_from, read_bundle
-from asm_fer.export.export import onnx_probs
+from asm_fer.evaluate import onnx_probs
 from asm_fer.method.thresholds import adaptive_thresholds, class_means
 
 GRID = np.round(np.arange(0.02, 0.80, 0.01), 2)

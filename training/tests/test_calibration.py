@@ -15,9 +15,10 @@ from asm_fer.config import RunError
 from asm_fer.data import scan
 from asm_fer.data.dataset import calibration_split, load_images
 from asm_fer.data.preprocess import normalise
+from asm_fer.evaluate import onnx_probs
 from asm_fer.export.bundle import BundleError, input_spec_from, read_bundle
 from asm_fer.export.calibrate import BASE_GRID, FIT_DRAWS, injected_noise, reliability
-from asm_fer.export.export import export_bundle, onnx_probs
+from asm_fer.export.export import export_bundle
 from asm_fer.fixtures import tiny_config
 from asm_fer.method.label_quality import (
     auroc,

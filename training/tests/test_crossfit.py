@@ -15,8 +15,9 @@ from asm_fer.config import ConfigError, TrainConfig
 from asm_fer.data import scan
 from asm_fer.data.dataset import calibration_split, load_images
 from asm_fer.data.preprocess import normalise
+from asm_fer.evaluate import torch_probs
 from asm_fer.export.bundle import BundleError, read_bundle
-from asm_fer.export.export import export_bundle, torch_probs
+from asm_fer.export.export import export_bundle
 from asm_fer.fixtures import tiny_config
 from asm_fer.method.label_quality import log_probs, softmax_t
 from asm_fer.method.thresholds import adaptive_thresholds, class_means

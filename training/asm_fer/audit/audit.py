@@ -21,9 +21,8 @@ from ..data.dataset import load_images
 from ..data.ferplus import DatasetLayoutError, Sample
 from ..data.noise import apply_noise
 from ..data.preprocess import normalise
-from ..evaluate import accuracy, confusion_matrix, per_class_recall
+from ..evaluate import accuracy, confusion_matrix, onnx_probs, per_class_recall
 from ..export.bundle import input_spec_from, read_bundle
-from ..export.export import onnx_probs
 from ..method.mining import Subsets, mine, mining_quality
 
 VERDICTS = ("clean", "ambiguous", "noisy")

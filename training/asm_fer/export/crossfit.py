@@ -22,6 +22,7 @@ from ..config import TrainConfig
 from ..data import scan
 from ..data.dataset import calibration_split, load_images, stratified_limit
 from ..data.preprocess import normalise
+from ..evaluate import torch_probs
 from ..models.resnet import Ensemble
 from ..run import input_spec
 from .bundle import BundleError
@@ -42,8 +43,6 @@ class OutOfFold:
 
 def out_of_fold(finals: Sequence[Path], *, like: TrainConfig, tta: str, data_root: str | None = None) -> OutOfFold:
     """Each run's ensemble (with `tta`) on the fold it held out, pooled; `like` is the exported run's config."""
-    from .export import torch_probs  # export imports this module
-
     runs = [(path, *load_trained(path)) for path in finals]
     folds = [cfg.fold for _, cfg, _, _ in runs]
     k = folds[0][1] if folds[0] else 0
