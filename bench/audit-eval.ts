@@ -4,7 +4,7 @@
 // verdict x truth table, precision/recall/F1 of `noisy`, the mean majority share per verdict, and the same metrics
 // for baseline rules computed from the same returned probabilities (argmax != label, Confident Learning's
 // per-class rule with t_j = the bundle's classMeans, fixed [0.2, 0.8]). Then the real peer (issue 17): each seed's
-// items go to `asm-fer peers` (training/asm_fer/peers.py), which scores cleanlab's find_label_issues (default and
+// items go to `asm-fer peers` (training/asm_fer/audit/peers.py), which scores cleanlab's find_label_issues (default and
 // confident_learning filters) and its label-quality scores at the verdict's budget on the same probabilities, every
 // rule per submitted class, the average precision / AUROC of each ranking score (with the service's own `quality`
 // field), and why the hand-written Confident Learning rule differs from cleanlab's.

@@ -2,7 +2,7 @@
 bundle, the FastAPI peer of E5 (bench/e5-peers.ts, issue 22).
 
 POST /v1/predict with one or more multipart `image` parts answers each image's label, confidence and class
-probabilities. Preprocessing is the bundle's (`training/asm_fer/transforms.py` `load_pixels` + `normalise`: PIL decode,
+probabilities. Preprocessing is the bundle's (`training/asm_fer/data/preprocess.py` `load_pixels` + `normalise`: PIL decode,
 EXIF orientation, RGB, bilinear resize when the size differs, BT.601 luma in float32, x * scale, (x - mean) / std), and
 onnxruntime runs with intra-op spinning off, as the service's sessions do, so the two compare on the same work.
 No batching across requests, no validation beyond what FastAPI does, no limits, no metrics: a peer, not a product.
@@ -48,7 +48,7 @@ def build_app(model_dir: Path, threads: int) -> FastAPI:
     input_name, output_name = spec["name"], manifest["output"]["name"]
 
     def tensor(data: bytes) -> np.ndarray:
-        """Image bytes -> (C, H, W) float32, as transforms.py makes it."""
+        """Image bytes -> (C, H, W) float32, as data/preprocess.py makes it."""
         with Image.open(io.BytesIO(data)) as im:
             rgb = ImageOps.exif_transpose(im).convert("RGB")
         if rgb.size != (width, height):

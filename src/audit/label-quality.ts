@@ -1,4 +1,4 @@
-// Scores that rank submitted labels, computed exactly as training/asm_fer/label_quality.py does; parity:
+// Scores that rank submitted labels, computed exactly as training/asm_fer/method/label_quality.py does; parity:
 // test/audit/label-quality.parity.test.ts. Probabilities are the graph's, already calibrated (temperature folded).
 import type { QualityScore } from '../bundle/load-bundle.js';
 

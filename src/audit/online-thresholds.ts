@@ -1,4 +1,4 @@
-// Adaptive Threshold Learning as training does it (training/asm_fer/thresholds.py, asm-method.md), for re-estimating
+// Adaptive Threshold Learning as training does it (training/asm_fer/method/thresholds.py, asm-method.md), for re-estimating
 // the thresholds from live class means.
 import type { ThresholdLearning, Thresholds } from '../bundle/load-bundle.js';
 

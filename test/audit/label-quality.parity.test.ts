@@ -1,4 +1,4 @@
-// The service's label-quality scores against the values training/asm_fer/label_quality.py computed for the same
+// The service's label-quality scores against the values training/asm_fer/method/label_quality.py computed for the same
 // rows (test/fixtures/label-quality-parity.json, checked on the Python side by tests/test_label_quality_parity.py).
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';

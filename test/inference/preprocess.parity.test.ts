@@ -15,7 +15,7 @@ interface ParityCase {
 }
 const parity = JSON.parse(readFileSync(PARITY_JSON, 'utf8')) as { input: InputSpec; cases: ParityCase[] };
 
-describe('preprocess parity with training/asm_fer/transforms.py', () => {
+describe('preprocess parity with training/asm_fer/data/preprocess.py', () => {
   it('covers grey, RGB, RGBA, resized and EXIF-rotated inputs', () => {
     expect(parity.cases.length).toBeGreaterThanOrEqual(5);
   });

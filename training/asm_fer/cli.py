@@ -7,10 +7,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .bundle import NOISY_BASES, THRESHOLD_SPLITS, TTA_MODES, WEIGHT_DTYPES, BundleError
-from .config import ConfigError, add_config_arguments, config_from_args
+from .config import ConfigError, RunError, add_config_arguments, config_from_args
 from .data import FORMATS
 from .data.ferplus import DatasetLayoutError
+from .export.bundle import NOISY_BASES, THRESHOLD_SPLITS, TTA_MODES, WEIGHT_DTYPES, BundleError
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -19,7 +19,7 @@ def _train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     final = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 alone exports
-        from .export import export_bundle
+        from .export.export import export_bundle
 
         bundle = Path(args.export or Path(cfg.run_dir) / "bundle")
         export_bundle(
@@ -36,8 +36,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export import export_bundle
-    from .run import FINAL
+    from .checkpoints import FINAL
+    from .export.export import export_bundle
 
     export_bundle(
         Path(args.run) / FINAL,
@@ -54,15 +54,15 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import report
+    from .reports.bench import report
 
     print(report(config_from_args(args)))
     return 0
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from .audit import run_audit, summary_lines, write_flagged_csv
-    from .audit_report import write_report
+    from .audit.audit import run_audit, summary_lines, write_flagged_csv
+    from .reports.audit_report import write_report
 
     audit = run_audit(
         args.bundle, args.data, fmt=args.format, split=args.split, noise=args.noise, seed=args.seed, limit=args.limit
@@ -79,14 +79,14 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import report
+    from .reports.report import report
 
     print(report(args.runs, table=args.table, plot=args.plot))
     return 0
 
 
 def _keep(args: argparse.Namespace) -> int:
-    from .report import keep
+    from .reports.runs import keep
 
     print(f"kept {keep(args.run, args.into)}")
     return 0
@@ -95,7 +95,7 @@ def _keep(args: argparse.Namespace) -> int:
 def _peers(args: argparse.Namespace) -> int:
     import json
 
-    from .peers import read_items, report_lines, score
+    from .audit.peers import read_items, report_lines, score
 
     items = read_items(args.input)
     classes = args.classes.split(",") if args.classes else [str(k) for k in range(items.probs.shape[1])]
@@ -255,5 +255,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (DatasetLayoutError, BundleError, ConfigError, FileNotFoundError) as err:
+    except (DatasetLayoutError, BundleError, ConfigError, RunError, FileNotFoundError) as err:
         parser.exit(2, f"asm-fer: error: {err}\n")

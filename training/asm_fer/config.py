@@ -19,6 +19,11 @@ class ConfigError(ValueError):
     """A config value or key that is not allowed (the message names it and what is)."""
 
 
+class RunError(ValueError):
+    """A run that cannot start, resume or fine-tune as asked: its run folder, checkpoint or parent run disagrees
+    with the config (the message names the file and what differs)."""
+
+
 # the one list of training precisions: the --precision choices and device.autocast's check
 Precision = Literal["auto", "fp32", "bf16"]
 

@@ -1,15 +1,19 @@
-"""Probabilities of a set of networks on in-memory images, and the E1 metrics computed from them."""
+"""Probabilities (N, K) of the trained networks on in-memory images, of a network module on its inputs, or of an
+exported ONNX graph, and the E1 metrics computed from them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import torch
 from torch import nn
 
-from .frozen import freeze
-from .transforms import InputSpec, normalise
+from .data.preprocess import InputSpec, normalise
+from .export.bundle import OUTPUT
+from .models.frozen import freeze
 
 
 @torch.no_grad()
@@ -23,6 +27,22 @@ def predict_probs(
         for start in range(0, pixels.shape[0], batch_size)
     ]
     return torch.cat(out).numpy().astype(np.float64)
+
+
+def torch_probs(model: nn.Module, x: torch.Tensor, *, batch_size: int = 512) -> np.ndarray:
+    """`model` (an `Ensemble`, which outputs probabilities) on (N, C, H, W) inputs -> (N, K), float64."""
+    with torch.no_grad():
+        return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]).double().numpy()
+
+
+def onnx_probs(path: Path, x: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+    """Run the exported graph on (N, C, H, W) inputs -> (N, K) probabilities."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    out = [sess.run([OUTPUT], {name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)]
+    return np.concatenate(out).astype(np.float64)
 
 
 def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:

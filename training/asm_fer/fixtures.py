@@ -14,7 +14,7 @@ from PIL import Image
 
 from .config import TrainConfig
 from .data.ferplus import CLASSES, SPLITS
-from .transforms import InputSpec, preprocess_file
+from .data.preprocess import InputSpec, preprocess_file
 
 # Exact-size images go through the same float arithmetic on both sides; only float32 rounding differs.
 EXACT_TOLERANCE = {"maxAbs": 1e-5, "meanAbs": 1e-6}
@@ -105,7 +105,7 @@ def _parity_images(folder: Path) -> list[tuple[str, dict[str, float]]]:
 
 def write_parity_vectors(folder: Path, spec: InputSpec) -> Path:
     """Images plus the tensors `transforms.preprocess_file` makes of them, in `parity.json`."""
-    from .bundle import input_section
+    from .export.bundle import input_section
 
     folder.mkdir(parents=True, exist_ok=True)
     cases = []
@@ -139,7 +139,7 @@ def tiny_config(data: Path, run_dir: Path) -> TrainConfig:
 
 def make_fixtures(out: Path) -> Path:
     """Dataset, trained tiny bundle and parity vectors under `out`; returns the bundle folder."""
-    from .export import export_bundle
+    from .export.export import export_bundle
     from .run import input_spec
     from .train import train
 

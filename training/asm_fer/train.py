@@ -23,18 +23,20 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .asm import mine_epoch, tri_loss
-from .config import Precision, TrainConfig
+from .checkpoints import FINAL, finalise, restore, save_checkpoint
+from .config import ConfigError, Precision, TrainConfig
 from .data.dataset import ImageSet
+from .data.preprocess import InputSpec, normalise
+from .data.views import weak_view
 from .device import autocast, device_of, machine, place, resolve_device, resolve_precision, to_device
 from .distributed import World, all_sum, init_world, leave, wrap
-from .dlib_classifier import param_groups
 from .evaluate import accuracy, predict_probs
-from .losses import mutual_weight, supervised, symmetric_kl
-from .mining import Subsets
-from .plots import plot_curves, plot_mining
-from .run import FINAL, Data, build_nets, finalise, input_spec, load_data, restore, save_checkpoint
-from .transforms import InputSpec, normalise, weak_view
+from .method.asm import mine_epoch, tri_loss
+from .method.losses import mutual_weight, supervised, symmetric_kl
+from .method.mining import Subsets
+from .models.dlib_classifier import param_groups, refresh_norm
+from .reports.plots import plot_curves, plot_mining
+from .run import Data, build_nets, input_spec, load_data
 
 
 def _subset_codes(subsets: Subsets) -> torch.Tensor:
@@ -124,9 +126,9 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
     spec = input_spec(cfg)
     nets = build_nets(cfg, len(data.classes))
     if world.size > 1 and cfg.forward != "concat":
-        raise SystemExit("distributed training needs --forward concat (one forward per network and step)")
+        raise ConfigError("distributed training needs --forward concat (one forward per network and step)")
     if cfg.stability and cfg.mines:
-        raise SystemExit("--stability is for ce and ce2; ASM's own consistency term covers its noisy samples")
+        raise ConfigError("--stability is for ce and ce2; ASM's own consistency term covers its noisy samples")
     place(nets, device)
     models = wrap(nets, world, device)
     print(f"device: {device}, rank {world.rank} of {world.size}")
@@ -149,6 +151,7 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
             row |= _run_epoch(models, opt, data.train, spec, cfg, epoch, subsets, world)
             seconds = time.time() - t1
             sched.step()
+            refresh_norm(nets, data.train.pixels, spec)  # a dlib head's eval-mode norm, before mining / Valid / export
             if log is None:
                 continue
             probs = predict_probs(nets, data.valid.pixels, spec, batch_size=cfg.eval_batch_size, engine=cfg.eval_engine)

@@ -15,10 +15,11 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from asm_fer.bundle import input_spec_from, read_bundle
 from asm_fer.data import scan
 from asm_fer.data.dataset import load_images, stratified_limit
-from asm_fer.transforms import normalise, strong_view, weak_view
+from asm_fer.data.preprocess import normalise
+from asm_fer.data.views import strong_view, weak_view
+from asm_fer.export.bundle import input_spec_from, read_bundle
 
 
 def main(bundle: Path, data_root: str, n: int) -> None:

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize
 
-from asm_fer.bundle import read_bundle
-from asm_fer.label_quality import ece, log_probs, nll
+from asm_fer.export.bundle import read_bundle
+from asm_fer.method.label_quality import ece, log_probs, nll
 
 sys.path.insert(0, str(Path(__file__).parent))
 from verdict_rules import split_probs

@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from asm_fer.audit import bundle_thresholds
-from asm_fer.bundle import input_spec_from, read_bundle
+from asm_fer.audit.audit import bundle_thresholds
 from asm_fer.data import scan
 from asm_fer.data.dataset import load_images
-from asm_fer.export import onnx_probs
-from asm_fer.noise import apply_noise
-from asm_fer.thresholds import adaptive_thresholds, class_means
-from asm_fer.transforms import normalise
+from asm_fer.data.noise import apply_noise
+from asm_fer.data.preprocess import normalise
+from asm_fer.export.bundle import input_spec_from, read_bundle
+from asm_fer.evaluate import onnx_probs
+from asm_fer.method.thresholds import adaptive_thresholds, class_means
 
 GRID = np.round(np.arange(0.02, 0.80, 0.01), 2)
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from asm_fer.asm import tri_loss
 from asm_fer.config import TrainConfig
-from asm_fer.resnet import ResNet
-from asm_fer.transforms import InputSpec
+from asm_fer.data.preprocess import InputSpec
+from asm_fer.method.asm import tri_loss
+from asm_fer.models.resnet import ResNet
 
 CLEAN, AMBIGUOUS, NOISY = 0, 1, 2
 
@@ -66,7 +66,7 @@ def test_a_short_schedule_runs_the_recipe_at_its_own_speed(ferplus_root: Path, t
     import json
 
     from asm_fer.fixtures import tiny_config
-    from asm_fer.losses import mutual_weight
+    from asm_fer.method.losses import mutual_weight
     from asm_fer.train import train
 
     cfg = dataclasses.replace(

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asm_fer.audit import VERDICTS, run_audit, write_flagged_csv
+from asm_fer.audit.audit import VERDICTS, run_audit, write_flagged_csv
 from asm_fer.cli import main
 
 

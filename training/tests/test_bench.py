@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from asm_fer.bench import matmul_peak, training_cost
 from asm_fer.fixtures import tiny_config
+from asm_fer.reports.bench import matmul_peak, training_cost
 
 
 def test_matmul_peak_is_measured() -> None:
@@ -20,7 +20,7 @@ def test_training_cost_counts_flops_of_both_networks(tmp_path: Path) -> None:
 
 
 def test_report_has_one_row_per_setting(tmp_path: Path) -> None:
-    from asm_fer.bench import report
+    from asm_fer.reports.bench import report
 
     table = report(tiny_config(tmp_path, tmp_path), peak_seconds=0.05, steps=1).splitlines()
     assert table[0].startswith("fp32 matmul peak")

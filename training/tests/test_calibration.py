@@ -11,13 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from asm_fer.bundle import BundleError, input_spec_from, read_bundle
-from asm_fer.calibrate import BASE_GRID, FIT_DRAWS, injected_noise, reliability
+from asm_fer.config import RunError
 from asm_fer.data import scan
 from asm_fer.data.dataset import calibration_split, load_images
-from asm_fer.export import export_bundle, onnx_probs
+from asm_fer.data.preprocess import normalise
+from asm_fer.evaluate import onnx_probs
+from asm_fer.export.bundle import BundleError, input_spec_from, read_bundle
+from asm_fer.export.calibrate import BASE_GRID, FIT_DRAWS, injected_noise, reliability
+from asm_fer.export.export import export_bundle
 from asm_fer.fixtures import tiny_config
-from asm_fer.label_quality import (
+from asm_fer.method.label_quality import (
     auroc,
     average_precision,
     ece,
@@ -28,10 +31,9 @@ from asm_fer.label_quality import (
     self_confidence,
     softmax_t,
 )
+from asm_fer.method.thresholds import adaptive_thresholds
 from asm_fer.run import CALIBRATION_IDS, load_data
-from asm_fer.thresholds import adaptive_thresholds
 from asm_fer.train import train
-from asm_fer.transforms import normalise
 
 
 def test_calibration_split_is_stratified_reproducible_and_disjoint(ferplus_root: Path) -> None:
@@ -64,7 +66,7 @@ def test_fine_tune_refuses_a_parent_with_another_calibration_split(fixtures: Pat
         pretrained=str(fixtures / "run" / "final.pt"),
         epochs=1,
     )
-    with pytest.raises(SystemExit, match=r"held out another calibration split .* calibration"):
+    with pytest.raises(RunError, match=r"held out another calibration split .* calibration"):
         train(cfg)
 
 
@@ -90,7 +92,7 @@ def test_bundle_temperature_is_folded_into_its_graph(fixtures: Path) -> None:
     spec = input_spec_from(doc["input"])
     _, samples = scan("ferplus", fixtures / "ferplus", "valid")
     x = normalise(load_images(samples, spec).pixels, spec)
-    from asm_fer.run import load_trained
+    from asm_fer.checkpoints import load_trained
 
     _, nets, _ = load_trained(fixtures / "run" / "final.pt")
     with torch.no_grad():
@@ -139,7 +141,7 @@ def test_reliability_counts_the_verdict_against_the_injected_truth(fixtures: Pat
     # planted: every noisy verdict right and every wrong label found gives 1.0 / 1.0
     perfect = np.full((4, 2), 0.1)
     perfect[[0, 1], [0, 1]] = 0.9
-    from asm_fer.noise import NoisyLabels
+    from asm_fer.data.noise import NoisyLabels
 
     planted = NoisyLabels(np.array([0, 1, 1, 0]), np.array([False, False, True, True]))
     r = reliability(perfect, planted, np.array([[0.5, 0.8], [0.5, 0.8]]), ["a", "b"])

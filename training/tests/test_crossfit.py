@@ -10,18 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asm_fer.bundle import BundleError, read_bundle
+from asm_fer.checkpoints import load_trained
 from asm_fer.config import ConfigError, TrainConfig
 from asm_fer.data import scan
 from asm_fer.data.dataset import calibration_split, load_images
-from asm_fer.export import export_bundle, torch_probs
+from asm_fer.data.preprocess import normalise
+from asm_fer.evaluate import torch_probs
+from asm_fer.export.bundle import BundleError, read_bundle
+from asm_fer.export.export import export_bundle
 from asm_fer.fixtures import tiny_config
-from asm_fer.label_quality import log_probs, softmax_t
-from asm_fer.resnet import Ensemble
-from asm_fer.run import CALIBRATION_IDS, input_spec, load_trained
-from asm_fer.thresholds import adaptive_thresholds, class_means
+from asm_fer.method.label_quality import log_probs, softmax_t
+from asm_fer.method.thresholds import adaptive_thresholds, class_means
+from asm_fer.models.resnet import Ensemble
+from asm_fer.run import CALIBRATION_IDS, input_spec
 from asm_fer.train import train
-from asm_fer.transforms import normalise
 
 
 def test_the_folds_of_one_seed_partition_each_class(ferplus_root: Path) -> None:

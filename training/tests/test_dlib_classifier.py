@@ -6,13 +6,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from asm_fer.bundle import read_bundle
-from asm_fer.dlib_classifier import DlibClassifier, param_groups
-from asm_fer.dlib_resnet import load_dlib_resnet
-from asm_fer.export import export_bundle
+from asm_fer.checkpoints import load_trained
+from asm_fer.export.bundle import read_bundle
+from asm_fer.export.export import export_bundle
 from asm_fer.fixtures import tiny_config
-from asm_fer.resnet import ResNet
-from asm_fer.run import build_nets, load_trained
+from asm_fer.models.dlib_classifier import DlibClassifier, param_groups
+from asm_fer.models.dlib_resnet import load_dlib_resnet
+from asm_fer.models.resnet import ResNet
+from asm_fer.run import build_nets
 from asm_fer.train import train
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from asm_fer.dlib_resnet import DlibResNet, dlib_input, face_api_manifest, load_dlib_resnet, tfjs_state_dict
-from asm_fer.tfjs_weights import WeightsError, read_tfjs_weights
+from asm_fer.models.dlib_resnet import DlibResNet, dlib_input, face_api_manifest, load_dlib_resnet, tfjs_state_dict
+from asm_fer.models.tfjs_weights import WeightsError, read_tfjs_weights
 
 PARITY = Path(__file__).parent / "parity"
 # face-api (TF.js cpu kernels, float32) and PyTorch sum the same products in other orders: measured
@@ -116,7 +116,7 @@ def test_missing_package_names_npm_ci(tmp_path: Path) -> None:
 def test_freeze_stages_trains_only_what_follows(stages: int) -> None:
     """--freeze-stages N: one Adam step changes the head and the later stages and leaves the stem and the
     first N stages exactly at dlib's weights (they get no gradient, so the optimiser never sees them)."""
-    from asm_fer.dlib_classifier import dlib_classifier, frozen_modules, param_groups
+    from asm_fer.models.dlib_classifier import dlib_classifier, frozen_modules, param_groups
 
     torch.manual_seed(0)
     net = dlib_classifier(8, size=104, freeze_stages=stages, pretrained=False)
@@ -136,3 +136,29 @@ def test_freeze_stages_trains_only_what_follows(stages: int) -> None:
     last_frozen = ("conv32_3", "conv64_3")[stages - 1]
     assert not any(p.requires_grad for p in net.backbone.blocks[last_frozen].parameters())
     assert all(p.requires_grad for p in net.backbone.blocks["conv256_down_out"].parameters())
+
+
+def test_refresh_norm_sets_the_heads_norm_to_the_plain_statistics_of_its_features() -> None:
+    """After refresh_norm the head's running mean / variance are the exact (unbiased) statistics of the pooled
+    features of the sampled plain images, not a trailing average; the momentum training uses is kept."""
+    from asm_fer.data.preprocess import InputSpec, normalise
+    from asm_fer.models.dlib_classifier import dlib_classifier, refresh_norm
+    from asm_fer.models.resnet import ResNet
+
+    torch.manual_seed(0)
+    net = dlib_classifier(8, size=104, pretrained=False)
+    net.norm.running_mean.fill_(5.0)  # a stale estimate
+    other = ResNet(8, in_channels=1, widths=(4, 8, 8, 8), blocks=(1, 1, 1, 1))
+    other_state = {k: v.clone() for k, v in other.state_dict().items()}
+    spec = InputSpec(channels=1, height=48, width=48, mean=(0.5,), std=(0.5,))
+    pixels = torch.rand(40, 1, 48, 48) * 255
+    refresh_norm([net, other], pixels, spec, images=20)
+    sample = normalise(pixels[::2][:20], spec)
+    with torch.no_grad():  # the classifier's own path: back to pixels, resized, dlib's input, every stage pooled
+        up = torch.nn.functional.interpolate((sample * 0.5 + 0.5) * 255, size=(104, 104), mode="bilinear", align_corners=False)
+        feats = torch.cat([s.mean((2, 3)) for s in net.backbone.stages(dlib_input(up.expand(-1, 3, -1, -1)))], 1)
+    assert torch.allclose(net.norm.running_mean, feats.mean(0), atol=1e-5)
+    assert torch.allclose(net.norm.running_var, feats.var(0), rtol=1e-3, atol=1e-7)
+    assert net.norm.momentum == 0.1 and not net.training
+    for k, v in other.state_dict().items():
+        assert torch.equal(v, other_state[k]), k

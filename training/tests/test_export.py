@@ -10,22 +10,16 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from asm_fer.bundle import SCHEMA_PATH, TTA_MODES, WEIGHT_DTYPES, BundleError, input_spec_from, read_bundle, validate
+from asm_fer.checkpoints import load_trained
 from asm_fer.cli import main
 from asm_fer.data import scan
 from asm_fer.data.dataset import load_images
-from asm_fer.export import (
-    FLOAT16_MIN_ELEMENTS,
-    PARITY_ATOL,
-    export_bundle,
-    export_onnx,
-    onnx_probs,
-    round_weights_to_float16,
-    store_float16,
-)
-from asm_fer.resnet import Ensemble
-from asm_fer.run import load_trained
-from asm_fer.transforms import normalise, preprocess_file
+from asm_fer.data.preprocess import normalise, preprocess_file
+from asm_fer.evaluate import onnx_probs
+from asm_fer.export.bundle import SCHEMA_PATH, TTA_MODES, WEIGHT_DTYPES, BundleError, input_spec_from, read_bundle, validate
+from asm_fer.export.export import export_bundle
+from asm_fer.export.graph import FLOAT16_MIN_ELEMENTS, PARITY_ATOL, export_onnx, round_weights_to_float16, store_float16
+from asm_fer.models.resnet import Ensemble
 
 
 @pytest.mark.smoke

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from asm_fer.asm import net_probabilities
 from asm_fer.config import TrainConfig
+from asm_fer.data.preprocess import InputSpec
 from asm_fer.evaluate import predict_probs
-from asm_fer.frozen import resolve_engine
+from asm_fer.method.asm import net_probabilities
+from asm_fer.models.frozen import resolve_engine
 from asm_fer.run import build_nets
-from asm_fer.transforms import InputSpec
 
 
 def _trained_like_nets() -> list[torch.nn.Module]:

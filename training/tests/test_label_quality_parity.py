@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from asm_fer.label_quality import QUALITY_SCORES, mistakenness, quality
+from asm_fer.method.label_quality import QUALITY_SCORES, mistakenness, quality
 
 PARITY_JSON = Path(__file__).resolve().parents[2] / "test" / "fixtures" / "label-quality-parity.json"
 TOLERANCE = 1e-12  # the same float64 arithmetic on both sides; only summation order may differ

@@ -103,7 +103,7 @@ def test_unknown_format() -> None:
 
 def test_affectnet_csv_with_face_boxes(tmp_path: Path) -> None:
     from asm_fer.data.dataset import load_images
-    from asm_fer.transforms import InputSpec
+    from asm_fer.data.preprocess import InputSpec
 
     img = Image.new("RGB", (100, 100), (0, 0, 0))
     img.paste((255, 255, 255), (50, 50, 100, 100))

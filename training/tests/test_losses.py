@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from asm_fer.losses import consistency, mutual, mutual_weight, supervised, symmetric_kl
+from asm_fer.method.losses import consistency, mutual, mutual_weight, supervised, symmetric_kl
 
 
 def test_lambda_ramp_check_values() -> None:

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asm_fer.mining import Subsets, mine, mining_quality
-from asm_fer.thresholds import adaptive_thresholds
+from asm_fer.method.mining import Subsets, mine, mining_quality
+from asm_fer.method.thresholds import adaptive_thresholds
 
 THRESHOLDS = np.array([[0.2, 0.8], [0.1, 0.4]])  # (K, 2) as (tau_n, tau_c)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asm_fer.noise import apply_noise, crowd_one, save_noise, symmetric
+from asm_fer.data.noise import apply_noise, crowd_one, save_noise, symmetric
 
 
 def test_symmetric_noise_flips_the_rate_in_every_class_to_other_classes() -> None:
@@ -55,7 +55,7 @@ def test_saved_table(tmp_path: Path) -> None:
 
 def test_label_file_in_ferplus_format_gives_labels_and_truth(ferplus_root: Path, tmp_path: Path) -> None:
     from asm_fer.data import read_label_file, scan
-    from asm_fer.noise import from_file
+    from asm_fer.data.noise import from_file
 
     _, samples = scan("ferplus", ferplus_root, "train")
     names = [s.path.name for s in samples]
@@ -72,7 +72,7 @@ def test_label_file_in_ferplus_format_gives_labels_and_truth(ferplus_root: Path,
 
 def test_label_file_in_rafdb_format_and_missing_images(tmp_path: Path) -> None:
     from asm_fer.data import read_label_file
-    from asm_fer.noise import from_file
+    from asm_fer.data.noise import from_file
 
     (tmp_path / "noise10.txt").write_text("train_00001.jpg 2\ntrain_00002.jpg 7\n")
     mapping = read_label_file("rafdb", tmp_path / "noise10.txt")

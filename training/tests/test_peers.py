@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from cleanlab.rank import get_label_quality_scores
 
+from asm_fer.audit.peers import AuditedItems, at_budget, score
 from asm_fer.cli import main
-from asm_fer.label_quality import normalized_margin, self_confidence
-from asm_fer.peers import AuditedItems, at_budget, score
+from asm_fer.method.label_quality import normalized_margin, self_confidence
 
 CLASSES = ["a", "b", "c", "d"]
 

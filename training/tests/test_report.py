@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from asm_fer.checkpoints import FINAL
 from asm_fer.cli import main
 from asm_fer.fixtures import tiny_config
-from asm_fer.report import find_runs
-from asm_fer.run import FINAL
+from asm_fer.reports.runs import find_runs
 from asm_fer.train import train
 
 

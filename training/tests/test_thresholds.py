@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asm_fer.thresholds import adaptive_thresholds, class_means
+from asm_fer.method.thresholds import adaptive_thresholds, class_means
 
 
 def test_given_label_means_are_per_class_averages() -> None:

@@ -9,12 +9,16 @@ import pytest
 import torch
 
 from asm_fer import device
+from asm_fer.checkpoints import CHECKPOINT, load_trained
+from asm_fer.cli import main
+from asm_fer.config import ConfigError, RunError
+from asm_fer.data.preprocess import normalise
+from asm_fer.data.views import weak_view
 from asm_fer.device import autocast, resolve_device
 from asm_fer.fixtures import tiny_config
-from asm_fer.resnet import ResNet, load_torchvision_weights
-from asm_fer.run import CHECKPOINT, input_spec, load_trained
+from asm_fer.models.resnet import ResNet, load_torchvision_weights
+from asm_fer.run import input_spec
 from asm_fer.train import train
-from asm_fer.transforms import normalise, weak_view
 
 
 def test_interrupted_run_resumes_to_the_same_weights(ferplus_root: Path, tmp_path: Path) -> None:
@@ -74,7 +78,7 @@ def test_resume_may_change_device_and_threads_but_not_the_recipe(ferplus_root: P
     cfg = dataclasses.replace(tiny_config(ferplus_root, tmp_path / "run"), epochs=1)
     train(cfg)
     train(dataclasses.replace(cfg, device="cpu", threads=2))
-    with pytest.raises(SystemExit, match="different config"):
+    with pytest.raises(RunError, match="different config"):
         train(dataclasses.replace(cfg, lr=0.5))
 
 
@@ -95,7 +99,7 @@ def test_asm_trains_in_bf16_and_a_run_cannot_resume_in_another_precision(ferplus
     _, _, final = load_trained(train(cfg))
     assert final["valid"]["accuracy"] > 0.4  # as the fp32 runs: bf16 forward passes, fp32 weights and losses
     assert json.loads((tmp_path / "bf16" / "config.json").read_text())["precision"] == "bf16"
-    with pytest.raises(SystemExit, match="different config"):
+    with pytest.raises(RunError, match="different config"):
         train(dataclasses.replace(cfg, precision="fp32"))
 
 
@@ -181,13 +185,13 @@ def test_warm_start_refuses_a_checkpoint_that_is_not_this_runs_warm_up(ferplus_r
     )
     train(ce2)
     asm = dataclasses.replace(ce2, method="asm", warmup_epochs=1, keep_epochs=(), run_dir=str(tmp_path / "asm"))
-    with pytest.raises(SystemExit, match="differs in noise"):
+    with pytest.raises(RunError, match="differs in noise"):
         train(dataclasses.replace(asm, noise="sym-0.2", warm_start=str(tmp_path / "ce2" / "epoch-01.pt")))
-    with pytest.raises(SystemExit, match="past this run's warm-up"):
+    with pytest.raises(RunError, match="past this run's warm-up"):
         train(dataclasses.replace(asm, warm_start=str(tmp_path / "ce2" / "epoch-02.pt")))
-    with pytest.raises(SystemExit, match="no such checkpoint"):
+    with pytest.raises(RunError, match="no such checkpoint"):
         train(dataclasses.replace(asm, warm_start=str(tmp_path / "ce2" / "epoch-07.pt")))
-    with pytest.raises(SystemExit, match="two networks"):
+    with pytest.raises(RunError, match="two networks"):
         train(dataclasses.replace(asm, method="ce", warm_start=str(tmp_path / "ce2" / "epoch-01.pt")))
 
 
@@ -238,5 +242,18 @@ def test_stability_term_is_logged_and_keeps_plain_and_reframed_predictions_close
         rows = [json.loads(line) for line in (Path(run.run_dir) / "metrics.jsonl").read_text().splitlines()]
         assert ("loss_stability" in rows[-1]) == (weight > 0)
     assert gaps[1] < gaps[0]
-    with pytest.raises(SystemExit, match="ce and ce2"):
+    with pytest.raises(ConfigError, match="ce and ce2"):
         train(dataclasses.replace(base, method="asm", stability=1.0, run_dir=str(tmp_path / "asm")))
+
+
+def test_the_cli_turns_a_run_error_into_one_line_and_status_2(
+    ferplus_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nothing.pt"
+    args = ["train", "--data", str(ferplus_root), "--run-dir", str(tmp_path / "run"), "--warm-start", str(missing)]
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--method", "asm", "--input-size", "24", "--widths", "4", "8", "8", "8", "--blocks", "1", "1", "1", "1"])
+    assert exc.value.code == 2
+    # the last line of stderr: the decoding progress bars come before it
+    err = capsys.readouterr().err
+    assert err.endswith("\n") and err.splitlines()[-1] == f"asm-fer: error: --warm-start {missing}: no such checkpoint"

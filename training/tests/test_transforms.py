@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from asm_fer.transforms import InputSpec, load_pixels, preprocess_file, weak_view
+from asm_fer.data.preprocess import InputSpec, load_pixels, preprocess_file
+from asm_fer.data.views import weak_view
 
 SPEC = InputSpec()
 
@@ -55,7 +56,7 @@ def test_weak_view_is_seeded_and_stays_in_range() -> None:
 
 
 def test_reframe_view_zooms_out_without_black_bands_and_softens() -> None:
-    from asm_fer.transforms import random_affine, resampling_blur
+    from asm_fer.data.views import random_affine, resampling_blur
 
     bright = torch.full((8, 1, 48, 48), 0.8)
     out = random_affine(bright, torch.Generator().manual_seed(0), translate=0.1, scale=(0.8, 0.85), padding="border")
@@ -71,7 +72,7 @@ def test_reframe_view_zooms_out_without_black_bands_and_softens() -> None:
 
 
 def test_strong_view_is_seeded_in_range_and_changes_the_image() -> None:
-    from asm_fer.transforms import strong_view
+    from asm_fer.data.views import strong_view
 
     x = torch.rand(64, 1, 48, 48)
     a = strong_view(x, torch.Generator().manual_seed(1))
@@ -86,7 +87,7 @@ def test_strong_view_is_seeded_in_range_and_changes_the_image() -> None:
 
 
 def test_strong_view_magnitudes_stay_inside_the_stated_bounds() -> None:
-    from asm_fer.transforms import STRONG_VIEWS, _geometric, _photometric
+    from asm_fer.data.views import STRONG_VIEWS, _geometric, _photometric
 
     view = STRONG_VIEWS["man"]
     gen = torch.Generator().manual_seed(0)
@@ -108,7 +109,7 @@ def test_strong_view_magnitudes_stay_inside_the_stated_bounds() -> None:
 
 
 def test_strong_view_cutout_covers_about_half_a_percent_and_ops_are_skipped_at_p() -> None:
-    from asm_fer.transforms import STRONG_VIEWS, StrongView, strong_view
+    from asm_fer.data.views import STRONG_VIEWS, StrongView, strong_view
 
     x = torch.zeros(300, 1, 48, 48)
     only_cutout = dataclasses.replace(STRONG_VIEWS["man"], ops=0)
@@ -124,7 +125,7 @@ def test_strong_view_cutout_covers_about_half_a_percent_and_ops_are_skipped_at_p
 
 
 def test_harsh_strong_view_is_the_earlier_one() -> None:
-    from asm_fer.transforms import STRONG_VIEWS
+    from asm_fer.data.views import STRONG_VIEWS
 
     harsh = STRONG_VIEWS["harsh"]
     assert (harsh.p, harsh.translate, harsh.cutout, harsh.posterize_bits) == (1.0, 0.3, 0.5, (2, 3))

@@ -1,4 +1,6 @@
-"""Dataset layouts: each is one scanner (find the samples) plus its class names; `dataset.py` makes tensors."""
+"""Dataset layouts, each one scanner (find the samples) plus its class names; then `dataset.py` makes tensors
+through `preprocess.py` (the input contract the service shares), `noise.py` corrupts labels by a protocol and
+`views.py` augments for training."""
 
 from __future__ import annotations
 

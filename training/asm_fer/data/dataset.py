@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..transforms import InputSpec, load_pixels
 from .ferplus import Sample
+from .preprocess import InputSpec, load_pixels
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -13,8 +12,7 @@ matplotlib.use("Agg")  # headless: runs on servers and in CI
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-if TYPE_CHECKING:
-    from .report import RunRow
+from .runs import RunRow
 
 
 def _save(fig: Figure, metrics: Path, out: Path, *, title: str | None = None) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from .audit import VERDICTS, Audit, most_ambiguous, most_confident_noisy, summary_lines
+from ..audit.audit import VERDICTS, Audit, most_ambiguous, most_confident_noisy, summary_lines
 
 THUMB = 96
 STYLE = """

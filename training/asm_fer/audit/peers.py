@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .label_quality import auroc, average_precision, mistakenness, normalized_margin, prf, self_confidence
+from ..method.label_quality import auroc, average_precision, mistakenness, normalized_margin, prf, self_confidence
 
 
 @dataclass(frozen=True)

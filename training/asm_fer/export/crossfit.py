@@ -17,13 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checkpoints import load_trained
+from ..config import TrainConfig
+from ..data import scan
+from ..data.dataset import calibration_split, load_images, stratified_limit
+from ..data.preprocess import normalise
+from ..evaluate import torch_probs
+from ..models.resnet import Ensemble
+from ..run import input_spec
 from .bundle import BundleError
-from .config import TrainConfig
-from .data import scan
-from .data.dataset import calibration_split, load_images, stratified_limit
-from .resnet import Ensemble
-from .run import input_spec, load_trained
-from .transforms import normalise
 
 # what the K runs must share with each other and with the exported run: the same images, split the same way
 SAME = ("data", "dataset", "limit", "seed", "input_size", "channels")
@@ -41,8 +43,6 @@ class OutOfFold:
 
 def out_of_fold(finals: Sequence[Path], *, like: TrainConfig, tta: str, data_root: str | None = None) -> OutOfFold:
     """Each run's ensemble (with `tta`) on the fold it held out, pooled; `like` is the exported run's config."""
-    from .export import torch_probs  # export imports this module
-
     runs = [(path, *load_trained(path)) for path in finals]
     folds = [cfg.fold for _, cfg, _, _ in runs]
     k = folds[0][1] if folds[0] else 0

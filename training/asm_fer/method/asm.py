@@ -12,14 +12,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import TrainConfig
-from .device import autocast, device_of, to_device
-from .distributed import World, gather_rows
-from .frozen import freeze
+from ..config import ConfigError, TrainConfig
+from ..data.preprocess import InputSpec, normalise
+from ..data.views import strong_view, weak_view
+from ..device import autocast, device_of, to_device
+from ..distributed import World, gather_rows
+from ..models.frozen import freeze
 from .losses import consistency, mutual, mutual_weight, supervised
 from .mining import Subsets, mine, mining_quality
 from .thresholds import adaptive_thresholds, class_means
-from .transforms import InputSpec, normalise, strong_view, weak_view
 
 
 @dataclass
@@ -87,7 +88,7 @@ def mine_epoch(
     )  # (S, K, 2)
     if cfg.method == "oracle":  # the control: the true noise mask, thresholds still learned for the bundle
         if truly_noisy is None or not truly_noisy.any():
-            raise SystemExit("--method oracle needs a known noise mask (--noise sym-<r> or crowd-1)")
+            raise ConfigError("--method oracle needs a known noise mask (--noise sym-<r> or crowd-1)")
         subsets = Subsets(clean=~truly_noisy, ambiguous=np.zeros_like(truly_noisy), noisy=truly_noisy.copy())
     else:
         rule = "codivision" if cfg.method == "codivision" else cfg.mining_rule

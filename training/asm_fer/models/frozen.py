@@ -16,7 +16,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from .device import autocast, device_of, to_device
+from ..device import autocast, device_of, to_device
 
 ENGINES = ("auto", "torch", "onnxruntime")
 Frozen = Callable[[torch.Tensor], torch.Tensor]  # normalised (B, C, H, W) on the CPU -> (M, B, K) fp32 logits

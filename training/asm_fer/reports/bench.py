@@ -10,11 +10,11 @@ from typing import Any, Literal
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import Precision, TrainConfig
-from .device import autocast, place, resolve_device, to_device
-from .frozen import freeze
-from .losses import supervised
-from .run import build_nets
+from ..config import Precision, TrainConfig
+from ..device import autocast, place, resolve_device, to_device
+from ..method.losses import supervised
+from ..models.frozen import freeze
+from ..run import build_nets
 
 
 def matmul_peak(threads: int, *, n: int = 2048, seconds: float = 3.0) -> float:

@@ -1,17 +1,21 @@
 """What the exporter measures on a run's held-out calibration split (issue 17), none of it on images a
-network was trained on: the temperature, the label-quality score to serve, and how far a `noisy` verdict can
-be trusted per submitted class. The verdict is judged against injected noise whose truth is known: crowd-1
+network was trained on: the temperature, the thresholds (Adaptive Threshold Learning out of sample, with the base
+pair fitted if asked), the label-quality score to serve, and how far a `noisy` verdict can be trusted per
+submitted class. The verdict is judged against injected noise whose truth is known: crowd-1
 where the dataset has several votes per image (one annotator's vote, wrong when it is not a majority class,
 as E4 does on Valid), sym-0.2 elsewhere.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
-from .label_quality import (
+from ..data.noise import NoisyLabels, apply_noise
+from ..method.label_quality import (
     ECE_BINS,
     QUALITY_SCORES,
     average_precision,
@@ -23,13 +27,25 @@ from .label_quality import (
     quality,
     softmax_t,
 )
-from .noise import NoisyLabels, apply_noise
-from .thresholds import Normalisation, adaptive_thresholds
+from ..method.thresholds import Normalisation, adaptive_thresholds, class_means
+from .bundle import LearnedThresholds
 
 FALLBACK_NOISE = "sym-0.2"
 # export --noisy-base fitted: the T_n tried, and the injected draws each is scored on
 BASE_GRID = np.round(np.arange(0.02, 0.61, 0.01), 2)
 FIT_DRAWS = 5
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The images an export calibrates on (the run's calibration split, or cross-fitted folds) with the run's
+    probabilities on them at T = 1."""
+
+    labels: np.ndarray  # (N,) the dataset's own labels
+    votes: np.ndarray  # (N, K) crowd votes (one-hot where the dataset has none)
+    probs: np.ndarray  # (N, K) at T = 1
+    split: dict[str, Any]  # model.json's calibration.split
+    x: torch.Tensor | None  # (N, C, H, W) network input of the run's own split; None for cross-fitted folds
 
 
 def temperature_section(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -116,3 +132,70 @@ def fit_base(
         "f1": scores[(best_mode, t_noisy)],
         "runBaseF1": float(prf(p < base[0] * shape[mode][given], wrong)["f1"]),
     }
+
+
+def calibration_section(held: HeldOut) -> dict[str, Any]:
+    """model.json's `calibration`: the split and the temperature fitted on it (`temperature_section`)."""
+    calibration = {"split": held.split, **temperature_section(held.probs, held.labels)}
+    print(
+        f"temperature {calibration['temperature']:.3f} on {len(held.labels)} calibration images: "
+        f"ECE {calibration['ece']['before']:.4f} -> {calibration['ece']['after']:.4f}, "
+        f"NLL {calibration['nll']['before']:.4f} -> {calibration['nll']['after']:.4f}"
+    )
+    return calibration
+
+
+def learn_thresholds(
+    probs: np.ndarray, held: HeldOut, run: LearnedThresholds, *, fit: bool, seed: int, split: str
+) -> LearnedThresholds:
+    """Adaptive Threshold Learning, same formula and options as the `run`'s, on the held-out probabilities (N, K)
+    of images no network was fitted on (Confident Learning's out-of-sample requirement); with `fit`, the base pair
+    and mode that `fit_base` finds there instead of the run's."""
+    learning, base = run.learning, run.base
+    mu = class_means(probs, held.labels, statistic=learning["statistic"])
+    if fit:
+        fitted = fit_base(
+            probs,
+            held.labels,
+            held.votes,
+            mu,
+            seed=seed,
+            base=base,
+            mode=learning["mode"],
+            normalisation=learning["normalisation"],
+        )
+        base, learning = fitted.pop("base"), {**learning, "mode": fitted.pop("mode"), "fitted": fitted}
+        print(
+            f"noisy base fitted on {fitted['draws']} {fitted['noise']} draws: {learning['mode']} T_n {base[0]:.2f} "
+            f"(F1 {fitted['f1']:.3f}; the run's base {run.base[0]}: {fitted['runBaseF1']:.3f})"
+        )
+    tau = adaptive_thresholds(mu, base=base, mode=learning["mode"], normalisation=learning["normalisation"])
+    return LearnedThresholds(mu.tolist(), tau.tolist(), base, {**learning, "split": split})
+
+
+def measured_sections(
+    probs: np.ndarray, held: HeldOut, calibration: dict[str, Any], thresholds: np.ndarray, classes: list[str], seed: int
+) -> dict[str, Any]:
+    """model.json's `calibration`, `labelQuality` and `reliability` sections from the graph's probabilities (N, K)
+    on the held-out images, with labels corrupted by `injected_noise`; `thresholds` (K, 2) are the exported ones."""
+    noise, noisy = injected_noise(held.labels, held.votes, len(classes), seed)
+    measured = {
+        "calibration": calibration,
+        "labelQuality": label_quality_section(probs, noisy, noise),
+        "reliability": {
+            "noise": noise,
+            "seed": seed,
+            "samples": len(held.labels),
+            "perClass": reliability(probs, noisy, thresholds, classes),
+        },
+    }
+    print(
+        f"label-quality score: {measured['labelQuality']['score']} "
+        f"(average precision {measured['labelQuality']['averagePrecision']})"
+    )
+    for c, r in measured["reliability"]["perClass"].items():
+        print(
+            f"  {c:10s} {noise}: {r['submitted']:5d} submitted, {r['mislabelled']:4d} wrong, {r['flagged']:4d} noisy, "
+            f"precision {r['precision']}, recall {r['recall']}"
+        )
+    return measured

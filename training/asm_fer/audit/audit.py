@@ -16,15 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import input_spec_from, read_bundle
-from .data import scan
-from .data.dataset import load_images
-from .data.ferplus import DatasetLayoutError, Sample
-from .evaluate import accuracy, confusion_matrix, per_class_recall
-from .export import onnx_probs
-from .mining import Subsets, mine, mining_quality
-from .noise import apply_noise
-from .transforms import normalise
+from ..data import scan
+from ..data.dataset import load_images
+from ..data.ferplus import DatasetLayoutError, Sample
+from ..data.noise import apply_noise
+from ..data.preprocess import normalise
+from ..evaluate import accuracy, confusion_matrix, onnx_probs, per_class_recall
+from ..export.bundle import input_spec_from, read_bundle
+from ..method.mining import Subsets, mine, mining_quality
 
 VERDICTS = ("clean", "ambiguous", "noisy")
 

@@ -151,7 +151,7 @@ def tfjs_state_dict(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 
 
 def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]  # training/asm_fer/dlib_resnet.py
+    return Path(__file__).resolve().parents[3]  # training/asm_fer/models/dlib_resnet.py
 
 
 def face_api_manifest(model_dir: Path | str | None = None) -> Path:

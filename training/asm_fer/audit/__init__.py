@@ -1,0 +1,1 @@
+"""A dataset's labels judged through a bundle, and the peers (cleanlab) scored beside the verdict."""
