@@ -92,4 +92,15 @@ describe('import rules', () => {
   it('no src/ file imports one that imports it back, even through others and even for types only', () => {
     expect(cycles(importGraph())).toEqual([]);
   });
+
+  it('no src/ file imports a package\'s private dist/ modules (ajv/dist/2020.js is ajv\'s documented draft 2020-12 class)', () => {
+    const PUBLIC = new Set(['ajv/dist/2020.js']);
+    const offenders = files.flatMap((f) => {
+      const source = readFileSync(f, 'utf8');
+      // Specifiers, and any string that names a dist/ path (a require built from a base string has no specifier to see).
+      const named = [...specifiers(source).filter((s) => !s.startsWith('.')), ...[...source.matchAll(/['"`]([^'"`\s]*\/dist\/[^'"`\s]*)['"`]/g)].map((m) => m[1] as string)];
+      return named.filter((s) => /(^|\/)dist\//.test(s) && !PUBLIC.has(s)).map((s) => `${f}: ${s}`);
+    });
+    expect(offenders).toEqual([]);
+  });
 });
