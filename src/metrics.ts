@@ -1,7 +1,5 @@
 // Every Prometheus metric the service exports, on a private registry, with small record/observe helpers.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { DriftReport } from './audit/drift.js';
-import type { LiveSnapshot } from './audit/live-stats.js';
 
 const PREFIX = 'asm_fer_';
 
@@ -10,6 +8,22 @@ const SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 const BATCH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128];
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/**
+ * What the audit gauges read at scrape time, declared here rather than imported from src/audit/: the trail's
+ * statsNow() (a LiveSnapshot and a DriftReport) fits it as it is, and metrics.ts, which the faces and inference
+ * modules import, then depends on nothing of the audit (an import of audit types here closed a circle through judge.ts).
+ */
+export interface AuditStatsView {
+  live: {
+    classes: readonly {
+      label: string;
+      sinceStart: { meanLabelProbability: number | null };
+      window: { count: number; meanLabelProbability: number | null; verdictRates: Readonly<Record<string, number>> };
+    }[];
+  };
+  drift: { classes: readonly { label: string; shift: number | null; drifted: boolean }[] };
+}
 
 /** One registry per app instance, so tests never share counters. */
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
@@ -122,8 +136,8 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     labelNames: ['class', 'verdict'] as const,
     registers: [registry],
   });
-  let auditStats: (() => { live: LiveSnapshot; drift: DriftReport }) | undefined;
-  const liveGauge = (name: string, help: string, labelNames: readonly string[], fill: (g: Gauge, s: { live: LiveSnapshot; drift: DriftReport }) => void) =>
+  let auditStats: (() => AuditStatsView) | undefined;
+  const liveGauge = (name: string, help: string, labelNames: readonly string[], fill: (g: Gauge, s: AuditStatsView) => void) =>
     new Gauge({
       name: `${PREFIX}${name}`,
       help,
@@ -248,7 +262,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
    * `read` gives the live audit statistics and drift of the served model at scrape time (O(classes), no scan; a
    * shared trail's last windows read, never a wait on the database).
    */
-    trackAuditStats(read: () => { live: LiveSnapshot; drift: DriftReport }) {
+    trackAuditStats(read: () => AuditStatsView) {
       auditStats = read;
     },
     /** `read` gives the Label Studio queue's depth and oldest age at scrape time. */

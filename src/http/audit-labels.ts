@@ -1,12 +1,11 @@
 // POST /v1/audit: image + label parts (+ optional face boxes or face indices, ?detect=, client ids) → the labelled
-// face of each image → classified → judged against that class's thresholds → committed to the audit trail → answered.
-import { createHash, randomUUID } from 'node:crypto';
+// face of each image → audited (classified, judged, committed to the trail: audit/audit-face.ts) → answered.
+import { randomUUID } from 'node:crypto';
 import { Router, type Request, type Response } from 'express';
-import { judge, suggestedLabel } from '../audit/judge.js';
-import { DEFAULT_QUALITY_SCORE } from '../audit/label-quality.js';
+import { auditFaces } from '../audit/audit-face.js';
+import { suggestedLabel } from '../audit/judge.js';
 import { NotReady, UnknownLabel } from '../errors.js';
-import { faceBox, findFaces, pickFace } from '../faces/find-faces.js';
-import { classifyFaces } from '../inference/classify-faces.js';
+import { findFaces, pickFace } from '../faces/find-faces.js';
 import type { components } from './api.gen.js';
 import type { HttpDeps } from './deps.js';
 import { auditRequest } from './parts.js';
@@ -23,42 +22,24 @@ export function auditHandler(deps: HttpDeps): (req: Request, res: Response) => P
     const { mode, items } = auditRequest(req);
     const body = await host.use((served) => withRequestWork(deps, res, mode, served, async (search, signal): Promise<AuditResponse> => {
       const { manifest } = served;
+      // Before any image is read: an unknown label is the request's fault whatever its images hold.
       items.forEach((item, i) => {
         if (!manifest.classes.includes(item.label)) throw new UnknownLabel(item.label, i, manifest.classes);
       });
       const found = await findFaces(items, search);
-      const labelled = items.map((item, i) => {
+      const faces = items.map((item, i) => {
         const image = found[i] as (typeof found)[number];
-        const pick = pickFace(image, item.face, i);
-        return {
-          pick,
-          item: {
-            label: item.label,
-            itemId: item.itemId,
-            annotatorId: item.annotatorId,
-            datasetId: item.datasetId,
-            imageSha256: createHash('sha256').update(item.image).digest('hex'),
-            image: config.ASM_FER_AUDIT_STORE_IMAGES ? item.image : null,
-            face: { index: pick.index, box: faceBox(pick.face, image), score: pick.face.score },
-          },
-        };
+        const { label, itemId, annotatorId, datasetId } = item;
+        return { label, itemId, annotatorId, datasetId, image: item.image, found: image, pick: pickFace(image, item.face, i) };
       });
-      const classified = await classifyFaces(served, labelled.map(({ pick }) => pick.face), signal);
-      // Nothing is committed for a request already answered (timed out) or abandoned.
-      signal.throwIfAborted();
-      const thresholds = await trail.thresholdsFor(manifest);
-      const model = { name: manifest.name, version: manifest.version };
-      const timeMs = Date.now();
-      const score = manifest.labelQuality?.score ?? DEFAULT_QUALITY_SCORE;
-      const records = labelled.map(({ item }, i) =>
-        judge(item, classified[i] as (typeof classified)[number], thresholds, { id: randomUUID(), timeMs, model }, score),
+      const records = await auditFaces(
+        { trail, metrics, storeImages: config.ASM_FER_AUDIT_STORE_IMAGES },
+        served,
+        faces,
+        { ids: faces.map(() => randomUUID()), nowMs: () => Date.now(), signal },
       );
-      // Committed before anything is counted or answered: a 200 means the records are on disk.
-      await trail.record(records);
-      const results = records.map((r): AuditItem => {
-        metrics.recordVerdict(r.label, r.verdict);
-        metrics.recordPrediction(r.predicted);
-        return {
+      const results = records.map(
+        (r): AuditItem => ({
           id: r.id,
           label: r.label,
           verdict: r.verdict,
@@ -73,9 +54,9 @@ export function auditHandler(deps: HttpDeps): (req: Request, res: Response) => P
           quality: r.quality,
           mistakenness: r.mistakenness,
           reliability: manifest.reliability?.perClass[r.label] ?? null,
-        };
-      });
-      return { model, results };
+        }),
+      );
+      return { model: { name: manifest.name, version: manifest.version }, results };
     }));
     res.json(body);
   };

@@ -1,46 +1,88 @@
 // The image routes' own intake (POST /v1/predict, /v1/audit), ahead of Express routing and the generic validator:
-// validators compiled once from openapi.yaml's operations (parameters and request body, the same schemas), multer with
-// the same limits, and the validator's own error values, so the hot routes answer as the contract says without its
+// validators compiled once from openapi.yaml's operations (parameters and request body, the same schemas, with ajv set
+// up as the validator sets it up), multer with the same limits, and the validator's public error classes, so the hot routes answer as the contract says without its
 // per-request route lookup. Anything it does not take whole (another content type, query parameters that would fail)
 // goes on to the validator.
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { Ajv2020, type ErrorObject, type FormatDefinition, type ValidateFunction } from 'ajv/dist/2020.js';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { error as validatorErrors } from 'express-openapi-validator';
 import multer from 'multer';
 import { parse } from 'yaml';
 import type { Config } from '../config.js';
 import { uploadLimits } from './upload.js';
 
-/** The parts of express-openapi-validator this intake reuses, so its answers are the validator's own. */
-interface ValidatorInternals {
-  createRequestAjv(spec: unknown, options: Record<string, unknown>): AjvLike;
-  augmentAjvErrors(errors: unknown[]): AjvError[];
-  ajvErrorsToValidatorError(status: number, errors: AjvError[]): { errors: unknown[] };
-  HttpError: { create(err: { status: number; path: string; message: string }): Error & { errors: unknown[] } };
-  BadRequest: new (err: { path: string; message: string }) => Error & { errors: unknown[] };
-  InternalServerError: new (err: { path: string; message: string }) => Error;
-}
-interface AjvError {
-  instancePath: string;
-  message?: string;
-}
-interface ValidateFn {
-  (data: unknown): boolean;
-  errors?: AjvError[] | null;
-}
-interface AjvLike {
-  compile(schema: unknown): ValidateFn;
-  errorsText(errors: AjvError[], options: { dataVar: string }): string;
+const always = () => true;
+const within = (i: number, min: number, max: number) => Number.isInteger(i) && i <= max && i >= min;
+const FLOAT_MAX = (2 - 2 ** -23) * 2 ** 127;
+const FLOAT_MIN_POSITIVE = 2 ** -126;
+
+/** OpenAPI's own formats as express-openapi-validator 5.6 defines them for its request ajv (framework/ajv/formats). */
+const OPENAPI_FORMATS: Record<string, FormatDefinition<number> | FormatDefinition<string> | ((s: string) => boolean)> = {
+  int32: { type: 'number', validate: (i: number) => within(i, (-2) ** 31, 2 ** 31 - 1) },
+  int64: { type: 'number', validate: (i: number) => within(i, (-2) ** 63, 2 ** 63 - 1) },
+  float: { type: 'number', validate: (i: number) => typeof i === 'number' && (i === 0 || (i <= FLOAT_MAX && i >= FLOAT_MIN_POSITIVE) || (i >= -FLOAT_MAX && i <= -FLOAT_MIN_POSITIVE)) },
+  double: { type: 'number', validate: (i: number) => typeof i === 'number' },
+  byte: (b: string) => b.length % 4 === 0 && /^[A-Za-z0-9+/]*(=|==)?$/.test(b),
+  binary: always,
+  password: always,
+};
+
+/**
+ * The ajv the validator builds to check an OpenAPI 3.1 document's requests (createRequestAjv with the options its
+ * middleware passes, validateRequests: true), built here from ajv's public API so that no private module of the
+ * validator is needed: ajv's draft 2020-12 class, the same options and formats, and components.schemas registered
+ * under the same keys. (Its serdes keywords and its readOnly rule act only on schemas these routes do not have; the
+ * start-up checks below hold that.)
+ */
+function requestAjv(spec: Spec): Ajv2020 {
+  if (!/^3\.1\./.test(spec.openapi)) throw new Error(`openapi.yaml is OpenAPI ${spec.openapi}; the validator checks 3.1 documents with ajv's draft 2020-12 class, which this intake mirrors`);
+  const ajv = new Ajv2020({
+    strict: false,
+    strictNumbers: true,
+    strictTuples: true,
+    allowUnionTypes: false,
+    validateSchema: false,
+    useDefaults: true,
+    removeAdditional: false,
+    formats: OPENAPI_FORMATS,
+  });
+  // OpenAPI 3.1's meta-schema format; the validator accepts any string for it.
+  ajv.addFormat('media-range', true);
+  for (const [id, schema] of Object.entries(spec.components.schemas)) ajv.addSchema(schema as object, `#/components/schemas/${id}`);
+  return ajv;
 }
 
-function validatorInternals(): ValidatorInternals {
-  // The package has no exports map; these modules are what its middleware calls (5.6.x).
-  const require = createRequire(import.meta.url);
-  const base = 'express-openapi-validator/dist/';
-  const ajv = require(`${base}framework/ajv/index.js`) as Pick<ValidatorInternals, 'createRequestAjv'>;
-  const util = require(`${base}middlewares/util.js`) as Pick<ValidatorInternals, 'augmentAjvErrors' | 'ajvErrorsToValidatorError'>;
-  const types = require(`${base}framework/types.js`) as Pick<ValidatorInternals, 'HttpError' | 'BadRequest' | 'InternalServerError'>;
-  return { ...ajv, ...util, ...types };
+/**
+ * ajv's errors → the validator's 400 for them (middlewares/util.js: augmentAjvErrors, which adds an enum's values to
+ * its message in place before the message is written, then ajvErrorsToValidatorError).
+ */
+function validationError(ajv: Ajv2020, path: string, errors: ErrorObject[]): Error {
+  for (const e of errors) {
+    const allowed = (e.params as { allowedValues?: unknown[] }).allowedValues;
+    if (e.keyword === 'enum' && allowed) e.message = `${e.message}: ${allowed.join(', ')}`;
+  }
+  return new validatorErrors.BadRequest({
+    path,
+    message: ajv.errorsText(errors, { dataVar: 'request' }),
+    errors: errors.map((e) => {
+      const params = e.params as { missingProperty?: string; additionalProperty?: string; unevaluatedProperty?: string };
+      const under = (name: string | undefined) => name && `${e.instancePath}/${name}`;
+      const path = under(params.missingProperty) ?? under(params.additionalProperty) ?? under(params.unevaluatedProperty) ?? e.instancePath;
+      // ajv writes a message on every error (its messages option is on).
+      return { path, message: e.message as string, errorCode: `${e.keyword}.openapi.validation` };
+    }),
+  });
+}
+
+/** The schemas `schema` reaches through components.schemas refs, itself included. */
+function reachable(schema: unknown, components: Spec['components'], seen = new Set<unknown>()): Set<unknown> {
+  if (typeof schema !== 'object' || schema === null || seen.has(schema)) return seen;
+  seen.add(schema);
+  const ref = (schema as { $ref?: unknown }).$ref;
+  if (typeof ref === 'string') reachable(components.schemas[ref.split('/').pop() as string], components, seen);
+  for (const value of Object.values(schema)) reachable(value, components, seen);
+  return seen;
 }
 
 interface Parameter {
@@ -54,6 +96,7 @@ interface Operation {
   requestBody: { content: Record<string, { schema: unknown }> };
 }
 interface Spec {
+  openapi: string;
   paths: Record<string, Record<string, Operation>>;
   components: { parameters: Record<string, Parameter>; schemas: Record<string, unknown> };
 }
@@ -63,20 +106,22 @@ const MULTIPART = 'multipart/form-data';
 const MULTIPART_HEADER = /^multipart\/form-data;\s*boundary=/;
 
 /** Busboy/multer failure → the validator's error for it (openapi.multipart.js), which problem.ts maps. */
-function multipartError(ev: ValidatorInternals, req: Request, err: Error & { code?: string }): Error {
+function multipartError(req: Request, err: Error & { code?: string }): Error {
+  const at = { path: req.path, message: err.message };
   if (err instanceof multer.MulterError) {
-    const status = /LIMIT_(FILE|PART)_(SIZE|COUNT)/.test(err.code) ? 413 : /LIMIT_UNEXPECTED_FILE/.test(err.code) ? 500 : 400;
-    return ev.HttpError.create({ status, path: req.path, message: err.message });
+    // HttpError.create's choice of class for the status the validator gives each multer code.
+    if (/LIMIT_(FILE|PART)_(SIZE|COUNT)/.test(err.code)) return new validatorErrors.RequestEntityTooLarge(at);
+    return /LIMIT_UNEXPECTED_FILE/.test(err.code) ? new validatorErrors.InternalServerError(at) : new validatorErrors.BadRequest(at);
   }
-  if (/Multipart: Boundary not found/i.test(err.message)) return new ev.BadRequest({ path: req.path, message: 'multipart file(s) required' });
-  return new ev.InternalServerError({ path: req.path, message: err.message });
+  if (/Multipart: Boundary not found/i.test(err.message)) return new validatorErrors.BadRequest({ path: req.path, message: 'multipart file(s) required' });
+  return new validatorErrors.InternalServerError(at);
 }
 
 type Handler = (req: Request, res: Response) => Promise<void>;
 
 interface Route {
-  queryOk: ValidateFn;
-  bodyOk: ValidateFn;
+  queryOk: ValidateFunction;
+  bodyOk: ValidateFunction;
   handler: Handler;
 }
 
@@ -88,20 +133,8 @@ interface Route {
  * JSON.parse; the start-up check below holds that.)
  */
 export function imageRouteIntake(config: Config, apiSpecPath: string, handlers: Record<string, Handler>): RequestHandler {
-  const ev = validatorInternals();
   const spec = parse(readFileSync(apiSpecPath, 'utf8')) as Spec;
-  // express-openapi-validator's request options (AjvOptions.request with validateRequests: true).
-  const ajv = ev.createRequestAjv(spec, {
-    strict: false,
-    strictNumbers: true,
-    strictTuples: true,
-    allowUnionTypes: false,
-    validateSchema: false,
-    useDefaults: true,
-    removeAdditional: false,
-    formats: {},
-    serDesMap: {},
-  });
+  const ajv = requestAjv(spec);
   const routes = new Map<string, Route>();
   for (const [path, handler] of Object.entries(handlers)) {
     const operation = spec.paths[path]?.post;
@@ -112,6 +145,8 @@ export function imageRouteIntake(config: Config, apiSpecPath: string, handlers: 
     if (nested.length > 0) throw new Error(`POST ${path}: body property ${nested[0]?.[0]} would be JSON-parsed by the validator; not handled here`);
     const parameters = (operation.parameters ?? []).map((p) => ('$ref' in p ? spec.components.parameters[p.$ref.split('/').pop() as string] : p) as Parameter);
     if (parameters.some((p) => p.in !== 'query')) throw new Error(`POST ${path}: only query parameters are checked here`);
+    const schemas = reachable([bodySchema, ...parameters.map((p) => p.schema)], spec.components);
+    if ([...schemas].some((sch) => (sch as { readOnly?: unknown }).readOnly === true)) throw new Error(`POST ${path}: a readOnly schema, which the validator refuses in requests by a rule of its own; not handled here`);
     // No unknown, empty or repeated parameter: those are the validator's to refuse, with its wording.
     const queryOk = ajv.compile({
       type: 'object',
@@ -125,7 +160,7 @@ export function imageRouteIntake(config: Config, apiSpecPath: string, handlers: 
   }
   const upload = multer({ storage: multer.memoryStorage(), limits: uploadLimits(config) }).any();
 
-  const checkBody = (req: Request, bodyOk: ValidateFn): void => {
+  const checkBody = (req: Request, bodyOk: ValidateFunction): void => {
     const files = (req.files ?? []) as Express.Multer.File[];
     const body = (req.body ?? {}) as Record<string, unknown>;
     const counts = new Map<string, number>();
@@ -133,10 +168,7 @@ export function imageRouteIntake(config: Config, apiSpecPath: string, handlers: 
     for (const [name, n] of counts) body[name] = n > 1 ? new Array<string>(n).fill('') : '';
     req.body = body;
     if (bodyOk({ body })) return;
-    const errors = ev.augmentAjvErrors(bodyOk.errors ?? []);
-    const error = new ev.BadRequest({ path: req.path, message: ajv.errorsText(errors, { dataVar: 'request' }) });
-    error.errors = ev.ajvErrorsToValidatorError(400, errors).errors;
-    throw error;
+    throw validationError(ajv, req.path, bodyOk.errors ?? []);
   };
 
   return (req: Request, res: Response, next: NextFunction) => {
@@ -148,7 +180,7 @@ export function imageRouteIntake(config: Config, apiSpecPath: string, handlers: 
     Object.defineProperty(req, 'query', { value: query, writable: true, enumerable: true, configurable: true });
     res.locals.route = req.path;
     upload(req, res, (err?: unknown) => {
-      if (err) return next(multipartError(ev, req, err as Error));
+      if (err) return next(multipartError(req, err as Error));
       try {
         checkBody(req, route.bodyOk);
       } catch (e) {

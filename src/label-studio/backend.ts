@@ -2,13 +2,13 @@
 // (pre-annotate tasks), receive a webhook (queue its annotation events durably), and process one queued event (fetch
 // the task and image, audit the submitted choice into the trail, write the verdict back as a prediction).
 import { createHash } from 'node:crypto';
-import { judge, type NewAuditRecord } from '../audit/judge.js';
-import { DEFAULT_QUALITY_SCORE } from '../audit/label-quality.js';
+import { auditFaces } from '../audit/audit-face.js';
+import type { NewAuditRecord } from '../audit/judge.js';
 import type { AuditTrail } from '../audit/trail.js';
 import { AppError, BadRequest } from '../errors.js';
-import { faceBox, findFaces, pickFace, type FindOptions } from '../faces/find-faces.js';
+import { findFaces, pickFace, type FindOptions, type FoundFace, type ImageFaces } from '../faces/find-faces.js';
 import type { FaceDetector } from '../faces/detector.js';
-import type { PixelBudget } from '../image/pixel-budget.js';
+import type { PixelBudget, PixelLease } from '../image/pixel-budget.js';
 import { classifyFaces } from '../inference/classify-faces.js';
 import type { Classification } from '../inference/classify.js';
 import type { ModelHost, ServedModel } from '../inference/model-host.js';
@@ -66,17 +66,22 @@ export function setup(deps: Pick<BackendDeps, 'host' | 'labelMap'>, schema: stri
   return { question: choiceQuestion(schema, manifest.classes, deps.labelMap), modelVersion: modelVersion(manifest) };
 }
 
-/** The classification of the one face in `image`, with the face as the trail records it. */
-async function classifyOne(deps: Pick<BackendDeps, 'faces'>, served: ServedModel, image: Buffer): Promise<{ c: Classification; face: { index: number; box: ReturnType<typeof faceBox>; score: number | null } }> {
+/** The one face in `image`, searched as /v1/audit does with ?detect=auto; its pixels are reserved from `lease`. */
+async function findOneFace(deps: Pick<BackendDeps, 'faces'>, served: ServedModel, image: Buffer, lease: PixelLease): Promise<{ found: ImageFaces; pick: { index: number; face: FoundFace } }> {
+  const opts: FindOptions = { mode: 'auto', spec: served.manifest.input, maxPixels: deps.faces.maxPixels, autoMaxSide: deps.faces.autoMaxSide, detector: deps.faces.detector, pixels: lease };
+  const [found] = await findFaces([{ image }], opts);
+  if (!found) throw new Error('findFaces returned no result for one image');
+  return { found, pick: pickFace(found, undefined, 0) };
+}
+
+/** The classification of the one face in `image`. */
+async function classifyOne(deps: Pick<BackendDeps, 'faces'>, served: ServedModel, image: Buffer): Promise<Classification> {
   const lease = deps.faces.pixels.lease();
   try {
-    const opts: FindOptions = { mode: 'auto', spec: served.manifest.input, maxPixels: deps.faces.maxPixels, autoMaxSide: deps.faces.autoMaxSide, detector: deps.faces.detector, pixels: lease };
-    const [found] = await findFaces([{ image }], opts);
-    if (!found) throw new Error('findFaces returned no result for one image');
-    const pick = pickFace(found, undefined, 0);
+    const { pick } = await findOneFace(deps, served, image, lease);
     const [c] = await classifyFaces(served, [pick.face]);
     if (!c) throw new Error('classifyFaces returned no result for one face');
-    return { c, face: { index: pick.index, box: faceBox(pick.face, found), score: pick.face.score } };
+    return c;
   } finally {
     lease.release();
   }
@@ -116,7 +121,7 @@ export async function predictTasks(deps: Pick<BackendDeps, 'host' | 'labelMap' |
       signal?.throwIfAborted();
       try {
         const url = imageUrl(task.data, question);
-        const { c } = await classifyOne(deps, served, await deps.client.fetchImage(url));
+        const c = await classifyOne(deps, served, await deps.client.fetchImage(url));
         const best = bestChoice(c, question);
         results.push({ result: choiceResult(question, best.choice), score: best.probability, model_version: version });
       } catch (err) {
@@ -291,22 +296,25 @@ export async function processEvent(deps: BackendDeps, key: string, e: Annotation
   if (!record) {
     const image = await deps.client.fetchImage(imageUrl(task.data, question));
     const judged = await deps.host.use(async (served) => {
-      const { c, face } = await classifyOne(deps, served, image);
-      const { manifest } = served;
-      const item = {
-        label,
-        itemId: `task ${e.taskId} annotation ${e.annotationId}`,
-        annotatorId: e.completedBy === null ? null : String(e.completedBy),
-        datasetId: `label-studio project ${e.projectId}`,
-        imageSha256: createHash('sha256').update(image).digest('hex'),
-        image: deps.storeImages ? image : null,
-        face,
-      };
-      const r = judge(item, c, await deps.trail.thresholdsFor(manifest), { id: auditId, timeMs: nowMs(), model: { name: manifest.name, version: manifest.version } }, manifest.labelQuality?.score ?? DEFAULT_QUALITY_SCORE);
-      await deps.trail.record([r]);
-      deps.metrics.recordVerdict(r.label, r.verdict);
-      deps.metrics.recordPrediction(r.predicted);
-      return r;
+      // The image's pixels stay reserved until its audit is committed, as a /v1/audit request's do.
+      const lease = deps.faces.pixels.lease();
+      try {
+        const { found, pick } = await findOneFace(deps, served, image, lease);
+        const face = {
+          label,
+          itemId: `task ${e.taskId} annotation ${e.annotationId}`,
+          annotatorId: e.completedBy === null ? null : String(e.completedBy),
+          datasetId: `label-studio project ${e.projectId}`,
+          image,
+          found,
+          pick,
+        };
+        const [r] = await auditFaces(deps, served, [face], { ids: [auditId], nowMs });
+        if (!r) throw new Error('auditFaces returned no record for one face');
+        return r;
+      } finally {
+        lease.release();
+      }
     });
     record = judged;
   }
