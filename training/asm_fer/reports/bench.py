@@ -11,7 +11,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import Precision, TrainConfig
-from ..device import autocast, place, resolve_device, to_device
+from ..device import autocast, cpu_has_bf16_units, machine, place, resolve_device, to_device
 from ..method.losses import supervised
 from ..models.frozen import freeze
 from ..run import build_nets
@@ -84,7 +84,12 @@ def training_cost(cfg: TrainConfig, *, steps: int = 8, channels_last: bool = Tru
 def report(cfg: TrainConfig, *, peak_seconds: float = 3.0, steps: int = 8) -> str:
     """The E6 table (markdown) for `cfg`'s architecture and input size."""
     peak = matmul_peak(cfg.threads, seconds=peak_seconds)
+    where = machine()
+    # without bf16 units every bf16 convolution runs PyTorch's reference kernel (25x slower on the AVX2 EPYC): those
+    # rows would take minutes each on a larger network and say nothing that --precision auto does not already avoid
+    bf16 = resolve_device(cfg.device).type == "cuda" or cpu_has_bf16_units()
     lines = [
+        f"CPU: {where['cpu']} ({where['capability']}, bf16 units: {'yes' if where['bf16_units'] else 'no'})",
         f"fp32 matmul peak ({cfg.threads} threads): {peak:.1f} GFLOP/s",
         "",
         "| method | memory format | training precision | networks | GFLOP / training image | train img/s | achieved GFLOP/s "
@@ -100,6 +105,9 @@ def report(cfg: TrainConfig, *, peak_seconds: float = 3.0, steps: int = 8) -> st
         ("asm", True, "onnxruntime", "bf16"),
     )
     for method, channels_last, engine, precision in rows:
+        if precision == "bf16" and not bf16:
+            lines.append(f"| {method} | channels-last | bf16 | skipped: no AMX / AVX-512-BF16 on this CPU |")
+            continue
         c = training_cost(
             replace(cfg, method=method, eval_engine=engine, precision=precision), steps=steps, channels_last=channels_last
         )
