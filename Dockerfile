@@ -19,7 +19,7 @@ RUN apt-get update \
 WORKDIR /app
 # onnxruntime-node's install script would download CUDA binaries; the CPU build ships inside the package.
 ENV ONNXRUNTIME_NODE_INSTALL=skip
-COPY package.json package-lock.json .npmrc ./
+COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json openapi.yaml ./
 COPY src ./src

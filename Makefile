@@ -22,8 +22,14 @@ FIXTURES := test/fixtures/generated
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # onnxruntime-node's install script downloads CUDA binaries (no network here, and CUDA is opt-in:
-# see README "GPU"). npm 11 also honours "allowScripts" in package.json; npm 10 only this variable.
+# see docs/configuration.md, "GPU"). npm 11.16 and later skip it by package.json's "allowScripts"; npm 10 reads only
+# this variable (an .npmrc key would do too, but npm 11 warns about the unknown key on every call).
 export ONNXRUNTIME_NODE_INSTALL := skip
+
+# pip install, quiet, keeping its exit status but not the one "WARNING: Location '...' is ignored" line per package
+# and configured local index that lacks it (about 90 per venv on machines with such an index).
+# $(call pip_install,VENV,ARGS)
+pip_install = set -o pipefail; $(1)/bin/pip install --quiet --disable-pip-version-check $(2) 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" || true; }
 
 .PHONY: help setup serve test test-python test-node test-contract test-deploy test-label-studio browser postgres train finetune export-fixtures clean
 
@@ -36,7 +42,7 @@ node_modules/.installed: package.json package-lock.json
 
 $(VENV)/.installed: training/pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e 'training[dev]'
+	$(call pip_install,$(VENV),-e 'training[dev]')
 	touch $@
 
 dist/.built: node_modules/.installed $(shell find src -name '*.ts' 2>/dev/null) tsconfig.json tsconfig.build.json
@@ -79,7 +85,7 @@ test-node: node_modules/.installed $(FIXTURES)/bundle/model.json postgres
 
 $(CONTRACT_VENV)/.installed: test/contract/requirements.txt
 	test -x $(CONTRACT_VENV)/bin/python || $(PYTHON) -m venv $(CONTRACT_VENV)
-	$(CONTRACT_VENV)/bin/pip install --quiet --disable-pip-version-check -r test/contract/requirements.txt
+	$(call pip_install,$(CONTRACT_VENV),-r test/contract/requirements.txt)
 	touch $@
 
 # schemathesis against the real server, without and with an API key, fixed seed (test/contract/fuzz.ts; the failures
@@ -89,7 +95,7 @@ test-contract: node_modules/.installed $(FIXTURES)/bundle/model.json $(CONTRACT_
 
 $(DEPLOY_VENV)/.installed: deploy/requirements.txt
 	test -x $(DEPLOY_VENV)/bin/python || $(PYTHON) -m venv $(DEPLOY_VENV)
-	$(DEPLOY_VENV)/bin/pip install --quiet --disable-pip-version-check -r deploy/requirements.txt
+	$(call pip_install,$(DEPLOY_VENV),-r deploy/requirements.txt)
 	touch $@
 
 # Offline: deploy/kubernetes against the Kubernetes JSON schemas (strict) and the CRD schemas in
@@ -99,7 +105,7 @@ test-deploy: $(DEPLOY_VENV)/.installed ## validate the Kubernetes manifests in d
 
 $(LS_VENV)/.installed: test/label-studio/requirements.txt
 	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
-	$(LS_VENV)/bin/pip install --quiet --disable-pip-version-check -r test/label-studio/requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
+	$(call pip_install,$(LS_VENV),-r test/label-studio/requirements.txt)
 	test -x $(LS_VENV)/bin/label-studio
 	touch $@
 
