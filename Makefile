@@ -54,7 +54,7 @@ setup: node_modules/.installed $(VENV)/.installed ## install npm packages and th
 serve: dist/.built ## start the service on PORT (default 8080) with models/default
 	npm start
 
-test: test-python test-node test-contract test-deploy test-label-studio ## every test, what CI runs (the five above; ~13 min on 2 cores from a fresh clone, ~7 once the venvs exist)
+test: test-python test-node test-contract test-deploy test-label-studio ## every test, what CI runs: the five test-* targets below (~13 min on 2 cores from a fresh clone, ~7 once the venvs exist)
 
 # The dataset-audit report is checked in a real headless browser (Debian's chromium).
 browser: ## install Debian's chromium with apt (sudo) unless present; test-python checks the audit report in it
