@@ -1,7 +1,7 @@
 # asm-fer: the inference service with models/default. Two images from one file:
 #   docker build -t asm-fer .                          CPU image (the default, last stage)
 #   docker build --target cuda -t asm-fer:cuda .       CUDA 12 image: onnxruntime-node's CUDA provider installed,
-#                                                      ASM_FER_EXECUTION_PROVIDERS=cuda,cpu (untested here: README "Container")
+#                                                      ASM_FER_EXECUTION_PROVIDERS=cuda,cpu (untested here: docs/deployment.md, "Container")
 #   docker run --rm -p 8080:8080 asm-fer
 # Both run as a non-root user and report health from GET /v2/health/ready.
 ARG NODE_IMAGE=node:20.20.2-bookworm-slim
@@ -19,7 +19,7 @@ RUN apt-get update \
 WORKDIR /app
 # onnxruntime-node's install script would download CUDA binaries; the CPU build ships inside the package.
 ENV ONNXRUNTIME_NODE_INSTALL=skip
-COPY package.json package-lock.json .npmrc ./
+COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json openapi.yaml ./
 COPY src ./src

@@ -22,13 +22,19 @@ FIXTURES := test/fixtures/generated
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # onnxruntime-node's install script downloads CUDA binaries (no network here, and CUDA is opt-in:
-# see README "GPU"). npm 11 also honours "allowScripts" in package.json; npm 10 only this variable.
+# see docs/configuration.md, "GPU"). npm 11.16 and later skip it by package.json's "allowScripts"; npm 10 reads only
+# this variable (an .npmrc key would do too, but npm 11 warns about the unknown key on every call).
 export ONNXRUNTIME_NODE_INSTALL := skip
 
-.PHONY: help setup serve test test-python test-node test-contract test-deploy test-label-studio browser postgres train finetune export-fixtures clean
+# pip install, quiet, keeping its exit status but not the one "WARNING: Location '...' is ignored" line per package
+# and configured local index that lacks it (about 90 per venv on machines with such an index).
+# $(call pip_install,VENV,ARGS)
+pip_install = set -o pipefail; $(1)/bin/pip install --quiet --disable-pip-version-check $(2) 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" || true; }
+
+.PHONY: help setup serve test test-python test-node test-contract test-deploy test-label-studio browser postgres train finetune clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -36,7 +42,7 @@ node_modules/.installed: package.json package-lock.json
 
 $(VENV)/.installed: training/pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e 'training[dev]'
+	$(call pip_install,$(VENV),-e 'training[dev]')
 	touch $@
 
 dist/.built: node_modules/.installed $(shell find src -name '*.ts' 2>/dev/null) tsconfig.json tsconfig.build.json
@@ -48,23 +54,23 @@ setup: node_modules/.installed $(VENV)/.installed ## install npm packages and th
 serve: dist/.built ## start the service on PORT (default 8080) with models/default
 	npm start
 
-test: test-python test-node test-contract test-deploy test-label-studio ## run every test: Python, TypeScript, the contract fuzz, the Kubernetes manifests and the Label Studio end-to-end test (what CI runs)
+test: test-python test-node test-contract test-deploy test-label-studio ## every test, what CI runs: the five test-* targets below (~13 min on 2 cores from a fresh clone, ~7 once the venvs exist)
 
 # The dataset-audit report is checked in a real headless browser (Debian's chromium).
-browser:
+browser: ## install Debian's chromium with apt (sudo) unless present; test-python checks the audit report in it
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
 
 # The audit-trail suites run against PostgreSQL too: vitest's global setup (test/postgres-setup.ts) starts a throwaway
 # cluster with initdb and pg_ctl (as the postgres user when run as root) on 127.0.0.1:55419 and stops it afterwards.
-postgres:
+postgres: ## install Debian's postgresql with apt (sudo) unless present; test-node runs the audit suites on it too
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends postgresql; }
 
 # node_modules first: the dlib backbone's parity test reads its weights from @vladmandic/face-api (a devDependency)
-test-python: $(VENV)/.installed node_modules/.installed browser
+test-python: $(VENV)/.installed node_modules/.installed browser ## ruff, mypy and pytest of training/ (installs chromium, see browser)
 	cd training && .venv/bin/ruff check asm_fer tests && .venv/bin/ruff format --check asm_fer tests
 	cd training && .venv/bin/mypy asm_fer
 	cd training && .venv/bin/pytest -q -p no:cacheprovider
@@ -73,13 +79,13 @@ $(FIXTURES)/bundle/model.json: $(VENV)/.installed $(shell find training/asm_fer 
 	rm -rf $(FIXTURES)
 	$(VENV)/bin/asm-fer fixtures --out $(FIXTURES)
 
-test-node: node_modules/.installed $(FIXTURES)/bundle/model.json postgres
+test-node: node_modules/.installed $(FIXTURES)/bundle/model.json postgres ## tsc and vitest of the service (installs postgresql, see postgres)
 	npm run typecheck
 	npm test
 
 $(CONTRACT_VENV)/.installed: test/contract/requirements.txt
 	test -x $(CONTRACT_VENV)/bin/python || $(PYTHON) -m venv $(CONTRACT_VENV)
-	$(CONTRACT_VENV)/bin/pip install --quiet --disable-pip-version-check -r test/contract/requirements.txt
+	$(call pip_install,$(CONTRACT_VENV),-r test/contract/requirements.txt)
 	touch $@
 
 # schemathesis against the real server, without and with an API key, fixed seed (test/contract/fuzz.ts; the failures
@@ -89,7 +95,7 @@ test-contract: node_modules/.installed $(FIXTURES)/bundle/model.json $(CONTRACT_
 
 $(DEPLOY_VENV)/.installed: deploy/requirements.txt
 	test -x $(DEPLOY_VENV)/bin/python || $(PYTHON) -m venv $(DEPLOY_VENV)
-	$(DEPLOY_VENV)/bin/pip install --quiet --disable-pip-version-check -r deploy/requirements.txt
+	$(call pip_install,$(DEPLOY_VENV),-r deploy/requirements.txt)
 	touch $@
 
 # Offline: deploy/kubernetes against the Kubernetes JSON schemas (strict) and the CRD schemas in
@@ -99,7 +105,7 @@ test-deploy: $(DEPLOY_VENV)/.installed ## validate the Kubernetes manifests in d
 
 $(LS_VENV)/.installed: test/label-studio/requirements.txt
 	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
-	$(LS_VENV)/bin/pip install --quiet --disable-pip-version-check -r test/label-studio/requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
+	$(call pip_install,$(LS_VENV),-r test/label-studio/requirements.txt)
 	test -x $(LS_VENV)/bin/label-studio
 	touch $@
 
@@ -118,5 +124,4 @@ finetune: $(VENV)/.installed ## fine-tune RUN_DIR's model on detector-like crops
 		--epochs 6 --lr 3e-4 --lr-decay 0.75 --run-dir $(FINETUNE_DIR) --export $(BUNDLE) --name ferplus --weights float16 --tta flip --noisy-base fitted
 
 clean: ## remove installed packages, builds and generated fixtures (not training runs)
-	rm -rf node_modules dist $(VENV) $(CONTRACT_VENV) $(DEPLOY_VENV) $(FIXTURES)
-	rm -rf node_modules dist $(VENV) $(CONTRACT_VENV) $(LS_VENV) $(FIXTURES)
+	rm -rf node_modules dist $(VENV) $(CONTRACT_VENV) $(DEPLOY_VENV) $(LS_VENV) $(FIXTURES)

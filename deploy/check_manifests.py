@@ -256,8 +256,8 @@ def quantity(q: str | int) -> float:
 
 
 def check_resources(docs: list[Doc]) -> list[str]:
-    """Sized from docs/results.md and README "Threads": memory request above the soak's peak RSS with one worker
-    (318 MiB) plus 95 MiB per further worker, limit at the 1.5 GiB ceiling the pixel budgets keep the process under;
+    """Sized from docs/results.md and docs/configuration.md ("Threads"): memory request above the soak's peak RSS with
+    one worker (318 MiB) plus 95 MiB per further worker, limit at the 1.5 GiB ceiling the pixel budgets keep the process under;
     CPUs for workers x intra-op threads, both set explicitly (the service's defaults follow the node's cores)."""
     env, problems = settings(docs), []
     if "ASM_FER_WORKERS" not in env or "ASM_FER_INTRA_OP_THREADS" not in env:

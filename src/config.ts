@@ -23,10 +23,10 @@ export const configSchema = z.object({
     .default(['cpu'])
     .describe('Comma-separated ONNX Runtime execution providers in order of preference, e.g. "cuda,cpu". CPU is always the last resort.'),
   // Unset: from the machine's core count by sessionDefaults() below.
-  ASM_FER_WORKERS: int(1, 64).optional().describe('Worker threads, one ONNX session each; a crashed worker is respawned. Default: from the core count (README "Threads").'),
+  ASM_FER_WORKERS: int(1, 64).optional().describe('Worker threads, one ONNX session each; a crashed worker is respawned. Default: from the core count (docs/configuration.md, "Threads").'),
   ASM_FER_INTRA_OP_THREADS: int(1, 256)
     .optional()
-    .describe('ONNX Runtime intra-op threads per session (workers x threads <= cores). Default: from the core count (README "Threads").'),
+    .describe('ONNX Runtime intra-op threads per session (workers x threads <= cores). Default: from the core count (docs/configuration.md, "Threads").'),
   ASM_FER_MAX_BATCH_SIZE: int(1, 1024).default(16).describe('Most images merged into one inference call.'),
   ASM_FER_MAX_QUEUE_DELAY_MS: z.coerce.number().min(0).max(10_000).default(2).describe('Longest wait for more images before a partial batch runs, while another batch is running.'),
   ASM_FER_IDLE_QUEUE_DELAY_MS: z.coerce

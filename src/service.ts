@@ -28,7 +28,7 @@ export interface ServiceHooks {
   logger?: Logger;
   /** Metrics registry; by default a fresh one with Node's default metrics. */
   metrics?: Metrics;
-  /** Tests only: expression-model pool knobs (injected provider list, crash hook). */
+  /** Tests only: expression-model pool knobs (injected provider list, crash hook); the detector gets the provider list. */
   pool?: Partial<PoolOptions>;
   /** Tests only: wraps the first loaded model, e.g. to put a stub in front of its pool. */
   wrap?: (model: LoadedModel & { pool: SessionPool }) => LoadedModel;
@@ -148,7 +148,9 @@ export async function startModels(config: Config, hooks: ServiceHooks = {}): Pro
   const host = new ModelHost(hooks.wrap ? hooks.wrap(first) : first, opts.batching, metrics, load);
   let detector: FaceDetector;
   try {
-    detector = await FaceDetector.start(opts.detector, metrics, { onWorkerEvent });
+    // The injected provider list describes the onnxruntime build, which both models share.
+    const available = hooks.pool?.available;
+    detector = await FaceDetector.start(opts.detector, metrics, { onWorkerEvent, ...(available ? { available } : {}) });
   } catch (err) {
     await host.close();
     throw err;

@@ -76,7 +76,7 @@ export function auditTrailRouter(deps: HttpDeps): Router {
       throw new BadRequest(`cursor continues a sort=${after.sort} listing, not sort=${sort}; send the same sort as the page it came from, or no sort`);
     }
     // limit and format always arrive: the validator fills in openapi.yaml's defaults.
-    // List only: the summary counts withdrawn records as the audited traffic they were (README "Audit trail").
+    // List only: the summary counts withdrawn records as the audited traffic they were (docs/api.md, "Audit trail").
     const withdrawn = one(req, 'withdrawn');
     const filters = { ...filtersOf(req), withdrawn: withdrawn === undefined ? undefined : withdrawn === 'true' };
     const page = await trail.store.list(filters, { limit: Number(one(req, 'limit')), sort, after });

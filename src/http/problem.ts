@@ -44,8 +44,23 @@ function isInflateError(err: unknown): err is Error & { code: string } {
   return err instanceof Error && e?.status === 400 && typeof e.code === 'string' && /^(Z_|ERR__ERROR_|ERR_BROTLI)/.test(e.code);
 }
 
-/** Known failures as AppError; anything else is undefined (an internal error). `path` picks the expected media type. */
-export function toAppError(err: unknown, path = ''): AppError | undefined {
+/** The upload limits behind a 413 from multer, whose own messages ("Too many files", "File too large") name none. */
+export interface UploadLimitsNamed {
+  maxFiles: number;
+  maxFileBytes: number;
+}
+
+/** What a refusal's detail may name besides the error: the request's Content-Type and the upload limits. */
+export interface ProblemContext {
+  contentType?: string | undefined;
+  limits?: UploadLimitsNamed | undefined;
+}
+
+/**
+ * Known failures as AppError; anything else is undefined (an internal error). `path` picks the expected media type;
+ * `context` lets the detail say what was sent and which limit was passed.
+ */
+export function toAppError(err: unknown, path = '', context: ProblemContext = {}): AppError | undefined {
   if (err instanceof AppError) return err;
   if (isInflateError(err)) {
     return new BadRequest(`the request body does not decompress as its Content-Encoding says (${err.message}); send it uncompressed or as valid gzip, deflate or br`);
@@ -77,11 +92,20 @@ export function toAppError(err: unknown, path = ''): AppError | undefined {
       const allow = (err.headers?.Allow ?? '').split(',').map((m) => m.trim().toUpperCase()).filter((m) => m.length > 0);
       return new MethodNotAllowed(err.message, allow);
     }
-    case 413:
+    case 413: {
+      const { limits } = context;
+      if (limits && err.message === 'Too many files') return new PayloadTooLarge(`more than ${limits.maxFiles} image parts; the limit is ${limits.maxFiles} per request (ASM_FER_MAX_FILES)`);
+      if (limits && err.message === 'File too large') return new PayloadTooLarge(`an image part is larger than ${limits.maxFileBytes} bytes (ASM_FER_MAX_FILE_BYTES)`);
       return new PayloadTooLarge(err.message);
-    case 415:
-      // The validator's own message names no expected type; v2 bodies are JSON, v1 bodies multipart.
-      return new UnsupportedMedia(`the request body must be ${path.startsWith('/v2/') ? 'application/json' : 'multipart/form-data'} (${err.message})`);
+    }
+    case 415: {
+      // The validator's own message names no expected type ("unsupported media type undefined" for a request without
+      // a Content-Type); v2 bodies are JSON, v1 bodies multipart.
+      const json = path.startsWith('/v2/');
+      const sent = context.contentType ? `Content-Type ${context.contentType.split(';')[0]}` : 'no Content-Type header';
+      const how = json ? '' : ', one file part per image (curl -F image=@face.png)';
+      return new UnsupportedMedia(`the request body must be ${json ? 'application/json' : 'multipart/form-data'}${how}; this request has ${sent}`);
+    }
     case 500:
       return MALFORMED_MULTIPART.test(err.message) ? new BadRequest(`malformed multipart body: ${err.message}`) : undefined;
     default:
@@ -120,7 +144,7 @@ export const notFound: RequestHandler = (req, _res, next) => {
 };
 
 /** Writes `err` as problem+json (or a 500 without internals), logs it and counts the rejection by reason. */
-export function sendProblem(err: unknown, req: Request, res: Response, logger: Logger, metrics: Pick<Metrics, 'recordRejection'>): void {
+export function sendProblem(err: unknown, req: Request, res: Response, logger: Logger, metrics: Pick<Metrics, 'recordRejection'>, limits?: UploadLimitsNamed): void {
   const log = (res.locals.log as Logger | undefined) ?? logger;
   // A late failure of a request already answered (e.g. after its timeout) or whose client has gone: nothing more to
   // say to anyone.
@@ -128,7 +152,7 @@ export function sendProblem(err: unknown, req: Request, res: Response, logger: L
     log.debug({ err }, 'failure after the response was sent');
     return;
   }
-  const known = toAppError(err, req.path);
+  const known = toAppError(err, req.path, { contentType: req.headers['content-type'], limits });
   const body: Record<string, unknown> = known
     ? problemBody(known)
     : { type: 'about:blank', title: 'Internal Server Error', status: 500, detail: 'an unexpected error occurred; see the server log with this request id' };
@@ -145,6 +169,6 @@ export function sendProblem(err: unknown, req: Request, res: Response, logger: L
   res.status(body.status as number).type('application/problem+json').json(body);
 }
 
-export function problemHandler(logger: Logger, metrics: Pick<Metrics, 'recordRejection'>): ErrorRequestHandler {
-  return (err: unknown, req, res, _next) => sendProblem(err, req, res, logger, metrics);
+export function problemHandler(logger: Logger, metrics: Pick<Metrics, 'recordRejection'>, limits?: UploadLimitsNamed): ErrorRequestHandler {
+  return (err: unknown, req, res, _next) => sendProblem(err, req, res, logger, metrics, limits);
 }

@@ -82,7 +82,7 @@ export function createHttpApp(deps: HttpDeps): Express {
   app.use(v2Router(deps));
   app.use(labelStudioRouter(deps));
   app.use(notFound);
-  app.use(problemHandler(deps.logger, deps.metrics));
+  app.use(problemHandler(deps.logger, deps.metrics, { maxFiles: deps.config.ASM_FER_MAX_FILES, maxFileBytes: deps.config.ASM_FER_MAX_FILE_BYTES }));
   return app;
 }
 

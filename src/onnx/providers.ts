@@ -48,5 +48,11 @@ export function sessionOptions(intraOpThreads: number): SessionOptions {
     // Idle intra-op threads otherwise spin for a while after each batch, burning the cores that HTTP parsing and
     // decoding need; on 2 shared cores turning it off doubled in-process images/s and cut CPU per image by 40% (E5).
     extra: { session: { intra_op: { allow_spinning: '0' } } },
+    // Errors and fatal only (3). The shipped BlazeFace graphs carry constant-folding leftovers that no node uses, and at
+    // warning level every session start printed a coloured "Removing initializer ..." line per leftover, read as a
+    // fault by anyone starting the service. Real failures still print: a session error is level 3, and a provider
+    // library that cannot load (cuda on a machine without it) is reported by onnxruntime's process-wide logger,
+    // which this option does not touch.
+    logSeverityLevel: 3,
   };
 }

@@ -42,6 +42,7 @@ describe('problem responses', () => {
     const res = await request(t.app).post('/v1/predict').attach('image', big, 'big.png');
     expect(res.status).toBe(413);
     expectContract('POST', '/v1/predict', res);
+    expect(res.body.detail).toBe('an image part is larger than 65536 bytes (ASM_FER_MAX_FILE_BYTES)');
     await stillServes();
   });
 
@@ -52,6 +53,8 @@ describe('problem responses', () => {
     const res = await req;
     expect(res.status).toBe(413);
     expectContract('POST', '/v1/predict', res);
+    // multer says only "Too many files"; the client needs the number to split its batch.
+    expect(res.body.detail).toBe('more than 3 image parts; the limit is 3 per request (ASM_FER_MAX_FILES)');
     await stillServes();
   });
 
@@ -122,6 +125,15 @@ describe('request bodies', () => {
     const res = await request(t.app).post('/v1/predict').set('Content-Type', 'application/json').send('{"image":"x"}');
     expect(res.status).toBe(415);
     expectContract('POST', '/v1/predict', res);
-    expect(res.body.detail).toMatch(/must be multipart\/form-data/);
+    expect(res.body.detail).toMatch(/must be multipart\/form-data.*; this request has Content-Type application\/json$/);
+  });
+
+  it('415 for an empty POST, saying what to send (not "unsupported media type undefined")', async () => {
+    const res = await request(t.app).post('/v1/predict');
+    expect(res.status).toBe(415);
+    expectContract('POST', '/v1/predict', res);
+    expect(res.body.detail).toBe(
+      'the request body must be multipart/form-data, one file part per image (curl -F image=@face.png); this request has no Content-Type header',
+    );
   });
 });

@@ -3,7 +3,7 @@
 // registered through Label Studio's API, pre-annotations, annotations created through the API (some agreeing with the
 // model, some deliberately wrong) audited within seconds and written back, then asm-fer stopped mid-queue, an
 // annotation made while it was down, and a restart that loses and repeats no audit. Run by `make test-label-studio` (part of `make test`); Label Studio
-// is started once for the file. ASM_FER_E2E_SCREENSHOT=<png> also photographs the Data Manager for the README, and
+// is started once for the file. ASM_FER_E2E_SCREENSHOT=<png> also photographs the Data Manager for docs/label-studio.md, and
 // ASM_FER_E2E_LATENCY=<json> writes the submit → prediction latencies.
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,6 +1,6 @@
 // The real Label Studio (PyPI label-studio, pinned in requirements.txt, installed into test/label-studio/.venv by
 // `make test-label-studio`) started on loopback with a temporary data folder and a known user token, for e2e.test.ts
-// and the README screenshot.
+// and the screenshot in docs/label-studio.md.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

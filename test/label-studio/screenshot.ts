@@ -1,4 +1,4 @@
-// The README's picture of Label Studio's Data Manager with asm-fer's audit columns, taken in headless Chromium
+// docs/label-studio.md's picture of Label Studio's Data Manager with asm-fer's audit columns, taken in headless Chromium
 // (Debian's chromium through playwright-core) from a running Label Studio: e2e.e2e.ts calls it when
 // ASM_FER_E2E_SCREENSHOT names the PNG to write.
 import { chromium } from 'playwright-core';
