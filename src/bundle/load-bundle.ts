@@ -27,6 +27,23 @@ export interface ThresholdLearning {
   classMeans: Record<string, number>;
   epoch: number;
   split?: string;
+  /** export --noisy-base fitted: how the thresholds were chosen on injected noise over the calibration split. */
+  fitted?: FittedThresholds;
+}
+
+/**
+ * `thresholdLearning.fitted`: the noisy verdict's F1 on `draws` draws of injected `noise`. `chosen`, `folds` and
+ * `candidates` (each candidate's out-of-fold F1) are absent in bundles exported before issue 29. Online
+ * re-estimation re-derives thresholds from `mode` and `base`, not from a per-class fit.
+ */
+export interface FittedThresholds {
+  noise: string;
+  draws: number;
+  f1: number;
+  runBaseF1: number;
+  chosen?: string;
+  folds?: number;
+  candidates?: Record<string, number>;
 }
 
 /** The `input` section: how an image becomes the model's tensor (see the schema's description). */

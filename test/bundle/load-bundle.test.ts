@@ -53,6 +53,26 @@ describe('loadBundle', () => {
     expect([bare.manifest.calibration, bare.manifest.labelQuality, bare.manifest.reliability]).toEqual([undefined, undefined, undefined]);
   });
 
+  it('loads thresholds chosen out of fold (export --noisy-base fitted) with every candidate recorded, and an older fitted record without them', async () => {
+    const fitted = {
+      noise: 'crowd-1',
+      draws: 5,
+      f1: 0.88,
+      runBaseF1: 0.85,
+      chosen: 'per-class-100',
+      folds: 2,
+      candidates: { run: 0.8, fixed: 0.77, shared: 0.86, 'per-class-400': 0.87, 'per-class-100': 0.88, 'per-class-25': 0.88 },
+    };
+    edit((m) => (m.thresholdLearning.fitted = fitted));
+    expect((await loadBundle(dir)).manifest.thresholdLearning.fitted).toEqual(fitted);
+    edit((m) => {
+      delete m.thresholdLearning.fitted.chosen;
+      delete m.thresholdLearning.fitted.folds;
+      delete m.thresholdLearning.fitted.candidates;
+    });
+    expect((await loadBundle(dir)).manifest.thresholdLearning.fitted?.candidates).toBeUndefined();
+  });
+
   const refusals: [string, () => void, RegExp][] = [
     ['a missing model.json', () => rmSync(manifestPath()), /cannot read .*model\.json: ENOENT/],
     ['model.json that is not JSON', () => writeFileSync(manifestPath(), '{'), /is not JSON/],
@@ -66,6 +86,7 @@ describe('loadBundle', () => {
     ['an output name the graph lacks', () => edit((m) => (m.output.name = 'logits')), /ONNX outputs are \[probabilities\], model\.json expects logits/],
     ['an unknown label-quality score', () => edit((m) => (m.labelQuality.score = 'margin')), /\/labelQuality\/score must be equal to one of the allowed values/],
     ['a calibration that is not folded', () => edit((m) => (m.calibration.folded = false)), /\/calibration\/folded must be equal to constant/],
+    ['a candidate F1 above 1', () => edit((m) => (m.thresholdLearning.fitted = { noise: 'crowd-1', draws: 5, f1: 0.9, runBaseF1: 0.8, candidates: { shared: 1.5 } })), /\/thresholdLearning\/fitted\/candidates\/shared must be <= 1/],
     ['reliability for an unknown class', () => edit((m) => (m.reliability.perClass.joy = { submitted: 0, mislabelled: 0, flagged: 0, precision: null, recall: null })), /reliability\.perClass names unknown class\(es\) joy/],
   ];
 

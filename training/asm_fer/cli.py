@@ -146,9 +146,10 @@ def _add_export_arguments(p: argparse.ArgumentParser) -> None:
         default="paper",
         choices=NOISY_BASES,
         help="the base pair of the thresholds: paper = the run's --t-noisy/--t-clean and mode (Adaptive Threshold "
-        "Learning as the paper has it), fitted = the T_n (T_c keeping the pair's ratio) and mode (adaptive or fixed) "
-        "that give the noisy verdict its best F1 on 5 draws of injected noise (crowd-1 where the dataset has votes) "
-        "over the held-out split; model.json records both F1s under thresholdLearning.fitted (default: paper)",
+        "Learning as the paper has it), fitted = the thresholds whose noisy verdict has the best out-of-fold F1 on 5 "
+        "draws of injected noise (crowd-1 where the dataset has votes) over 2 folds of the held-out split, among the "
+        "run's own, the paper's fixed pair, one fitted shared base pair and mode, and per-class T_n shrunk toward it; "
+        "model.json records every candidate's F1 under thresholdLearning.fitted (default: paper)",
     )
 
 

@@ -11,14 +11,16 @@ import numpy as np
 import pytest
 import torch
 
+from asm_fer.checkpoints import load_trained
 from asm_fer.config import RunError
 from asm_fer.data import scan
 from asm_fer.data.dataset import calibration_split, load_images
 from asm_fer.data.preprocess import normalise
 from asm_fer.evaluate import onnx_probs
 from asm_fer.export.bundle import BundleError, input_spec_from, read_bundle
-from asm_fer.export.calibrate import BASE_GRID, FIT_DRAWS, injected_noise, reliability
+from asm_fer.export.calibrate import injected_noise, reliability
 from asm_fer.export.export import export_bundle
+from asm_fer.export.threshold_choice import BASE_GRID, FIT_DRAWS, FOLDS, SHRINKAGE, Draws, Rule, candidates, choose, fit_shared
 from asm_fer.fixtures import tiny_config
 from asm_fer.method.label_quality import (
     auroc,
@@ -31,7 +33,7 @@ from asm_fer.method.label_quality import (
     self_confidence,
     softmax_t,
 )
-from asm_fer.method.thresholds import adaptive_thresholds
+from asm_fer.method.thresholds import adaptive_thresholds, class_means
 from asm_fer.run import CALIBRATION_IDS, load_data
 from asm_fer.train import train
 
@@ -155,33 +157,55 @@ def test_label_quality_choice_is_the_better_average_precision(fixtures: Path) ->
     assert set(lq["averagePrecision"]) == {"self-confidence", "normalized-margin"}
 
 
-def test_fitted_base_is_the_best_of_its_grid_and_no_worse_than_the_paper(fixtures: Path, tmp_path: Path) -> None:
+def test_fitted_thresholds_are_chosen_out_of_fold_and_every_candidate_is_recorded(fixtures: Path, tmp_path: Path) -> None:
     doc = export_bundle(fixtures / "run" / "final.pt", tmp_path / "b", name="x", noisy_base="fitted")
     learning = doc["thresholdLearning"]
     fitted = learning["fitted"]
-    assert fitted["f1"] >= fitted["runBaseF1"] and fitted["draws"] == FIT_DRAWS
-    mu = np.array([learning["classMeans"][c] for c in doc["classes"]])
-    base = (learning["base"]["noisy"], learning["base"]["clean"])
-    assert base[1] == pytest.approx(4 * base[0]) and base[0] in BASE_GRID
-    got = np.array([[doc["thresholds"][c]["noisy"], doc["thresholds"][c]["clean"]] for c in doc["classes"]])
-    np.testing.assert_allclose(got, adaptive_thresholds(mu, base=base, mode=learning["mode"]))
-    # brute force over the same grid on the same draws, from the bundle's own graph on its calibration split
+    assert fitted["draws"] == FIT_DRAWS and fitted["folds"] == FOLDS == 2 and fitted["noise"] == "crowd-1"
+    scores = fitted["candidates"]
+    assert list(scores) == ["run", "fixed", "shared", *(f"per-class-{m}" for m in SHRINKAGE)]
+    assert fitted["chosen"] == max(scores, key=scores.__getitem__)  # the first of the best: the simplest
+    assert read_bundle(tmp_path / "b")["thresholdLearning"]["fitted"] == fitted  # schema-valid, written as returned
+    # the same draws from the bundle's own graph on its calibration split
     spec = input_spec_from(doc["input"])
     _, samples = scan("ferplus", fixtures / "ferplus", "train")
     names = set(doc["calibration"]["split"]["ids"])
     cal = load_images([s for s in samples if s.path.name in names], spec)
     probs = onnx_probs(tmp_path / "b" / "model.onnx", normalise(cal.pixels, spec).numpy())
-    draws = [injected_noise(cal.labels.numpy(), cal.votes, 8, i)[1] for i in range(FIT_DRAWS)]
+    labels = cal.labels.numpy()
+    draws = [injected_noise(labels, cal.votes, 8, i)[1] for i in range(FIT_DRAWS)]
     given = np.concatenate([d.labels for d in draws])
     wrong = np.concatenate([d.truly_noisy for d in draws])
     p = np.concatenate([probs[np.arange(len(d.labels)), d.labels] for d in draws])
+    got = np.array([[doc["thresholds"][c]["noisy"], doc["thresholds"][c]["clean"]] for c in doc["classes"]])
+    # `f1` is the exported thresholds' on all draws; a candidate that fits nothing scores its plain F1 there
+    assert fitted["f1"] == pytest.approx(prf(p < got[given, 0], wrong)["f1"])
+    assert scores["fixed"] == pytest.approx(prf(p < 0.2, wrong)["f1"])
+    cfg, _, final = load_trained(fixtures / "run" / "final.pt")
+    assert (cfg.seed, cfg.t_noisy, cfg.t_clean) == (0, 0.2, 0.8)  # the draws' seeds above, the `fixed` pair
+    run_tau = np.array(final["thresholds"])
+    assert scores["run"] == pytest.approx(prf(p < run_tau[given, 0], wrong)["f1"])
+    rule = final["threshold_learning"]
+    opts = {"statistic": rule["statistic"], "normalisation": rule["normalisation"]}
+    mu = class_means(probs, labels, statistic=rule["statistic"])
+    run_base = adaptive_thresholds(mu, base=(cfg.t_noisy, cfg.t_clean), mode=rule["mode"], normalisation=rule["normalisation"])
+    assert fitted["runBaseF1"] == pytest.approx(prf(p < run_base[given, 0], wrong)["f1"])
+    # the shared candidate on all images is still the best of its grid (brute force, as before issue 29)
+    stacked = Draws.stack(draws)
+    shared = fit_shared(probs, labels, stacked, ratio=4, **opts)
     best = max(
-        prf(p < adaptive_thresholds(mu, base=(t, 4 * t), mode=m)[given, 0], wrong)["f1"]
+        prf(p < adaptive_thresholds(mu, base=(t, 4 * t), mode=m, normalisation=rule["normalisation"])[given, 0], wrong)["f1"]
         for m in ("adaptive", "fixed")
         for t in BASE_GRID
         if 4 * t <= 1
     )
-    assert fitted["f1"] == pytest.approx(best)
+    assert prf(p < shared.thresholds[given, 0], wrong)["f1"] == pytest.approx(best)
+    # the export's choice is the pure function's on these probabilities, refitted on all of them
+    own = Rule(run_tau, rule["mode"], (cfg.t_noisy, cfg.t_clean), np.array(final["class_means"]))
+    choice = choose(probs, labels, stacked, candidates(own, **opts), seed=cfg.seed)
+    assert choice.name == fitted["chosen"] and choice.scores == pytest.approx(scores)
+    np.testing.assert_allclose(got, choice.rule.thresholds)
+    assert (learning["mode"], learning["base"]["noisy"]) == (choice.rule.mode, pytest.approx(choice.rule.base[0]))
 
 
 def test_fitted_base_needs_a_held_out_split(fixtures: Path, tmp_path: Path) -> None:

@@ -23,17 +23,14 @@ from ..method.label_quality import (
     fit_temperature,
     log_probs,
     nll,
-    prf,
     quality,
     softmax_t,
 )
-from ..method.thresholds import Normalisation, adaptive_thresholds, class_means
+from ..method.thresholds import adaptive_thresholds, class_means
 from .bundle import LearnedThresholds
+from .threshold_choice import FIT_DRAWS, FOLDS, Choice, Draws, Rule, candidates, choose, f1_of
 
 FALLBACK_NOISE = "sym-0.2"
-# export --noisy-base fitted: the T_n tried, and the injected draws each is scored on
-BASE_GRID = np.round(np.arange(0.02, 0.61, 0.01), 2)
-FIT_DRAWS = 5
 
 
 @dataclass(frozen=True)
@@ -95,45 +92,6 @@ def label_quality_section(probs: np.ndarray, noisy: NoisyLabels, noise: str) -> 
     return {"score": best, "averagePrecision": ap, "noise": noise}
 
 
-def fit_base(
-    probs: np.ndarray,
-    labels: np.ndarray,
-    votes: np.ndarray,
-    means: np.ndarray,
-    *,
-    seed: int,
-    base: tuple[float, float],
-    mode: str,
-    normalisation: Normalisation,
-) -> dict[str, Any]:
-    """The verdict's base pair fitted on injected noise instead of taken from the paper (export --noisy-base
-    fitted). For both modes (adaptive: tau_k = base * rho_k from `means`; fixed: the base for every class) and
-    every T_n of BASE_GRID (T_c keeps the base pair's ratio), the F1 of `noisy` at finding the wrong labels of
-    FIT_DRAWS injected draws over the split; the best wins (the first in grid order on a tie, adaptive first).
-    `base` and `mode` are the run's own, scored the same way for comparison."""
-    k = probs.shape[1]
-    draws = [injected_noise(labels, votes, k, seed + i) for i in range(FIT_DRAWS)]
-    given = np.concatenate([d.labels for _, d in draws])
-    wrong = np.concatenate([d.truly_noisy for _, d in draws])
-    p = np.concatenate([probs[np.arange(len(labels)), d.labels] for _, d in draws])
-    shape = {
-        "adaptive": adaptive_thresholds(means, base=base, normalisation=normalisation)[:, 0] / base[0],
-        "fixed": np.ones(k),
-    }
-    ratio = base[1] / base[0]
-    grid = [(m, float(t)) for m in shape for t in BASE_GRID if t * ratio <= 1]
-    scores = {(m, t): float(prf(p < t * shape[m][given], wrong)["f1"]) for m, t in grid}
-    best_mode, t_noisy = max(scores, key=lambda key: scores[key])
-    return {
-        "mode": best_mode,
-        "base": (t_noisy, t_noisy * ratio),
-        "noise": draws[0][0],
-        "draws": FIT_DRAWS,
-        "f1": scores[(best_mode, t_noisy)],
-        "runBaseF1": float(prf(p < base[0] * shape[mode][given], wrong)["f1"]),
-    }
-
-
 def calibration_section(held: HeldOut) -> dict[str, Any]:
     """model.json's `calibration`: the split and the temperature fitted on it (`temperature_section`)."""
     calibration = {"split": held.split, **temperature_section(held.probs, held.labels)}
@@ -145,32 +103,57 @@ def calibration_section(held: HeldOut) -> dict[str, Any]:
     return calibration
 
 
+def choose_thresholds(probs: np.ndarray, held: HeldOut, run: LearnedThresholds, *, seed: int) -> tuple[Choice, dict[str, Any]]:
+    """The verdict's thresholds chosen out of fold among `threshold_choice.candidates` on FIT_DRAWS injected
+    draws of the held-out images (probabilities (N, K)), and model.json's `thresholdLearning.fitted` for them:
+    the draws, the exported thresholds' F1 on all of them, the run's base pair and mode's F1 there (ATL on the
+    held-out class means), and every candidate's out-of-fold F1."""
+    learning = run.learning
+    k = probs.shape[1]
+    injected = [injected_noise(held.labels, held.votes, k, seed + i) for i in range(FIT_DRAWS)]
+    draws = Draws.stack([d for _, d in injected])
+    own = Rule(np.asarray(run.thresholds, dtype=np.float64), learning["mode"], run.base, np.asarray(run.means))
+    fits = candidates(own, statistic=learning["statistic"], normalisation=learning["normalisation"])
+    choice = choose(probs, held.labels, draws, fits, seed=seed)
+    mu = class_means(probs, held.labels, statistic=learning["statistic"])
+    run_base = adaptive_thresholds(mu, base=run.base, mode=learning["mode"], normalisation=learning["normalisation"])
+    fitted = {
+        "noise": injected[0][0],
+        "draws": FIT_DRAWS,
+        "f1": choice.f1,
+        "runBaseF1": f1_of(run_base, probs, draws),
+        "chosen": choice.name,
+        "folds": FOLDS,
+        "candidates": choice.scores,
+    }
+    print(f"noisy thresholds chosen out of fold ({FOLDS} folds) on {FIT_DRAWS} {fitted['noise']} draws:")
+    for name, score in choice.scores.items():
+        print(f"  {name:14s} out-of-fold F1 {score:.3f}" + ("  <- chosen" if name == choice.name else ""))
+    rule = choice.rule
+    print(
+        f"  exported: {choice.name}, {rule.mode} base T_n {rule.base[0]:.2f} (F1 {choice.f1:.3f} on all draws; "
+        f"the run's base {run.base[0]}: {fitted['runBaseF1']:.3f})"
+    )
+    return choice, fitted
+
+
 def learn_thresholds(
     probs: np.ndarray, held: HeldOut, run: LearnedThresholds, *, fit: bool, seed: int, split: str
 ) -> LearnedThresholds:
     """Adaptive Threshold Learning, same formula and options as the `run`'s, on the held-out probabilities (N, K)
-    of images no network was fitted on (Confident Learning's out-of-sample requirement); with `fit`, the base pair
-    and mode that `fit_base` finds there instead of the run's."""
-    learning, base = run.learning, run.base
-    mu = class_means(probs, held.labels, statistic=learning["statistic"])
+    of images no network was fitted on (Confident Learning's out-of-sample requirement); with `fit`, the
+    thresholds `choose_thresholds` picks there instead (which may be the run's own)."""
+    learning = run.learning
     if fit:
-        fitted = fit_base(
-            probs,
-            held.labels,
-            held.votes,
-            mu,
-            seed=seed,
-            base=base,
-            mode=learning["mode"],
-            normalisation=learning["normalisation"],
-        )
-        base, learning = fitted.pop("base"), {**learning, "mode": fitted.pop("mode"), "fitted": fitted}
-        print(
-            f"noisy base fitted on {fitted['draws']} {fitted['noise']} draws: {learning['mode']} T_n {base[0]:.2f} "
-            f"(F1 {fitted['f1']:.3f}; the run's base {run.base[0]}: {fitted['runBaseF1']:.3f})"
-        )
-    tau = adaptive_thresholds(mu, base=base, mode=learning["mode"], normalisation=learning["normalisation"])
-    return LearnedThresholds(mu.tolist(), tau.tolist(), base, {**learning, "split": split})
+        choice, fitted = choose_thresholds(probs, held, run, seed=seed)
+        rule = choice.rule
+        if choice.name == "run":
+            split = f"{learning.get('split', 'training set')} (the run's own; chosen out of fold on the {split})"
+        learning = {**learning, "mode": rule.mode, "fitted": fitted, "split": split}
+        return LearnedThresholds(rule.means.tolist(), rule.thresholds.tolist(), rule.base, learning)
+    mu = class_means(probs, held.labels, statistic=learning["statistic"])
+    tau = adaptive_thresholds(mu, base=run.base, mode=learning["mode"], normalisation=learning["normalisation"])
+    return LearnedThresholds(mu.tolist(), tau.tolist(), run.base, {**learning, "split": split})
 
 
 def measured_sections(

@@ -182,7 +182,8 @@ def export_bundle(
     into the graph, and its label-quality score and per-class reliability measured there. `crossfit` (the
     final.pt files of K runs trained with --calibration-fold 0/K .. K-1/K) replaces that split with all their
     out-of-fold probabilities (crossfit.py). `noisy_base` (NOISY_BASES): the run's base pair and mode (paper), or
-    the ones that give the `noisy` verdict its best F1 on injected noise there (fitted; calibrate.fit_base)."""
+    the thresholds chosen out of fold there among candidates by the `noisy` verdict's F1 on injected noise
+    (fitted; calibrate.choose_thresholds, threshold_choice.py)."""
     check_choices(noisy_base=noisy_base, weights=weights, tta=tta, thresholds_from=thresholds_from)
     revision = code_revision()  # before this export writes into the tree (models/default is tracked)
     cfg, nets, final = load_trained(final_path)
