@@ -62,8 +62,8 @@ class TrainConfig:
         metadata={
             "help": "hold out fold I of K class-stratified folds of the training set (I/K, I from 0; seeded by --seed) "
             "instead of a --calibration share: K runs with I = 0..K-1 together hold out every training image "
-            "exactly once, and `asm-fer crossfit` pools their out-of-fold probabilities into cross-fitted "
-            "thresholds, temperature and reliability for `asm-fer export --crossfit` (issue 17)"
+            "exactly once, and `asm-fer export --crossfit RUN...` pools their out-of-fold probabilities into "
+            "cross-fitted thresholds, temperature and reliability (issue 17)"
         },
     )
     # model and input
