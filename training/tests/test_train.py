@@ -280,3 +280,11 @@ def test_a_collapsed_mining_epoch_is_one_warning_line_and_under_strict_an_error_
     row = json.loads(metrics.read_text().splitlines()[-1])
     assert row["warnings"] == [warnings[0].removeprefix("warning: ")]
     assert row["subsets"] == {"clean": 0, "ambiguous": 0, "noisy": 80}
+    epoch_line = json.loads(next(line for line in out if line.startswith('{"epoch": 2')))
+    assert "warnings" not in epoch_line  # it has a line of its own
+    assert set(epoch_line["mining"]) == {"precision", "recall", "f1"} and set(epoch_line["fit"]) == {
+        "wrong",
+        "wrong_true",
+        "right",
+    }
+    assert epoch_line["mining"]["precision"] == round(row["mining"]["precision"], 3)
