@@ -288,3 +288,4 @@ def test_a_collapsed_mining_epoch_is_one_warning_line_and_under_strict_an_error_
         "right",
     }
     assert epoch_line["mining"]["precision"] == round(row["mining"]["precision"], 3)
+    assert re.fullmatch(r"final: Valid accuracy 0\.\d{4} on all \d+ Valid images; thresholds in .*final\.pt", out[-1])
