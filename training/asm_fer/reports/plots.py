@@ -62,6 +62,8 @@ def plot_mining(metrics: Path, out: Path) -> Path | None:
         for key in ("precision", "recall", "f1", "noisy_kept_clean"):
             axes[2].plot(epochs, [r["mining"][key] for r in rows], marker="o", label=key)
         axes[2].legend()
+    else:
+        axes[2].text(0.5, 0.5, "no known noise mask to score against", ha="center", transform=axes[2].transAxes)
     axes[2].set(xlabel="epoch", title="noisy subset vs. planted noise", ylim=(0, 1))
     return _save(fig, metrics, out)
 
