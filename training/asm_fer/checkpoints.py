@@ -228,8 +228,18 @@ def finalise(cfg: TrainConfig, nets: list[nn.Module], data: Data, spec: InputSpe
     }
     path = Path(cfg.run_dir) / FINAL
     _save(final, path)
-    print(f"final: valid accuracy {final['valid']['accuracy']:.4f}; thresholds in {path}")
+    scope = valid_scope(cfg, len(valid_labels), data.valid_total)
+    print(f"final: Valid accuracy {final['valid']['accuracy']:.4f} {scope}; thresholds in {path}")
     return path
+
+
+def valid_scope(cfg: TrainConfig, images: int, total: int) -> str:
+    """What a Valid accuracy of the run was measured on, e.g. 'on all 3526 Valid images' or, under --limit or
+    --valid-limit, 'on 501 of 3526 Valid images (a class-stratified subset: --limit 500; ...)'."""
+    if images >= total:
+        return f"on all {images} Valid images"
+    flag = f"--valid-limit {cfg.valid_limit}" if cfg.valid_limit > 0 else f"--limit {cfg.limit}"
+    return f"on {images} of {total} Valid images (a class-stratified subset: {flag}; --valid-limit 0 validates on all)"
 
 
 def load_trained(path: Path | str) -> tuple[TrainConfig, list[nn.Module], dict[str, Any]]:

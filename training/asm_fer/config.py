@@ -62,8 +62,8 @@ class TrainConfig:
         metadata={
             "help": "hold out fold I of K class-stratified folds of the training set (I/K, I from 0; seeded by --seed) "
             "instead of a --calibration share: K runs with I = 0..K-1 together hold out every training image "
-            "exactly once, and `asm-fer crossfit` pools their out-of-fold probabilities into cross-fitted "
-            "thresholds, temperature and reliability for `asm-fer export --crossfit` (issue 17)"
+            "exactly once, and `asm-fer export --crossfit RUN...` pools their out-of-fold probabilities into "
+            "cross-fitted thresholds, temperature and reliability (issue 17)"
         },
     )
     # model and input
@@ -239,6 +239,14 @@ class TrainConfig:
             "many wrong labels the model fits (memorises) and how many right ones (about 1/7 of an epoch's compute)"
         },
     )
+    strict: bool = field(
+        default=False,
+        metadata={
+            "help": "stop with an error, instead of a warning, when a mining epoch collapses (one subset holds 95 % of "
+            "the samples) or leaves a class without clean samples; the last checkpoint stays, so the same command "
+            "without --strict resumes the run"
+        },
+    )
     warm_start: str = field(
         default="",
         metadata={
@@ -324,7 +332,8 @@ class TrainConfig:
 
 
 # where and how fast a run goes, and what it keeps on disk, is not part of its result
-RUNTIME_FIELDS = frozenset({"device", "threads", "eval_engine", "eval_batch_size", "keep_epochs", "run_dir", "log_fit"})
+# (--strict only decides whether a warning stops the run: a run it lets finish is the same run)
+RUNTIME_FIELDS = frozenset({"device", "threads", "eval_engine", "eval_batch_size", "keep_epochs", "run_dir", "log_fit", "strict"})
 # what may differ between a run and the warm-up it started from
 METHOD_FIELDS = (
     frozenset({"method", "warmup_epochs", "warm_start", "forward"})
@@ -370,7 +379,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             *f.metadata.get("aliases", []),
             dest=f.name,
             type=tp,
-            nargs=nargs,
+            nargs="?" if tp is _parse_bool else nargs,  # a bare --strict means --strict true
+            const=True if tp is _parse_bool else None,
+            metavar="{true,false}" if tp is _parse_bool else None,
             choices=choices_of(hints[f.name]),
             default=argparse.SUPPRESS,
             help=f"{f.metadata.get('help', '')} (default: {shown})".replace("%", "%%"),  # argparse formats help with %

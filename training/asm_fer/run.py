@@ -32,6 +32,7 @@ class Data:
     true_labels: np.ndarray  # (N_train,) the dataset's own (clean / majority) labels
     # the held-out calibration split (--calibration), with the dataset's own labels and votes; None without one
     calibration: ImageSet | None = None
+    valid_total: int = 0  # images in the whole Valid split, before --limit / --valid-limit
 
 
 def input_spec(cfg: TrainConfig) -> InputSpec:
@@ -43,6 +44,7 @@ def load_data(cfg: TrainConfig, *, save_labels: bool = True) -> Data:
     spec = input_spec(cfg)
     classes, train_samples = scan(cfg.dataset, cfg.data, "train")
     _, valid_samples = scan(cfg.dataset, cfg.data, "valid")
+    valid_total = len(valid_samples)
     train_samples = stratified_limit(train_samples, cfg.limit, cfg.seed)
     valid_samples = stratified_limit(valid_samples, cfg.limit if cfg.valid_limit < 0 else cfg.valid_limit, cfg.seed)
     # carved out before anything is trained, so no network of the run ever sees these images
@@ -64,7 +66,7 @@ def load_data(cfg: TrainConfig, *, save_labels: bool = True) -> Data:
     print(f"train {len(train)} images ({cfg.noise}: {noise.rate:.1%} wrong labels){held}, valid {len(valid_samples)}")
     calibration = load_images(calibration_samples, spec, desc="decode calibration") if calibration_samples else None
     valid = load_images(valid_samples, spec, desc="decode valid")
-    return Data(classes, train, valid, noise.truly_noisy, true_labels, calibration)
+    return Data(classes, train, valid, noise.truly_noisy, true_labels, calibration, valid_total)
 
 
 def build_nets(cfg: TrainConfig, num_classes: int, *, pretrained: bool = True) -> list[nn.Module]:

@@ -24,7 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .checkpoints import FINAL, finalise, restore, save_checkpoint
-from .config import ConfigError, Precision, TrainConfig
+from .config import ConfigError, Precision, RunError, TrainConfig
 from .data.dataset import ImageSet
 from .data.preprocess import InputSpec, normalise
 from .data.views import weak_view
@@ -146,6 +146,11 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
                     cfg, nets, data.train.pixels, train_labels, spec, data.classes, epoch, state, data.truly_noisy, world
                 )
                 row |= mined | {"mining_seconds": round(time.time() - t0, 1)}
+                for warning in mined.get("warnings", []):
+                    if cfg.strict:
+                        raise RunError(f"{warning} (--strict; without it the run resumes here)")
+                    if world.is_main:
+                        print(f"warning: {warning}")
                 row["lambda"] = mutual_weight(epoch, cfg.schedule_epochs, beta=cfg.beta)
             t1 = time.time()
             row |= _run_epoch(models, opt, data.train, spec, cfg, epoch, subsets, world)
@@ -170,7 +175,7 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
             }
             log.write(json.dumps(row) + "\n")
             log.flush()
-            print(json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)} | {"subsets": row.get("subsets")}))
+            print(console_line(row))
             plot_curves(run / "metrics.jsonl", run / "curves.png")
             plot_mining(run / "metrics.jsonl", run / "mining.png")
             save_checkpoint(cfg, epoch, nets, opt, sched, state)
@@ -179,6 +184,18 @@ def train(cfg: TrainConfig, data: Data | None = None) -> Path:
         finalise(cfg, nets, data, spec, state)
     leave(world)
     return final
+
+
+def console_line(row: dict[str, Any]) -> str:
+    """The epoch's metrics row as one console line: its numbers, the subset sizes and, rounded, the fit to the
+    labels and the noisy subset's precision / recall / F1 (metrics.jsonl keeps the rest: per class, thresholds,
+    the machine; a warning has a line of its own)."""
+    line = {k: v for k, v in row.items() if not isinstance(v, dict | list)} | {"subsets": row.get("subsets")}
+    if "fit" in row:
+        line["fit"] = {k: round(v, 3) for k, v in row["fit"].items()}
+    if "mining" in row:
+        line["mining"] = {k: round(row["mining"][k], 3) for k in ("precision", "recall", "f1")}
+    return json.dumps(line)
 
 
 def _run_precision(cfg: TrainConfig, run: Path, device: torch.device) -> Precision:

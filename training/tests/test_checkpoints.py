@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from asm_fer.checkpoints import CHECKPOINT, load_checkpoint, load_trained
+from asm_fer.checkpoints import CHECKPOINT, load_checkpoint, load_trained, valid_scope
+from asm_fer.config import TrainConfig
 from asm_fer.fixtures import tiny_config
 from asm_fer.method.asm import MiningState
 from asm_fer.train import train
@@ -59,3 +60,17 @@ def test_a_checkpoint_pickled_under_the_old_module_path_loads_and_resumes(
     rows = [json.loads(line) for line in (Path(cfg.run_dir) / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert final["threshold_learning"]["epoch"] == 3
+
+
+@pytest.mark.parametrize(
+    ("limits", "images", "scope"),
+    [
+        ({}, 3526, "on all 3526 Valid images"),
+        ({"limit": 500}, 501, "on 501 of 3526 Valid images (a class-stratified subset: --limit 500; --valid-limit 0 "),
+        ({"limit": 500, "valid_limit": 800}, 799, "on 799 of 3526 Valid images (a class-stratified subset: --valid-limit 800;"),
+        ({"limit": 500, "valid_limit": 0}, 3526, "on all 3526 Valid images"),
+        ({"limit": 5000}, 3526, "on all 3526 Valid images"),  # a limit above the split's size keeps all of it
+    ],
+)
+def test_the_final_accuracy_names_what_it_was_measured_on(limits: dict[str, int], images: int, scope: str) -> None:
+    assert valid_scope(dataclasses.replace(TrainConfig(), **limits), images, 3526).startswith(scope)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from asm_fer.config import ConfigError, TrainConfig, add_config_arguments, config_from_args
+from asm_fer.config import RUNTIME_FIELDS, ConfigError, TrainConfig, add_config_arguments, config_from_args
 
 
 def _parse(argv: list[str]) -> TrainConfig:
@@ -52,3 +52,10 @@ def test_a_config_file_value_outside_the_choices_is_refused_by_name(tmp_path: Pa
 def test_vote_targets_are_refused_where_they_do_not_apply(change: dict[str, str]) -> None:
     with pytest.raises(ConfigError, match="--targets votes"):
         TrainConfig(targets="votes", **change)  # type: ignore[arg-type]
+
+
+def test_a_bare_boolean_flag_means_true_and_strict_is_a_runtime_option() -> None:
+    assert _parse(["--strict"]).strict and not _parse([]).strict
+    assert not _parse(["--strict", "false", "--epochs", "2"]).strict and _parse(["--strict", "--epochs", "2"]).epochs == 2
+    assert not _parse(["--log-fit", "false"]).log_fit and _parse(["--detach-mutual"]).detach_mutual
+    assert "strict" in RUNTIME_FIELDS  # a run started without it resumes with it, and the other way round

@@ -257,3 +257,35 @@ def test_the_cli_turns_a_run_error_into_one_line_and_status_2(
     # the last line of stderr: the decoding progress bars come before it
     err = capsys.readouterr().err
     assert err.endswith("\n") and err.splitlines()[-1] == f"asm-fer: error: --warm-start {missing}: no such checkpoint"
+
+
+def test_a_collapsed_mining_epoch_is_one_warning_line_and_under_strict_an_error_the_run_resumes_from(
+    ferplus_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the quick try of issue 34 at fixture size: one warm-up epoch leaves the networks near chance
+    cfg = dataclasses.replace(
+        tiny_config(ferplus_root, tmp_path / "run"), method="asm", noise="sym-0.3", warmup_epochs=1, epochs=2
+    )
+    with pytest.raises(RunError, match=r"^mining epoch 2 put 80 of 80 samples in noisy: the networks are barely trained"):
+        train(dataclasses.replace(cfg, strict=True))
+    metrics = Path(cfg.run_dir) / "metrics.jsonl"
+    assert [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()] == [1]
+    capsys.readouterr()
+
+    train(cfg)  # --strict is a runtime option: the same run resumes without it, and warns
+    out = capsys.readouterr().out.splitlines()
+    assert f"resuming {cfg.run_dir} at epoch 2" in out
+    warnings = [line for line in out if line.startswith("warning:")]
+    assert len(warnings) == 1 and "in noisy" in warnings[0] and "Options: a longer --warmup-epochs" in warnings[0]
+    row = json.loads(metrics.read_text().splitlines()[-1])
+    assert row["warnings"] == [warnings[0].removeprefix("warning: ")]
+    assert row["subsets"] == {"clean": 0, "ambiguous": 0, "noisy": 80}
+    epoch_line = json.loads(next(line for line in out if line.startswith('{"epoch": 2')))
+    assert "warnings" not in epoch_line  # it has a line of its own
+    assert set(epoch_line["mining"]) == {"precision", "recall", "f1"} and set(epoch_line["fit"]) == {
+        "wrong",
+        "wrong_true",
+        "right",
+    }
+    assert epoch_line["mining"]["precision"] == round(row["mining"]["precision"], 3)
+    assert re.fullmatch(r"final: Valid accuracy 0\.\d{4} on all \d+ Valid images; thresholds in .*final\.pt", out[-1])

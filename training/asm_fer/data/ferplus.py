@@ -1,6 +1,6 @@
 """Scans the standard FER+ layout (`FER2013<Split>/label.csv` + PNGs) into labelled samples.
 
-Label rule (documented in the README): the label is the emotion class with the most of the 10 votes;
+Label rule (documented in docs/training.md): the label is the emotion class with the most of the 10 votes;
 ties between emotion classes go to the class that comes first in FER+ column order (neutral first);
 rows whose top emotion count is not strictly larger than both the `unknown` and `NF` counts are
 dropped (unknown/NF majority, ties included), as are rows with no emotion vote.

@@ -228,7 +228,7 @@ def export_bundle(
     write_bundle(doc, out)
     print(
         f"ok: {out} ({onnx_path.stat().st_size / 1e6:.1f} MB, {weights} weights, test-time augmentation {tta}), "
-        f"{eval_split} accuracy {metrics['accuracy']:.4f} on {metrics['samples']} images, "
+        f"{eval_split.title()} accuracy {metrics['accuracy']:.4f} on all {metrics['samples']} {eval_split.title()} images, "
         f"onnxruntime-vs-torch max |diff| {err:.1e}"
     )
     return doc

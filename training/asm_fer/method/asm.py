@@ -19,7 +19,7 @@ from ..device import autocast, device_of, to_device
 from ..distributed import World, gather_rows
 from ..models.frozen import freeze
 from .losses import consistency, mutual, mutual_weight, supervised
-from .mining import Subsets, mine, mining_quality
+from .mining import Rule, Subsets, mine, mining_quality, mining_warning
 from .thresholds import adaptive_thresholds, class_means
 
 
@@ -86,12 +86,12 @@ def mine_epoch(
     net_thresholds = np.stack(
         [adaptive_thresholds(m, base=(cfg.t_noisy, cfg.t_clean), mode=mode, normalisation=cfg.normalisation) for m in net_means]
     )  # (S, K, 2)
+    rule: Rule = "codivision" if cfg.method == "codivision" else cfg.mining_rule
     if cfg.method == "oracle":  # the control: the true noise mask, thresholds still learned for the bundle
         if truly_noisy is None or not truly_noisy.any():
             raise ConfigError("--method oracle needs a known noise mask (--noise sym-<r> or crowd-1)")
         subsets = Subsets(clean=~truly_noisy, ambiguous=np.zeros_like(truly_noisy), noisy=truly_noisy.copy())
     else:
-        rule = "codivision" if cfg.method == "codivision" else cfg.mining_rule
         subsets = mine(probs, labels, net_thresholds, rule=rule)
     # one pair per class is what the service applies: with per-network sources, the mean over networks
     means, thresholds = net_means.mean(0), net_thresholds.mean(0)  # (K,), (K, 2)
@@ -108,6 +108,11 @@ def mine_epoch(
             for k, c in enumerate(classes)
         },
     }
+    if cfg.method != "oracle":  # the oracle's subsets are the truth, whatever the networks say
+        last = state.history[-1].get("subsets_per_class") if state.history else None
+        warning = mining_warning(epoch, row["subsets_per_class"], means, thresholds, rule=rule, previous=last)
+        if warning:
+            row["warnings"] = [warning]
     if truly_noisy is not None and truly_noisy.any():
         row["mining"] = mining_quality(subsets, truly_noisy)
         row["mining_per_class"] = {

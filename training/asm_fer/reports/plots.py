@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: runs on servers and in CI
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .runs import RunRow
 
@@ -18,6 +19,7 @@ from .runs import RunRow
 def _save(fig: Figure, metrics: Path, out: Path, *, title: str | None = None) -> Path:
     for ax in fig.axes:
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # every x axis here counts epochs
     fig.suptitle(title or metrics.parent.name)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
@@ -47,8 +49,9 @@ def plot_mining(metrics: Path, out: Path) -> Path | None:
     epochs = [r["epoch"] for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for name in rows[0]["thresholds"]:
-        line = axes[0].plot(epochs, [r["thresholds"][name]["clean"] for r in rows], label=name)[0]
-        axes[0].plot(epochs, [r["thresholds"][name]["noisy"] for r in rows], linestyle="--", color=line.get_color())
+        # markers, so that the first mining epoch (a single point) shows
+        line = axes[0].plot(epochs, [r["thresholds"][name]["clean"] for r in rows], marker="o", label=name)[0]
+        axes[0].plot(epochs, [r["thresholds"][name]["noisy"] for r in rows], marker="o", linestyle="--", color=line.get_color())
     axes[0].set(xlabel="epoch", ylabel="threshold", title="tau_c (solid), tau_n (dashed) per class")
     axes[0].legend(fontsize=7)
     for subset in ("clean", "ambiguous", "noisy"):
@@ -59,6 +62,8 @@ def plot_mining(metrics: Path, out: Path) -> Path | None:
         for key in ("precision", "recall", "f1", "noisy_kept_clean"):
             axes[2].plot(epochs, [r["mining"][key] for r in rows], marker="o", label=key)
         axes[2].legend()
+    else:
+        axes[2].text(0.5, 0.5, "no known noise mask to score against", ha="center", transform=axes[2].transAxes)
     axes[2].set(xlabel="epoch", title="noisy subset vs. planted noise", ylim=(0, 1))
     return _save(fig, metrics, out)
 
