@@ -56,6 +56,9 @@ export interface ProblemContext {
   limits?: UploadLimitsNamed | undefined;
 }
 
+/** Paths whose request bodies are application/json only (openapi.yaml); every other body is multipart/form-data. */
+const JSON_BODY_PREFIXES = ['/v2/', '/label-studio/'];
+
 /**
  * Known failures as AppError; anything else is undefined (an internal error). `path` picks the expected media type;
  * `context` lets the detail say what was sent and which limit was passed.
@@ -100,8 +103,8 @@ export function toAppError(err: unknown, path = '', context: ProblemContext = {}
     }
     case 415: {
       // The validator's own message names no expected type ("unsupported media type undefined" for a request without
-      // a Content-Type); v2 bodies are JSON, v1 bodies multipart.
-      const json = path.startsWith('/v2/');
+      // a Content-Type); v2 and Label Studio bodies are JSON, v1 bodies multipart.
+      const json = JSON_BODY_PREFIXES.some((prefix) => path.startsWith(prefix));
       const sent = context.contentType ? `Content-Type ${context.contentType.split(';')[0]}` : 'no Content-Type header';
       const how = json ? '' : ', one file part per image (curl -F image=@face.png)';
       return new UnsupportedMedia(`the request body must be ${json ? 'application/json' : 'multipart/form-data'}${how}; this request has ${sent}`);

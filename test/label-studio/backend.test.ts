@@ -242,6 +242,13 @@ describe('POST /label-studio/webhook', () => {
     expect((await webhook({ action: 'PROJECT_UPDATED', project: { id: 1 } })).body).toEqual({ events: 0, queued: 0 });
   });
 
+  it('answers 415 to a body that is not JSON, naming application/json', async () => {
+    const res = await request(t.app).post('/label-studio/webhook').set('authorization', bearer).set('content-type', 'text/plain').send('{"action": "ANNOTATION_CREATED"}');
+    expect(res.status).toBe(415);
+    expectContract('POST', '/label-studio/webhook', res);
+    expect(res.body.detail).toBe('the request body must be application/json; this request has Content-Type text/plain');
+  });
+
   it('never lets the Label Studio token reach a response, the trail or the queue', async () => {
     const bodies = [(await request(t.app).get('/metrics')).text, JSON.stringify((await request(t.app).get('/v1/audits?limit=1000')).body)];
     for (const b of bodies) expect(b).not.toContain(LEGACY_TOKEN);
