@@ -3,7 +3,8 @@
 // behind the answer). Every route needs the shared secret (ASM_FER_LABEL_STUDIO_SECRET); the work is in
 // src/label-studio/backend.ts.
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { Router, type Request, type RequestHandler } from 'express';
+import { Router, type Request, type RequestHandler, type Response } from 'express';
+import type { Logger } from 'pino';
 import { LabelConfigRefused, NotReady, Forbidden, Unauthorized } from '../errors.js';
 import { modelVersion, predictTasks, receiveWebhook, setup, type PredictTask } from '../label-studio/backend.js';
 import { LabelConfigError } from '../label-studio/label-config.js';
@@ -40,13 +41,23 @@ export function labelStudioSecret(secret: string | undefined): RequestHandler {
   };
 }
 
-function refused(err: unknown, classes: readonly string[]): never {
-  if (err instanceof LabelConfigError) throw new LabelConfigRefused(err.message, err.unmapped, classes);
+/**
+ * A config asm-fer cannot audit as 422 problem+json. Label Studio shows the connecting user only "422 Client Error",
+ * so the refusal is also logged as one warn line naming the project (as Label Studio sends it: "<id>.<timestamp>" on
+ * /setup) and the unmapped choices.
+ */
+function refused(err: unknown, classes: readonly string[], log: Logger, project: unknown): never {
+  if (err instanceof LabelConfigError) {
+    const named = typeof project === 'string' || typeof project === 'number' ? String(project) : 'unknown';
+    log.warn({ project: named, unmappedChoices: err.unmapped, reason: err.message }, `Label Studio project ${named}: labeling config refused: ${err.message}`);
+    throw new LabelConfigRefused(err.message, err.unmapped, classes);
+  }
   throw err;
 }
 
 export function labelStudioRouter(deps: HttpDeps): Router {
   const router = Router();
+  const logOf = (res: Response): Logger => (res.locals.log as Logger | undefined) ?? deps.logger;
   const ls = deps.labelStudio;
   if (!ls) return router;
   const { backend, worker } = ls;
@@ -56,22 +67,22 @@ export function labelStudioRouter(deps: HttpDeps): Router {
   });
 
   router.post('/label-studio/setup', (req, res) => {
-    const body = req.body as { schema: string };
+    const body = req.body as { schema: string; project?: unknown };
     try {
       const { modelVersion: version } = setup(backend, body.schema);
       res.json({ model_version: version } satisfies SetupResponse);
     } catch (err) {
-      refused(err, deps.host.current.manifest.classes);
+      refused(err, deps.host.current.manifest.classes, logOf(res), body.project);
     }
   });
 
   router.post('/label-studio/predict', async (req, res) => {
     if (!deps.readiness.isReady()) throw new NotReady();
-    const body = req.body as { tasks: PredictTask[]; label_config: string };
+    const body = req.body as { tasks: PredictTask[]; label_config: string; project?: unknown };
     try {
       res.json(await predictTasks(backend, body.label_config, body.tasks, signalOf(res)));
     } catch (err) {
-      refused(err, deps.host.current.manifest.classes);
+      refused(err, deps.host.current.manifest.classes, logOf(res), body.project);
     }
   });
 

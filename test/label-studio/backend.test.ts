@@ -3,6 +3,7 @@
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { pino } from 'pino';
 import request from 'supertest';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { auditIdOf } from '../../src/label-studio/backend.js';
@@ -22,6 +23,9 @@ let ls: FakeLabelStudio;
 let dataDir: string;
 let t: TestApp;
 let image: Buffer;
+/** The service's warn-and-above log lines, parsed. */
+const logged: Record<string, unknown>[] = [];
+const logger = pino({ level: 'warn' }, { write: (line: string) => void logged.push(JSON.parse(line) as Record<string, unknown>) });
 
 const lsEnv = (token = LEGACY_TOKEN) => ({
   LABEL_STUDIO_URL: ls.url,
@@ -54,7 +58,7 @@ beforeAll(async () => {
   ls.projects.set(1, { label_config: ferplusConfig() });
   for (let i = 1; i <= 10; i++) addTask(i);
   dataDir = mkdtempSync(path.join(tmpdir(), 'asm-fer-ls-'));
-  t = await startTestApp(lsEnv());
+  t = await startTestApp(lsEnv(), { logger });
 });
 afterAll(async () => {
   await t?.close();
@@ -102,6 +106,14 @@ describe('POST /label-studio/setup', () => {
     expectContract('POST', '/label-studio/setup', res);
     expect(res.body).toMatchObject({ type: expect.stringMatching(/label-config$/), unmappedChoices: ['Joy'], validLabels: t.bundle.manifest.classes });
     expect(res.body.detail).toContain('"Joy"');
+  });
+
+  it('logs a refusal as one line naming the project and the unmapped choices (Label Studio shows only "422 Client Error")', async () => {
+    const res = await request(t.app).post('/label-studio/setup').set('authorization', basic).send({ project: '7.1700000000', schema: ferplusConfig(['happiness', 'Joy', 'Meh']) });
+    expect(res.status).toBe(422);
+    const lines = logged.filter((l) => l.project === '7.1700000000');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ level: 40, unmappedChoices: ['Joy', 'Meh'], msg: expect.stringMatching(/^Label Studio project 7\.1700000000: labeling config refused: .*"Joy"/) });
   });
 
   it('refuses a config without a single-choice image question', async () => {
