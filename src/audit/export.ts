@@ -29,6 +29,8 @@ export const CSV_COLUMNS = [
   'quality',
   'mistakenness',
   'withdrawnAt',
+  'supersededAt',
+  'supersededBy',
   'probabilities',
 ] as const;
 
@@ -92,6 +94,8 @@ function csvRow(r: AuditRecord): string {
     quality: r.quality,
     mistakenness: r.mistakenness,
     withdrawnAt: r.withdrawnAt,
+    supersededAt: r.supersededAt,
+    supersededBy: r.supersededBy,
     probabilities: JSON.stringify(r.probabilities),
   };
   return CSV_COLUMNS.map((c) => cell(values[c])).join(',');

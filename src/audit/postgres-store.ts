@@ -4,7 +4,7 @@
 // skips a record that committed after the page it continues; the layout is migrated at open under another advisory
 // lock, so replicas that start together migrate once.
 import pg from 'pg';
-import { insertSql, migrate, WITHDRAW_SQL, type MigrationTarget } from './record.js';
+import { insertSql, migrate, supersedeSql, WITHDRAW_SQL, type MigrationTarget } from './record.js';
 import { numbered } from './sql.js';
 import { codeOf, type Backend, type StorageFailure } from './store.js';
 
@@ -95,11 +95,13 @@ export class PostgresBackend implements Backend {
     return (await this.pool.query(numbered(sql), [...params])).rows as Record<string, unknown>[];
   }
 
-  insert(rows: unknown[][]): Promise<void> {
+  insert(rows: unknown[][], supersessions: unknown[][]): Promise<void> {
     return this.transaction(async (client) => {
       // SET LOCAL: a 200 means committed and flushed whatever the server's or role's default says.
       await client.query(`SET LOCAL synchronous_commit = on; SELECT pg_advisory_xact_lock(${INSERT_LOCK})`);
       await client.query(numbered(insertSql(rows.length)), rows.flat());
+      // Under the same lock, so two replicas auditing the same label mark its records in commit order.
+      for (const params of supersessions) await client.query(numbered(supersedeSql('postgres')), params);
     });
   }
 

@@ -20,6 +20,8 @@ export interface AuditFilters {
   minMistakenness?: number | undefined;
   /** true: only withdrawn records; false: only records whose label stands. */
   withdrawn?: boolean | undefined;
+  /** true: only current verdicts (neither superseded nor withdrawn); false: only records superseded or withdrawn. */
+  current?: boolean | undefined;
 }
 
 /** time: newest first; quality: lowest (worst label) first; mistakenness: highest first. Ties: newest first. */
@@ -77,6 +79,7 @@ export function whereClause(f: AuditFilters): { sql: string; params: unknown[] }
     params.push(f.minMistakenness);
   }
   if (f.withdrawn !== undefined) terms.push(f.withdrawn ? 'withdrawn_ms IS NOT NULL' : 'withdrawn_ms IS NULL');
+  if (f.current !== undefined) terms.push(f.current ? '(superseded_ms IS NULL AND withdrawn_ms IS NULL)' : '(superseded_ms IS NOT NULL OR withdrawn_ms IS NOT NULL)');
   return { sql: terms.length > 0 ? `WHERE ${terms.join(' AND ')}` : '', params };
 }
 

@@ -14,6 +14,12 @@ export interface AuditRecord extends Omit<NewAuditRecord, 'timeMs' | 'image' | '
    * counted as audited traffic, but marked. Null while the label stands, and on records stored before layout 4.
    */
   withdrawnAt: string | null;
+  /**
+   * When a newer audit of the same label (sameLabel: same itemId, annotatorId and datasetId, whichever model) was
+   * stored, and its id: this record is then no longer the label's current verdict. Null on the current verdict.
+   */
+  supersededAt: string | null;
+  supersededBy: string | null;
 }
 
 /** The two SQL dialects the trail is kept in: embedded SQLite (the default) and a shared PostgreSQL. */
@@ -60,7 +66,9 @@ CREATE TABLE IF NOT EXISTS audits (
   face TEXT,
   quality ${t.real},
   mistakenness ${t.real},
-  withdrawn_ms ${t.int}
+  withdrawn_ms ${t.int},
+  superseded_ms ${t.int},
+  superseded_by TEXT
 );
 CREATE INDEX IF NOT EXISTS audits_time ON audits (time_ms);
 CREATE INDEX IF NOT EXISTS audits_verdict ON audits (verdict, seq);
@@ -69,10 +77,11 @@ CREATE INDEX IF NOT EXISTS audits_annotator ON audits (annotator_id, seq);
 CREATE INDEX IF NOT EXISTS audits_dataset ON audits (dataset_id, seq);
 CREATE INDEX IF NOT EXISTS audits_quality ON audits (quality, seq);
 CREATE INDEX IF NOT EXISTS audits_mistakenness ON audits (mistakenness, seq);
+CREATE INDEX IF NOT EXISTS audits_item ON audits (item_id, annotator_id, dataset_id, seq);
 `;
 }
 
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 /** What a migration step may do to the database it upgrades: statements with `?` parameters, in its transaction. */
 export interface MigrationTarget {
@@ -106,6 +115,35 @@ CREATE INDEX audits_mistakenness ON audits (mistakenness, seq);`);
 }
 
 /**
+ * Null-safe equality per dialect: a record without an annotator (or a dataset) is the same label as another without
+ * one. PostgreSQL's form cannot use an index, but the item_id prefix of audits_item narrows the search first.
+ */
+const SAME = { sqlite: 'IS', postgres: 'IS NOT DISTINCT FROM' } as const;
+
+/**
+ * The identity of a label, whose latest audit is its current verdict: item, annotator and dataset, all three (a Label
+ * Studio record: "task T annotation A", the annotation's user, "label-studio project P"). The model is no part of it:
+ * a label audited again by another model has a newer verdict, not a second one. A record without an itemId names no
+ * label and is never superseded.
+ */
+function sameLabel(dialect: Dialect, older: string, newer: string): string {
+  return `${older}.item_id = ${newer}.item_id AND ${older}.annotator_id ${SAME[dialect]} ${newer}.annotator_id AND ${older}.dataset_id ${SAME[dialect]} ${newer}.dataset_id`;
+}
+
+/**
+ * Version 4 predates supersession. Its records are marked as the store would have marked them: each is superseded by
+ * the next record (in seq order) of the same label, at that record's time; the last of each label stays current.
+ */
+async function addSupersession(db: MigrationTarget): Promise<void> {
+  await db.exec(`ALTER TABLE audits ADD COLUMN superseded_ms ${TYPES[db.dialect].int};
+ALTER TABLE audits ADD COLUMN superseded_by TEXT;
+CREATE INDEX audits_item ON audits (item_id, annotator_id, dataset_id, seq);`);
+  await db.exec(`UPDATE audits SET superseded_by = (SELECT n.id FROM audits n WHERE ${sameLabel(db.dialect, 'n', 'audits')} AND n.seq > audits.seq
+  ORDER BY n.seq LIMIT 1) WHERE item_id IS NOT NULL;
+UPDATE audits SET superseded_ms = (SELECT n.time_ms FROM audits n WHERE n.id = audits.superseded_by) WHERE superseded_by IS NOT NULL;`);
+}
+
+/**
  * MIGRATIONS[v] brings a database of layout v to v + 1, in either dialect; schemaSql alone creates the latest layout.
  */
 export const MIGRATIONS: Record<number, (db: MigrationTarget) => Promise<void>> = {
@@ -114,6 +152,7 @@ export const MIGRATIONS: Record<number, (db: MigrationTarget) => Promise<void>> 
   2: addRankingScores,
   // Version 3 predates withdrawal: no label had been withdrawn, so every record keeps withdrawn_ms NULL.
   3: (db) => db.exec(`ALTER TABLE audits ADD COLUMN withdrawn_ms ${TYPES[db.dialect].int};`),
+  4: addSupersession,
 };
 
 /**
@@ -141,6 +180,21 @@ const INSERT_COLUMNS = [
  */
 export const WITHDRAW_SQL = 'UPDATE audits SET withdrawn_ms = COALESCE(withdrawn_ms, ?) WHERE id = ?';
 
+/**
+ * Marks the current verdict of a just-inserted record's label superseded by it, in the insert's transaction (`?`
+ * parameters: supersedeParams). Only records older than the new one (lower seq) are marked, and only while they are
+ * current, so each record names the next audit of its label; a batch holding the same label twice is applied in order.
+ */
+export function supersedeSql(dialect: Dialect): string {
+  return `UPDATE audits SET superseded_ms = ?, superseded_by = ? WHERE superseded_by IS NULL AND item_id = ? AND annotator_id ${SAME[dialect]} ?
+  AND dataset_id ${SAME[dialect]} ? AND seq < (SELECT n.seq FROM audits n WHERE n.id = ?)`;
+}
+
+/** supersedeSql's parameters for record `r`, or undefined when it names no label (no itemId). */
+export function supersedeParams(r: NewAuditRecord): unknown[] | undefined {
+  return r.itemId === null ? undefined : [r.timeMs, r.id, r.itemId, r.annotatorId, r.datasetId, r.id];
+}
+
 /** INSERT of `count` records, each row's values in toRow order, with `?` parameters. */
 export function insertSql(count: number): string {
   const row = `(${INSERT_COLUMNS.map(() => '?').join(', ')})`;
@@ -150,7 +204,7 @@ export function insertSql(count: number): string {
 /** The columns every query selects (never the image, which only GET /v1/audits/{id}/image reads). */
 export const RECORD_COLUMNS = `seq, id, time_ms, model_name, model_version, label, verdict, label_probability, threshold_clean,
   threshold_noisy, threshold_source, predicted, confidence, probabilities, item_id, annotator_id, dataset_id,
-  image_sha256, image IS NOT NULL AS image_stored, face, quality, mistakenness, withdrawn_ms`;
+  image_sha256, image IS NOT NULL AS image_stored, face, quality, mistakenness, withdrawn_ms, superseded_ms, superseded_by`;
 
 /** The values of `r` in INSERT_COLUMNS order. */
 export function toRow(r: NewAuditRecord): unknown[] {
@@ -206,6 +260,13 @@ export function fromRow(row: Record<string, unknown>): AuditRecord {
     face: row.face === null || row.face === undefined ? null : (JSON.parse(String(row.face)) as AuditedFace),
     quality: Number(row.quality),
     mistakenness: Number(row.mistakenness),
-    withdrawnAt: row.withdrawn_ms === null || row.withdrawn_ms === undefined ? null : new Date(Number(row.withdrawn_ms)).toISOString(),
+    withdrawnAt: isoOrNull(row.withdrawn_ms),
+    supersededAt: isoOrNull(row.superseded_ms),
+    supersededBy: (row.superseded_by as string | null | undefined) ?? null,
   };
+}
+
+/** A stored epoch-milliseconds column as RFC 3339, or null. */
+function isoOrNull(ms: unknown): string | null {
+  return ms === null || ms === undefined ? null : new Date(Number(ms)).toISOString();
 }

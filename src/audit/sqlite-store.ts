@@ -4,7 +4,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { insertSql, migrate, WITHDRAW_SQL, type MigrationTarget } from './record.js';
+import { insertSql, migrate, supersedeSql, WITHDRAW_SQL, type MigrationTarget } from './record.js';
 import { codeOf, type Backend, type StorageFailure } from './store.js';
 
 export const DB_FILE = 'audits.db';
@@ -71,11 +71,13 @@ export class SqliteBackend implements Backend {
     return Promise.resolve(query(this.connection(), sql, params));
   }
 
-  insert(rows: unknown[][]): Promise<void> {
+  insert(rows: unknown[][], supersessions: unknown[][]): Promise<void> {
     const db = this.connection();
     const stmt = db.prepare(insertSql(1));
+    const supersede = db.prepare(supersedeSql('sqlite'));
     db.transaction(() => {
       for (const row of rows) stmt.run(...row);
+      for (const params of supersessions) supersede.run(...params);
     })();
     return Promise.resolve();
   }

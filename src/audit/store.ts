@@ -7,7 +7,7 @@ import { AuditStoreUnavailable } from '../errors.js';
 import type { NewAuditRecord } from './judge.js';
 import type { AuditedOutcome } from './live-stats.js';
 import { listAudits, type AuditFilters, type AuditPage, type PageRequest } from './query.js';
-import { fromRow, RECORD_COLUMNS, toRow, type AuditRecord } from './record.js';
+import { fromRow, RECORD_COLUMNS, supersedeParams, toRow, type AuditRecord } from './record.js';
 import type { Sql } from './sql.js';
 import { summarise, type AuditSummary } from './summary.js';
 
@@ -21,7 +21,10 @@ export interface AuditStore {
   readonly shared: boolean;
   /** Whether the database is usable right now (false after a storage failure, until it opens again). */
   readonly available: boolean;
-  /** Commits all records in one transaction (all or none) before resolving. */
+  /**
+   * Commits all records in one transaction (all or none) before resolving; in the same transaction each record with
+   * an itemId supersedes the current verdict of its label (record.ts, supersedeSql).
+   */
   insert(records: readonly NewAuditRecord[]): Promise<void>;
   get(id: string): Promise<AuditRecord | undefined>;
   /**
@@ -56,8 +59,8 @@ export interface Backend extends Sql {
   readonly shared: boolean;
   /** Opens the database (or checks it answers) and brings its layout up to date; throws when it cannot. */
   open(): Promise<void>;
-  /** Commits `rows` (toRow values) in one transaction, all or none. */
-  insert(rows: unknown[][]): Promise<void>;
+  /** Commits `rows` (toRow values), then runs supersedeSql with each of `supersessions` in order, in one transaction, all or none. */
+  insert(rows: unknown[][], supersessions: unknown[][]): Promise<void>;
   /** Runs WITHDRAW_SQL for (`timeMs`, `id`) in its own committed transaction; whether a record matched. */
   markWithdrawn(id: string, timeMs: number): Promise<boolean>;
   /** Drops what a failed database left open, so the next open() starts afresh. */
@@ -110,7 +113,8 @@ export class SqlAuditStore implements AuditStore {
   }
 
   insert(records: readonly NewAuditRecord[]): Promise<void> {
-    return this.run(() => this.backend.insert(records.map(toRow)));
+    const supersessions = records.map(supersedeParams).filter((p): p is unknown[] => p !== undefined);
+    return this.run(() => this.backend.insert(records.map(toRow), supersessions));
   }
 
   markWithdrawn(id: string, timeMs: number): Promise<boolean> {

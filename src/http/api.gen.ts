@@ -659,6 +659,21 @@ export interface components {
              *     as the audited traffic it was; `withdrawn=false` lists only the records whose label stands.
              */
             withdrawnAt: string | null;
+            /**
+             * Format: date-time
+             * @description When a newer audit of the same label was stored: the `time` of the record that replaced this one as the
+             *     label's current verdict (`supersededBy`). The same label is the same `itemId`, `annotatorId` and `datasetId`
+             *     (null equal to null; a record without `itemId` is never superseded), whichever model audited it: a Label
+             *     Studio annotation updated, or an item audited again. Null on the current verdict. Set in the transaction
+             *     that stores the newer record; records stored before layout 5 were marked when the trail was upgraded.
+             *     Kept and counted like a withdrawn record; `current=true` lists only records neither superseded nor withdrawn.
+             */
+            supersededAt: string | null;
+            /**
+             * Format: uuid
+             * @description The id of the record that superseded this one (the next audit of the same label); null while current.
+             */
+            supersededBy: string | null;
         };
         AuditList: {
             items: components["schemas"]["AuditRecord"][];
@@ -1096,6 +1111,12 @@ export interface components {
         /** @description Records whose mistakenness is at least this. */
         MinMistakennessFilter: number;
         /**
+         * @description `true`: only current verdicts, records neither superseded by a newer audit of the same label (`supersededAt`
+         *     null) nor withdrawn (`withdrawnAt` null): one per live label, e.g. one per Label Studio annotation however often
+         *     it was updated. `false`: only superseded or withdrawn records. Absent: every record.
+         */
+        CurrentFilter: boolean;
+        /**
          * @description Whether to look for faces: `always`, `never` (the image, or its box, is the face), or `auto` (default):
          *     detect unless the image's longer side is at most ASM_FER_DETECT_AUTO_MAX_SIDE pixels (a face crop).
          */
@@ -1208,9 +1229,15 @@ export interface operations {
                 /** @description Records whose mistakenness is at least this. */
                 minMistakenness?: components["parameters"]["MinMistakennessFilter"];
                 /**
+                 * @description `true`: only current verdicts, records neither superseded by a newer audit of the same label (`supersededAt`
+                 *     null) nor withdrawn (`withdrawnAt` null): one per live label, e.g. one per Label Studio annotation however often
+                 *     it was updated. `false`: only superseded or withdrawn records. Absent: every record.
+                 */
+                current?: components["parameters"]["CurrentFilter"];
+                /**
                  * @description `true`: only records whose label was withdrawn (`withdrawnAt` set: a Label Studio annotation deleted);
                  *     `false`: only records whose label stands. Absent: both. List only: the summary keeps counting withdrawn
-                 *     records as the audited traffic they were.
+                 *     records as the audited traffic they were (its `current=true` counts only current verdicts).
                  */
                 withdrawn?: boolean;
                 /**
@@ -1278,6 +1305,12 @@ export interface operations {
                 maxQuality?: components["parameters"]["MaxQualityFilter"];
                 /** @description Records whose mistakenness is at least this. */
                 minMistakenness?: components["parameters"]["MinMistakennessFilter"];
+                /**
+                 * @description `true`: only current verdicts, records neither superseded by a newer audit of the same label (`supersededAt`
+                 *     null) nor withdrawn (`withdrawnAt` null): one per live label, e.g. one per Label Studio annotation however often
+                 *     it was updated. `false`: only superseded or withdrawn records. Absent: every record.
+                 */
+                current?: components["parameters"]["CurrentFilter"];
             };
             header?: never;
             path?: never;

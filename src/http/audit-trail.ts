@@ -46,7 +46,14 @@ function filtersOf(req: Request): AuditFilters {
     to,
     maxQuality: number(req, 'maxQuality'),
     minMistakenness: number(req, 'minMistakenness'),
+    current: flag(req, 'current'),
   };
+}
+
+/** A boolean the validator has already checked; undefined when absent. */
+function flag(req: Request, name: string): boolean | undefined {
+  const text = one(req, name);
+  return text === undefined ? undefined : text === 'true';
 }
 
 /** A number the validator has already checked (and coerced); undefined when absent. */
@@ -77,8 +84,7 @@ export function auditTrailRouter(deps: HttpDeps): Router {
     }
     // limit and format always arrive: the validator fills in openapi.yaml's defaults.
     // List only: the summary counts withdrawn records as the audited traffic they were (docs/api.md, "Audit trail").
-    const withdrawn = one(req, 'withdrawn');
-    const filters = { ...filtersOf(req), withdrawn: withdrawn === undefined ? undefined : withdrawn === 'true' };
+    const filters = { ...filtersOf(req), withdrawn: flag(req, 'withdrawn') };
     const page = await trail.store.list(filters, { limit: Number(one(req, 'limit')), sort, after });
     if (page.nextCursor !== null) res.setHeader('Link', nextLink(req, page.nextCursor));
     const format = one(req, 'format');

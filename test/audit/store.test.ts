@@ -80,11 +80,15 @@ const LAYOUT_2 = LAYOUT_1.replace('image BLOB\n', 'image BLOB, face TEXT\n').rep
 /** The third layout (version 3): the second plus the ranking scores, before withdrawal. */
 const LAYOUT_3 = LAYOUT_2.replace('face TEXT\n', 'face TEXT, quality REAL, mistakenness REAL\n').replace('PRAGMA user_version = 2', 'PRAGMA user_version = 3');
 
+/** The fourth layout (version 4): the third plus withdrawal, before supersession. */
+const LAYOUT_4 = LAYOUT_3.replace('mistakenness REAL\n', 'mistakenness REAL, withdrawn_ms INTEGER\n').replace('PRAGMA user_version = 3', 'PRAGMA user_version = 4');
+
 function inPostgres(layout: string): string {
   const version = /PRAGMA user_version = (\d)/.exec(layout)?.[1];
   return layout
     .replace('INTEGER PRIMARY KEY AUTOINCREMENT', 'BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY')
     .replace('time_ms INTEGER', 'time_ms BIGINT')
+    .replace('withdrawn_ms INTEGER', 'withdrawn_ms BIGINT')
     .replace(/ REAL /g, ' DOUBLE PRECISION ')
     .replace('BLOB', 'BYTEA')
     .replace(/PRAGMA user_version = \d;/, `CREATE TABLE asm_fer_schema (version INTEGER NOT NULL); INSERT INTO asm_fer_schema VALUES (${version});`);
@@ -205,6 +209,8 @@ describe.each(BACKENDS)('AuditStore on %s', (kind) => {
       quality: 0.9,
       mistakenness: records[0]?.mistakenness,
       withdrawnAt: null,
+      supersededAt: null,
+      supersededBy: null,
     });
     expect(await again.image(records[0]?.id as string)).toEqual(Buffer.from([1, 2, 3]));
     expect(await again.image(records[1]?.id as string)).toBeNull();
@@ -341,7 +347,7 @@ describe.each(BACKENDS)('AuditStore on %s', (kind) => {
     await store.insert([fresh]);
     expect((await store.get(fresh.id))?.face).toEqual(fresh.face);
     await store.close();
-    expect(await layoutVersion(kind, where)).toBe(4);
+    expect(await layoutVersion(kind, where)).toBe(5);
   });
 
   it('upgrades a second-layout database: old records get quality (self-confidence) and mistakenness from their probabilities', async () => {
@@ -381,7 +387,7 @@ describe.each(BACKENDS)('AuditStore on %s', (kind) => {
     await store.insert([fresh]);
     expect(await store.get(fresh.id)).toMatchObject({ quality: fresh.quality, mistakenness: fresh.mistakenness });
     await store.close();
-    expect(await layoutVersion(kind, where)).toBe(4);
+    expect(await layoutVersion(kind, where)).toBe(5);
     expect(await indexNames(kind, where)).toEqual(expect.arrayContaining(['audits_quality', 'audits_mistakenness']));
   });
 
@@ -405,7 +411,77 @@ describe.each(BACKENDS)('AuditStore on %s', (kind) => {
     expect((await store.get(ids[0] as string))?.withdrawnAt).toBe(new Date(T0 + 5000).toISOString());
     expect((await store.list({ withdrawn: false }, { limit: 10 })).items.map((r) => r.id)).toEqual([ids[1]]);
     await store.close();
-    expect(await layoutVersion(kind, where)).toBe(4);
+    expect(await layoutVersion(kind, where)).toBe(5);
+  });
+
+  it('upgrades a fourth-layout database: the earlier records of each label are marked superseded by the next, the last stays current', async () => {
+    const where = await freshPlace(kind);
+    // [item, annotator, dataset]: three audits of one label, another annotator's label of the same item, a label
+    // without annotator or dataset audited twice, a record that names no item.
+    const labels: [string | null, string | null, string | null][] = [
+      ['task 1', 'x', 'd1'], ['task 1', 'x', 'd1'], ['task 1', 'y', 'd1'], ['task 1', 'x', 'd1'], ['task 2', null, null], ['task 2', null, null], [null, null, null],
+    ];
+    const ids = labels.map((_, i) => `50000000-0000-4000-8000-00000000000${i + 1}`);
+    await writeOldLayout(
+      kind,
+      where,
+      LAYOUT_4,
+      labels.map(([item, annotator, dataset], i) => ({
+        sql: `INSERT INTO audits (id, time_ms, model_name, model_version, label, verdict, label_probability, threshold_clean, threshold_noisy,
+        threshold_source, predicted, confidence, probabilities, item_id, annotator_id, dataset_id, image_sha256, quality, mistakenness)
+        VALUES (?, ?, 'm', '1', 'a', 'clean', 0.9, 0.8, 0.2, 'bundle', 'a', 0.9, '{"a":0.9}', ?, ?, ?, ?, 0.9, 0)`,
+        params: [ids[i], T0 + i * 1000, item, annotator, dataset, 'e'.repeat(64)],
+      })),
+    );
+    const store = await open(kind, where);
+    expect(store.available).toBe(true);
+    const at = (i: number) => new Date(T0 + i * 1000).toISOString();
+    const marks = async () => Promise.all(ids.map(async (id) => [(await store.get(id))?.supersededBy ?? null, (await store.get(id))?.supersededAt ?? null]));
+    expect(await marks()).toEqual([[ids[1], at(1)], [ids[3], at(3)], [null, null], [null, null], [ids[5], at(5)], [null, null], [null, null]]);
+    expect((await store.list({ current: true }, { limit: 10 })).items.map((r) => r.id)).toEqual([ids[6], ids[5], ids[3], ids[2]]);
+    // A new audit of the label continues the chain.
+    const next = rec('a', 'a', 'clean', 0.9, { itemId: 'task 1', annotatorId: 'x', datasetId: 'd1' });
+    await store.insert([next]);
+    expect(await store.get(ids[3] as string)).toMatchObject({ supersededBy: next.id, supersededAt: new Date(next.timeMs).toISOString() });
+    await store.close();
+    expect(await layoutVersion(kind, where)).toBe(5);
+    expect(await indexNames(kind, where)).toEqual(expect.arrayContaining(['audits_item']));
+  });
+
+  it('marks the current verdict of a label superseded by its newer audit, in the same commit, and filters current verdicts', async () => {
+    const store = await openFresh(kind);
+    n = 0;
+    const label = (extra: Partial<NewAuditRecord> = {}) => ({ itemId: 'task 7 annotation 70', annotatorId: '3', datasetId: 'label-studio project 1', ...extra });
+    const first = rec('a', 'a', 'clean', 0.9, label());
+    const other = rec('b', 'b', 'clean', 0.9, label({ annotatorId: '4' }));
+    const unnamed = rec('a', 'a', 'clean', 0.9);
+    await store.insert([first, other, unnamed]);
+    // Two updates in one batch: applied in order, each naming the next; another model's audit is the same label's verdict.
+    const second = rec('b', 'a', 'noisy', 0.1, label());
+    const third = rec('c', 'c', 'clean', 0.8, label({ model: { name: 'm', version: '2' } }));
+    await store.insert([second, third]);
+    const again = rec('a', 'a', 'clean', 0.9);
+    await store.insert([again]);
+    expect(await store.get(first.id)).toMatchObject({ supersededBy: second.id, supersededAt: new Date(second.timeMs).toISOString(), withdrawnAt: null });
+    expect(await store.get(second.id)).toMatchObject({ supersededBy: third.id, supersededAt: new Date(third.timeMs).toISOString() });
+    for (const r of [third, other, unnamed, again]) expect(await store.get(r.id)).toMatchObject({ supersededBy: null, supersededAt: null });
+    // A record that fails to insert (a duplicate id) supersedes nothing: the batch is all or none.
+    await expect(store.insert([rec('a', 'a', 'clean', 0.9, label()), { ...third }])).rejects.toThrow();
+    expect((await store.get(third.id))?.supersededBy).toBeNull();
+
+    expect(await store.markWithdrawn(other.id, T0 + 60_000)).toBe(true);
+    const ids = async (filters: AuditFilters) => (await store.list(filters, { limit: 100 })).items.map((r) => r.id);
+    expect(await ids({ current: true })).toEqual([again.id, third.id, unnamed.id]);
+    expect(await ids({ current: false })).toEqual([second.id, other.id, first.id]);
+    expect(await ids({ current: true, withdrawn: false, label: 'c' })).toEqual([third.id]);
+    expect((await store.summary({ current: true }, ['a', 'b', 'c'])).total).toBe(3);
+    expect((await store.summary({}, ['a', 'b', 'c'])).total).toBe(6);
+    const page = (await store.list({ current: false, label: 'a' }, { limit: 1 })).items;
+    const csv = toCsv(page).split('\r\n');
+    const header = csv[0]?.split(',') ?? [];
+    expect(csv[1]?.split(',')[header.indexOf('supersededBy')]).toBe(second.id);
+    expect(csv[1]?.split(',')[header.indexOf('supersededAt')]).toBe(new Date(second.timeMs).toISOString());
+    expect(JSON.parse(toJsonl(page))).toMatchObject({ supersededBy: second.id, supersededAt: new Date(second.timeMs).toISOString() });
   });
 
   it('marks a record withdrawn once (a repeat keeps the first time), keeps it in lists and the summary, and filters by it', async () => {
@@ -440,7 +516,13 @@ describe.each(BACKENDS)('AuditStore on %s', (kind) => {
 describe('AuditStore: both backends', () => {
   it('answer the same records the same way: every sort and page, CSV, JSON Lines, the summary', async () => {
     n = 0;
-    const records = [...knownSet(), rec('a', 'b', 'noisy', 0.1, { annotatorId: 'x' }), rec('c', 'c', 'clean', 0.97, { datasetId: 'd1' })];
+    const records = [
+      ...knownSet(),
+      rec('a', 'b', 'noisy', 0.1, { annotatorId: 'x' }),
+      rec('c', 'c', 'clean', 0.97, { datasetId: 'd1' }),
+      // item-9 audited again: its first record is superseded.
+      rec('a', 'a', 'clean', 0.9, { itemId: 'item-9' }),
+    ];
     const [sqlite, postgres] = await Promise.all(BACKENDS.map(openFresh));
     for (const store of [sqlite, postgres] as AuditStore[]) {
       await store.insert(records);
@@ -449,7 +531,7 @@ describe('AuditStore: both backends', () => {
     const read = async (store: AuditStore) => {
       const out: unknown[] = [];
       for (const sort of ['time', 'quality', 'mistakenness'] as const) {
-        for (const filters of [{}, { verdict: ['noisy', 'ambiguous'] as Verdict[] }, { annotatorId: 'x', maxQuality: 0.9 }, { withdrawn: true }, { withdrawn: false, label: 'b' }]) {
+        for (const filters of [{}, { verdict: ['noisy', 'ambiguous'] as Verdict[] }, { annotatorId: 'x', maxQuality: 0.9 }, { withdrawn: true }, { withdrawn: false, label: 'b' }, { current: true }, { current: false }]) {
           let after: ReturnType<typeof decodeCursor>;
           for (let page = 0; page < 10; page++) {
             const p = await store.list(filters, { limit: 3, sort, after });
@@ -459,7 +541,7 @@ describe('AuditStore: both backends', () => {
           }
         }
       }
-      out.push(await store.summary({}, ['c', 'b', 'a']), await store.summary({ datasetId: 'd1', verdict: ['clean'] }, ['a', 'b', 'c']));
+      out.push(await store.summary({}, ['c', 'b', 'a']), await store.summary({ datasetId: 'd1', verdict: ['clean'] }, ['a', 'b', 'c']), await store.summary({ current: false }, ['a', 'b', 'c']));
       out.push(await store.recentOutcomes({ name: 'm', version: '2' }, ['a', 'b', 'c'], 2));
       return out;
     };
@@ -517,7 +599,7 @@ describe('AuditStore on postgres: replicas and storage failures', () => {
     expect(opened.map((s) => s.available)).toEqual([true, true, true, true]);
     await Promise.all(opened.map((s, i) => s.insert([rec('a', 'a', 'clean', 0.5 + i / 10)])));
     expect((await (opened[0] as AuditStore).list({}, { limit: 10 })).items).toHaveLength(4);
-    expect(await layoutVersion(kind, where)).toBe(4);
+    expect(await layoutVersion(kind, where)).toBe(5);
   });
   const pastBackOff = () => new Promise((r) => setTimeout(r, 1100));
 

@@ -307,6 +307,47 @@ describe.each(BACKENDS)('on %s', (kind) => {
     });
   });
 
+  describe('current verdicts', () => {
+    let u: TestApp;
+    let place: FreshTrail;
+    beforeAll(async () => {
+      place = await freshTrail(kind);
+      u = await startTestApp(place.env);
+    });
+    afterAll(async () => {
+      await u.close();
+      await place.drop();
+    });
+
+    it('marks an earlier audit of the same item, annotator and dataset superseded; current=true lists and sums only the latest', async () => {
+      const img = await png();
+      const audit = async (label: string, annotatorId: string) => {
+        const res = await request(u.app).post('/v1/audit').attach('image', img, 'a.png').field('label', label).field('itemId', 'task 5 annotation 50').field('annotatorId', annotatorId).field('datasetId', 'set-current');
+        expect(res.status).toBe(200);
+        return res.body.results[0].id as string;
+      };
+      const first = await audit('anger', '7');
+      const otherAnnotator = await audit('fear', '8');
+      const second = await audit('happiness', '7');
+      const old = await request(u.app).get(`/v1/audits/${first}`);
+      expectContract('GET', '/v1/audits/{id}', old);
+      expect(old.body).toMatchObject({ supersededBy: second, supersededAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) });
+      expect((await request(u.app).get(`/v1/audits/${second}`)).body).toMatchObject({ supersededBy: null, supersededAt: null });
+      const current = await request(u.app).get('/v1/audits').query({ datasetId: 'set-current', current: 'true' });
+      expectContract('GET', '/v1/audits', current);
+      expect(idsNewestFirst(current.body.items)).toEqual([second, otherAnnotator]);
+      expect(idsNewestFirst((await request(u.app).get('/v1/audits').query({ current: 'false' })).body.items)).toEqual([first]);
+      const csv = (await request(u.app).get('/v1/audits').query({ current: 'false', format: 'csv' })).text.split('\r\n');
+      expect(csv[1]?.split(',')[CSV_COLUMNS.indexOf('supersededBy')]).toBe(second);
+      expect(JSON.parse((await request(u.app).get('/v1/audits').query({ current: 'false', format: 'jsonl' })).text).supersededBy).toBe(second);
+      const summary = await request(u.app).get('/v1/audits/summary').query({ current: 'true' });
+      expectContract('GET', '/v1/audits/summary', summary);
+      expect(summary.body.total).toBe(2);
+      expect((await request(u.app).get('/v1/audits/summary')).body.total).toBe(3);
+      expect((await request(u.app).get('/v1/audits/summary?current=maybe')).status).toBe(400);
+    });
+  });
+
   describe('ASM_FER_API_KEY', () => {
     const KEY = 'audit-api-key-0123456789';
     let u: TestApp;

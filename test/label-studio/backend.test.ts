@@ -192,13 +192,16 @@ describe('POST /label-studio/webhook', () => {
     expect((await recordsOf(103)).map((r) => r.label).sort()).toEqual(['anger', 'neutral']);
     expect((await webhook({ action: 'ANNOTATIONS_DELETED', annotations: [{ id: 103 }], project: { id: 1 } })).body).toEqual({ events: 1, queued: 1 });
     await until(() => predictionsOf(3).length === 0, 10_000);
-    // The trail keeps what was audited, the current verdict's record marked withdrawn (the replaced one was not
-    // standing when the annotation was deleted, so it stays as it was).
+    // The trail keeps what was audited: the replaced verdict's record superseded by the update's, the current one
+    // withdrawn; neither is a current verdict any more.
     const kept = await recordsOf(103);
     expect(kept).toHaveLength(2);
     const neutral = kept.find((r) => r.label === 'neutral');
-    expect(neutral?.withdrawnAt).toEqual(expect.stringMatching(/^\d{4}-\d\d-\d\dT/));
-    expect(kept.find((r) => r.label === 'anger')?.withdrawnAt).toBeNull();
+    expect(neutral).toMatchObject({ withdrawnAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/), supersededAt: null });
+    expect(kept.find((r) => r.label === 'anger')).toMatchObject({ withdrawnAt: null, supersededBy: neutral?.id, supersededAt: neutral?.time });
+    const current = await request(t.app).get('/v1/audits').query({ datasetId: 'label-studio project 1', current: 'true' });
+    expect(current.body.items.map((r: { id: string }) => r.id)).not.toContain(neutral?.id);
+    expect(current.body.items.filter((r: { itemId: string }) => r.itemId.endsWith('annotation 103'))).toEqual([]);
     const listed = await request(t.app).get('/v1/audits').query({ datasetId: 'label-studio project 1', withdrawn: 'true' });
     expectContract('GET', '/v1/audits', listed);
     expect(listed.body.items.map((r: { id: string }) => r.id)).toEqual([neutral?.id]);
