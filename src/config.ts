@@ -148,6 +148,11 @@ export const configSchema = z.object({
   ASM_FER_LABEL_STUDIO_RETRY_MAX_MS: int(100, 86_400_000)
     .default(300_000)
     .describe('Longest wait between attempts at an annotation event that failed for a reason that may pass (Label Studio or the image unreachable); attempts start 1 s apart and double.'),
+  ASM_FER_LABEL_STUDIO_SWEEP_MS: int(0, 86_400_000)
+    .default(300_000)
+    .describe(
+      'Pause between sweeps of the connected projects for annotations no webhook brought (a webhook lost or refused), counted from the end of the last sweep; each costs one task-list call per 100 tasks and one annotation list per annotated task. 0: sweep at start only.',
+    ),
   ASM_FER_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino log level.'),
 });
 

@@ -190,6 +190,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     labelNames: ['reason'] as const,
     registers: [registry],
   });
+  const lsRejectedWebhooks = new Counter({
+    name: `${PREFIX}label_studio_rejected_webhooks_total`,
+    help: 'Label Studio webhooks answered with a problem, by reason (the problem type slug: unauthorized, bad-request, ...); Label Studio does not resend them, the next sweep finds their annotations.',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
   const lsEvents = new Histogram({
     name: `${PREFIX}label_studio_event_seconds`,
     help: 'From webhook receipt to the end of a Label Studio annotation event (verdict written back), by outcome.',
@@ -271,6 +277,9 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     },
     recordLabelStudioFailure(reason: string) {
       lsFailures.inc({ reason });
+    },
+    recordLabelStudioRejectedWebhook(reason: string) {
+      lsRejectedWebhooks.inc({ reason });
     },
     recordLabelStudioEvent(outcome: 'audited' | 'skipped' | 'deleted' | 'failed', seconds: number) {
       lsEvents.observe({ outcome }, seconds);

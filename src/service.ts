@@ -87,7 +87,7 @@ export function moduleOptions(config: Config): {
             client: { url: config.LABEL_STUDIO_URL, apiKey: config.LABEL_STUDIO_API_KEY, timeoutMs: config.ASM_FER_LABEL_STUDIO_TIMEOUT_MS, maxImageBytes: config.ASM_FER_MAX_FILE_BYTES },
             labelMap: config.ASM_FER_LABEL_STUDIO_LABEL_MAP,
             // 1 s first: a Label Studio restart or a network blip usually passes within seconds.
-            worker: { retryBaseMs: 1000, retryMaxMs: config.ASM_FER_LABEL_STUDIO_RETRY_MAX_MS },
+            worker: { retryBaseMs: 1000, retryMaxMs: config.ASM_FER_LABEL_STUDIO_RETRY_MAX_MS, sweepMs: config.ASM_FER_LABEL_STUDIO_SWEEP_MS },
           }
         : undefined,
   };

@@ -3,7 +3,7 @@
 // behind the answer). Every route needs the shared secret (ASM_FER_LABEL_STUDIO_SECRET); the work is in
 // src/label-studio/backend.ts.
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { Router, type Request, type RequestHandler, type Response } from 'express';
+import { Router, type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
 import type { Logger } from 'pino';
 import { LabelConfigRefused, NotReady, Forbidden, Unauthorized } from '../errors.js';
 import { modelVersion, predictTasks, receiveWebhook, setup, type PredictTask } from '../label-studio/backend.js';
@@ -11,6 +11,7 @@ import { LabelConfigError } from '../label-studio/label-config.js';
 import type { components } from './api.gen.js';
 import type { HttpDeps } from './deps.js';
 import { signalOf } from './cancel.js';
+import { toAppError } from './problem.js';
 
 type SetupResponse = components['schemas']['LabelStudioSetupResponse'];
 type WebhookResponse = components['schemas']['LabelStudioWebhookResponse'];
@@ -29,9 +30,17 @@ function presented(req: Request): string | undefined {
   return colon < 0 ? undefined : decoded.slice(colon + 1);
 }
 
-/** Every /label-studio route: 403 while the backend is not configured, 401 without the secret (constant-time compare). */
+const ROUTES = new Set(['/label-studio/health', '/label-studio/setup', '/label-studio/predict', '/label-studio/webhook']);
+
+/**
+ * Every /label-studio route: 403 while the backend is not configured, 401 without the secret (constant-time compare).
+ * Names the route first, so a request refused here (before routing) is logged and measured under its route rather
+ * than "unmatched"; unknown paths share one name, which keeps the route label bounded.
+ */
 export function labelStudioSecret(secret: string | undefined): RequestHandler {
-  return (req, _res, next) => {
+  return (req, res, next) => {
+    const route = req.originalUrl.split('?')[0] ?? '';
+    res.locals.route = ROUTES.has(route) ? route : '/label-studio/*';
     if (secret === undefined) throw new Forbidden('the Label Studio backend is off: set LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY and ASM_FER_LABEL_STUDIO_SECRET');
     const given = presented(req);
     if (given === undefined || !timingSafeEqual(digest(given), digest(secret))) {
@@ -53,6 +62,22 @@ function refused(err: unknown, classes: readonly string[], log: Logger, project:
     throw new LabelConfigRefused(err.message, err.unmapped, classes);
   }
   throw err;
+}
+
+/**
+ * Counts and logs a refused webhook (its reason: the problem type slug) before the problem handler answers it. Label
+ * Studio does not resend a webhook that failed, so each one is an annotation that waits for the next sweep: worth a
+ * warn line and a counter to alert on (a rotated secret, a header lost from the webhook's settings).
+ */
+export function labelStudioWebhookRejections(deps: Pick<HttpDeps, 'logger' | 'metrics'>): ErrorRequestHandler {
+  return (err: unknown, req, res, next) => {
+    const known = toAppError(err, '/label-studio/webhook', { contentType: req.headers['content-type'] });
+    const reason = known?.slug ?? 'internal';
+    deps.metrics.recordLabelStudioRejectedWebhook(reason);
+    const log = (res.locals.log as Logger | undefined) ?? deps.logger;
+    log.warn({ route: '/label-studio/webhook', status: known?.status ?? 500, reason }, 'label studio webhook refused; its annotation waits for the next sweep');
+    next(err);
+  };
 }
 
 export function labelStudioRouter(deps: HttpDeps): Router {

@@ -14,7 +14,7 @@ import { apiKeyIfConfigured } from './auth.js';
 import { cors } from './cors.js';
 import type { HttpDeps } from './deps.js';
 import { healthRouter } from './health.js';
-import { labelStudioRouter, labelStudioSecret } from './label-studio.js';
+import { labelStudioRouter, labelStudioSecret, labelStudioWebhookRejections } from './label-studio.js';
 import { modelsRouter } from './models.js';
 import { predictHandler, predictRouter } from './predict.js';
 import { imageRouteIntake } from './image-intake.js';
@@ -82,6 +82,7 @@ export function createHttpApp(deps: HttpDeps): Express {
   app.use(v2Router(deps));
   app.use(labelStudioRouter(deps));
   app.use(notFound);
+  app.use('/label-studio/webhook', labelStudioWebhookRejections(deps));
   app.use(problemHandler(deps.logger, deps.metrics, { maxFiles: deps.config.ASM_FER_MAX_FILES, maxFileBytes: deps.config.ASM_FER_MAX_FILE_BYTES }));
   return app;
 }

@@ -11,12 +11,14 @@ export interface WorkerOptions {
   retryBaseMs: number;
   /** Longest delay between attempts. */
   retryMaxMs: number;
+  /** Pause between the end of one sweep and the start of the next; 0: sweep at start only. */
+  sweepMs: number;
 }
 
 type WorkerMetrics = Pick<Metrics, 'recordLabelStudioEvent' | 'recordLabelStudioFailure'>;
 
 /** Delay before attempt `attempts + 1`: base * 2^attempts, capped, with up to 20 % jitter so retries do not march in step. */
-export function backoffMs(attempts: number, opts: WorkerOptions, random = Math.random): number {
+export function backoffMs(attempts: number, opts: Pick<WorkerOptions, 'retryBaseMs' | 'retryMaxMs'>, random = Math.random): number {
   const d = Math.min(opts.retryMaxMs, opts.retryBaseMs * 2 ** Math.min(attempts, 30));
   return Math.round(d * (1 - 0.2 * random()));
 }
@@ -24,7 +26,7 @@ export function backoffMs(attempts: number, opts: WorkerOptions, random = Math.r
 export class EventWorker {
   private timer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
-  /** The start-up sweep in progress, if any. */
+  /** The sweep in progress, if any: at most one at a time, so a slow Label Studio never has sweeps pile up. */
   private sweeping: Promise<void> | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
@@ -38,28 +40,35 @@ export class EventWorker {
   ) {}
 
   /**
-   * Starts draining (what a restart left pending first) and sweeps Label Studio once for what changed while the
-   * service was down; a sweep that fails (Label Studio unreachable) is tried again with the same back-off.
+   * Starts draining (what a restart left pending first) and sweeps Label Studio for what changed while the service
+   * was down, then every `sweepMs` after the last sweep ended (a webhook lost in a network split or refused is not
+   * resent); a sweep that fails (Label Studio unreachable) is tried again with the same back-off.
    */
   start(): void {
     this.stopped = false;
     this.wake();
-    this.sweep(0);
+    this.sweep(0, true);
   }
 
-  private sweep(failures: number): void {
+  private sweep(failures: number, first = false): void {
     if (this.stopped) return;
     this.sweeping = sweep(this.deps, this.now()).then(
       (r) => {
-        this.logger.info(r, 'label studio sweep done: annotations changed while asm-fer was not listening are queued');
+        // The start-up sweep always reports; a periodic one only when it found something, so an idle project is quiet.
+        if (first || r.queued > 0) this.logger.info({ ...r, periodic: !first }, 'label studio sweep done: annotations no webhook brought are queued');
+        else this.logger.debug(r, 'label studio sweep done: nothing missed');
         if (r.queued > 0) this.wake();
+        if (this.opts.sweepMs > 0 && !this.stopped) {
+          this.sweepTimer = setTimeout(() => this.sweep(0), this.opts.sweepMs);
+          this.sweepTimer.unref();
+        }
       },
       (err: unknown) => {
         const f = asEventFailure(err);
         this.metrics.recordLabelStudioFailure(f.reason);
         const wait = backoffMs(failures, this.opts);
         this.logger.warn({ reason: f.reason, detail: f.message, retryInMs: wait }, 'label studio sweep failed; will retry');
-        this.sweepTimer = setTimeout(() => this.sweep(failures + 1), wait);
+        this.sweepTimer = setTimeout(() => this.sweep(failures + 1, first), wait);
         this.sweepTimer.unref();
       },
     );

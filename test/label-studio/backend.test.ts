@@ -10,6 +10,7 @@ import { auditIdOf } from '../../src/label-studio/backend.js';
 import { eventKey } from '../../src/label-studio/queue.js';
 import { freshTrail } from '../fixtures/backends.js';
 import { png } from '../fixtures/make-images.js';
+import { sample } from '../fixtures/prom.js';
 import { until } from '../fixtures/server-process.js';
 import { startTestApp, type TestApp } from '../fixtures/tiny-model.js';
 import { expectContract } from '../http/contract.js';
@@ -78,6 +79,21 @@ describe('the /label-studio routes', () => {
     expectContract('GET', '/label-studio/health', res);
     expect(res.body).toEqual({ status: 'UP', model_version: `${t.bundle.manifest.name}-${t.bundle.manifest.version}` });
     expect((await request(t.app).get('/label-studio/health').set('authorization', bearer)).status).toBe(200);
+  });
+
+  it('count and log a refused webhook under its route and reason (Label Studio does not resend it)', async () => {
+    const series = 'asm_fer_label_studio_rejected_webhooks_total{reason="unauthorized"}';
+    const before = sample((await request(t.app).get('/metrics')).text, series) ?? 0;
+    const res = await request(t.app).post('/label-studio/webhook').set('authorization', 'Bearer wrong-secret-0123456789').send({ action: 'ANNOTATION_CREATED' });
+    expect(res.status).toBe(401);
+    const metrics = (await request(t.app).get('/metrics')).text;
+    expect(sample(metrics, series)).toBe(before + 1);
+    expect(metrics.split('\n').some((l) => l.startsWith('asm_fer_http_request_duration_seconds_count{') && l.includes('route="/label-studio/webhook"') && l.includes('status="401"'))).toBe(true);
+    expect(metrics).not.toMatch(/route="unmatched"[^\n]*status="401"/);
+    expect(logged.filter((l) => String(l.msg).startsWith('label studio webhook refused')).at(-1)).toMatchObject({ level: 40, route: '/label-studio/webhook', status: 401, reason: 'unauthorized' });
+    // Other routes are not webhooks.
+    expect((await request(t.app).get('/label-studio/health')).status).toBe(401);
+    expect(sample((await request(t.app).get('/metrics')).text, series)).toBe(before + 1);
   });
 
   it('answer 403 on a service without the Label Studio settings', async () => {
@@ -305,6 +321,25 @@ describe('a restart and the personal-access-token form', () => {
     const after = ls.requests.slice(seen);
     expect(after[0]?.path).toBe('/api/token/refresh');
     expect(after.filter((r) => r.path.startsWith('/api/tasks')).every((r) => r.authorization?.startsWith('Bearer ') && !r.authorization.includes(PERSONAL_TOKEN))).toBe(true);
+  });
+
+  it('sweeps the connected projects again every ASM_FER_LABEL_STUDIO_SWEEP_MS, finding an annotation no webhook brought', async () => {
+    await t.close();
+    const seen = ls.requests.length;
+    const sweeps = () => ls.requests.slice(seen).filter((r) => r.path.startsWith('/api/tasks/?project=1&page=1')).length;
+    t = await startTestApp({ ...lsEnv(), ASM_FER_LABEL_STUDIO_SWEEP_MS: '300' });
+    // A webhook makes project 1 one to sweep (as the earlier tests did); a second sweep has then begun, so the
+    // start-up sweep is over.
+    addTask(13);
+    expect((await webhook(annotationPayload('ANNOTATION_CREATED', { id: 113, task: 13, project: 1, choice: 'anger' }))).body.queued).toBe(1);
+    await until(() => sweeps() >= 2, 10_000);
+    // Made while asm-fer runs, its webhook lost (a network split): only a later sweep can find it.
+    addTask(12);
+    ls.annotations.set(112, annotationPayload('ANNOTATION_CREATED', { id: 112, task: 12, project: 1, choice: 'fear' }).annotation);
+    await until(() => predictionsOf(12).length === 1, 10_000);
+    await new Promise((r) => setTimeout(r, 700));
+    expect(await recordsOf(112)).toHaveLength(1);
+    expect(predictionsOf(12)).toHaveLength(1);
   });
 });
 

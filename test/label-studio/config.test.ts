@@ -24,6 +24,12 @@ describe('Label Studio settings', () => {
     }
   });
 
+  it('sweep every 5 minutes by default; 0 turns the periodic sweep off', () => {
+    expect(loadConfig({}).ASM_FER_LABEL_STUDIO_SWEEP_MS).toBe(300_000);
+    expect(loadConfig({ ASM_FER_LABEL_STUDIO_SWEEP_MS: '0' }).ASM_FER_LABEL_STUDIO_SWEEP_MS).toBe(0);
+    expect(() => loadConfig({ ASM_FER_LABEL_STUDIO_SWEEP_MS: '-1' })).toThrow(/ASM_FER_LABEL_STUDIO_SWEEP_MS/);
+  });
+
   it('parse the choice map and refuse a pair without "="', () => {
     expect(loadConfig({ ASM_FER_LABEL_STUDIO_LABEL_MAP: 'Happy=happiness, Sad = sadness' }).ASM_FER_LABEL_STUDIO_LABEL_MAP).toEqual({ Happy: 'happiness', Sad: 'sadness' });
     expect(() => loadConfig({ ASM_FER_LABEL_STUDIO_LABEL_MAP: 'Happy' })).toThrow(/ASM_FER_LABEL_STUDIO_LABEL_MAP.*"Happy" is not Choice=class/);
