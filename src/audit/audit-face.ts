@@ -3,6 +3,7 @@
 // committed to the trail and only then counted. A change to that rule is made here, once, for both.
 import { createHash } from 'node:crypto';
 import { faceBox, type FoundFace, type ImageFaces } from '../faces/find-faces.js';
+import type { RunTiming } from '../inference/batcher.js';
 import { classifyFaces } from '../inference/classify-faces.js';
 import type { ServedModel } from '../inference/model-host.js';
 import type { Metrics } from '../metrics.js';
@@ -38,6 +39,8 @@ export interface AuditRun {
   nowMs: () => number;
   /** Aborted (the request timed out or its client left): nothing is committed or counted. */
   signal?: AbortSignal;
+  /** Told the classification's queue wait and inference time. */
+  timing?: RunTiming;
 }
 
 /**
@@ -55,7 +58,7 @@ export async function auditFaces(deps: AuditFaceDeps, served: Pick<ServedModel, 
     image: deps.storeImages ? f.image : null,
     face: { index: f.pick.index, box: faceBox(f.pick.face, f.found), score: f.pick.face.score },
   }));
-  const classified = await classifyFaces(served, faces.map((f) => f.pick.face), run.signal);
+  const classified = await classifyFaces(served, faces.map((f) => f.pick.face), run.signal, run.timing);
   // Nothing is committed for a request already answered (timed out) or abandoned.
   run.signal?.throwIfAborted();
   const thresholds = await deps.trail.thresholdsFor(manifest);

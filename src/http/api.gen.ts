@@ -1123,7 +1123,15 @@ export interface components {
         Detect: "auto" | "always" | "never";
     };
     requestBodies: never;
-    headers: never;
+    headers: {
+        /**
+         * @description Where this request's time went, in milliseconds (W3C Server Timing): `intake` (arrival to the body read,
+         *     parsed and checked), `decode` (every image decoded and cut to its faces), `queue` (waiting for an inference
+         *     batch), `infer` (the batch's run, worker round trip included) and `total` (arrival to this answer's headers).
+         *     A stage that did not run reads 0.
+         */
+        ServerTiming: string;
+    };
     pathItems: never;
 }
 export type $defs = Record<string, never>;
@@ -1150,6 +1158,7 @@ export interface operations {
             /** @description One result per `image` part, in order. */
             200: {
                 headers: {
+                    "Server-Timing": components["headers"]["ServerTiming"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1186,6 +1195,7 @@ export interface operations {
             /** @description One result per image/label pair, in order. */
             200: {
                 headers: {
+                    "Server-Timing": components["headers"]["ServerTiming"];
                     [name: string]: unknown;
                 };
                 content: {

@@ -10,6 +10,7 @@ import type { components } from './api.gen.js';
 import type { HttpDeps } from './deps.js';
 import { auditRequest } from './parts.js';
 import { withRequestWork } from './cancel.js';
+import { sendTimed, timingOf } from './server-timing.js';
 
 type AuditResponse = components['schemas']['AuditResponse'];
 type AuditItem = components['schemas']['AuditItem'];
@@ -18,6 +19,8 @@ type AuditItem = components['schemas']['AuditItem'];
 export function auditHandler(deps: HttpDeps): (req: Request, res: Response) => Promise<void> {
   const { host, metrics, config, readiness, trail } = deps;
   return async (req, res) => {
+    const timing = timingOf(res);
+    timing.intakeDone();
     if (!readiness.isServing()) throw new NotReady();
     const { mode, items } = auditRequest(req);
     const body = await host.use((served) => withRequestWork(deps, res, mode, served, async (search, signal): Promise<AuditResponse> => {
@@ -26,7 +29,7 @@ export function auditHandler(deps: HttpDeps): (req: Request, res: Response) => P
       items.forEach((item, i) => {
         if (!manifest.classes.includes(item.label)) throw new UnknownLabel(item.label, i, manifest.classes);
       });
-      const found = await findFaces(items, search);
+      const found = await timing.decode(() => findFaces(items, search));
       const faces = items.map((item, i) => {
         const image = found[i] as (typeof found)[number];
         const { label, itemId, annotatorId, datasetId } = item;
@@ -36,7 +39,7 @@ export function auditHandler(deps: HttpDeps): (req: Request, res: Response) => P
         { trail, metrics, storeImages: config.ASM_FER_AUDIT_STORE_IMAGES },
         served,
         faces,
-        { ids: faces.map(() => randomUUID()), nowMs: () => Date.now(), signal },
+        { ids: faces.map(() => randomUUID()), nowMs: () => Date.now(), signal, timing },
       );
       const results = records.map(
         (r): AuditItem => ({
@@ -58,7 +61,7 @@ export function auditHandler(deps: HttpDeps): (req: Request, res: Response) => P
       );
       return { model: { name: manifest.name, version: manifest.version }, results };
     }));
-    res.json(body);
+    sendTimed(res, body);
   };
 }
 

@@ -4,7 +4,7 @@ import type { RequestHandler } from 'express';
 /** Request headers a browser client may send. */
 const ALLOWED_HEADERS = 'Authorization, Content-Type, X-Request-Id';
 /** Response headers a browser client may read beyond the CORS-safelisted ones. */
-const EXPOSED_HEADERS = 'Retry-After, X-Request-Id';
+const EXPOSED_HEADERS = 'Retry-After, Server-Timing, X-Request-Id';
 /** How long a browser may cache a preflight answer, in seconds. */
 const PREFLIGHT_MAX_AGE_S = 600;
 

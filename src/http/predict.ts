@@ -8,6 +8,7 @@ import type { components } from './api.gen.js';
 import type { HttpDeps } from './deps.js';
 import { predictRequest } from './parts.js';
 import { withRequestWork } from './cancel.js';
+import { sendTimed, timingOf } from './server-timing.js';
 
 type PredictResponse = components['schemas']['PredictResponse'];
 type Prediction = components['schemas']['Prediction'];
@@ -22,12 +23,14 @@ function faceJson(face: FoundFace, image: ImageFaces): Pick<Face, 'box' | 'score
 export function predictHandler(deps: HttpDeps): (req: Request, res: Response) => Promise<void> {
   const { host, metrics, readiness } = deps;
   return async (req, res) => {
+    const timing = timingOf(res);
+    timing.intakeDone();
     if (!readiness.isServing()) throw new NotReady();
     const { mode, items } = predictRequest(req);
     const body = await host.use((model) => withRequestWork(deps, res, mode, model, async (search, signal): Promise<PredictResponse> => {
       const { manifest } = model;
-      const found = await findFaces(items, search);
-      const classified = await classifyFaces(model, found.flatMap((image) => image.faces), signal);
+      const found = await timing.decode(() => findFaces(items, search));
+      const classified = await classifyFaces(model, found.flatMap((image) => image.faces), signal, timing);
       let next = 0;
       const results = found.map((image): Prediction => {
         const faces = image.faces.map((face) => {
@@ -40,7 +43,7 @@ export function predictHandler(deps: HttpDeps): (req: Request, res: Response) =>
       });
       return { model: { name: manifest.name, version: manifest.version }, results };
     }));
-    res.json(body);
+    sendTimed(res, body);
   };
 }
 

@@ -20,6 +20,7 @@ import { predictHandler, predictRouter } from './predict.js';
 import { imageRouteIntake } from './image-intake.js';
 import { parseQuery } from './query.js';
 import { clientErrorProblem, notFound, problemHandler } from './problem.js';
+import { RequestTiming } from './server-timing.js';
 import { v2Router } from './v2.js';
 import { contractValidator } from './upload.js';
 
@@ -35,9 +36,10 @@ function requestContext(logger: Logger, metrics: Metrics): RequestHandler {
     let log: Logger | undefined;
     const requestLog = () => (log ??= logger.child({ reqId: id }));
     Object.defineProperty(res.locals, 'log', { get: requestLog, enumerable: true });
-    const started = performance.now();
+    const timing = new RequestTiming();
+    res.locals.timing = timing;
     res.on('finish', () => {
-      const seconds = (performance.now() - started) / 1000;
+      const seconds = (performance.now() - timing.started) / 1000;
       // Route templates only (never raw URLs) keep the label set bounded.
       const route: string = (res.locals.route as string | undefined) ?? (req.route as { path?: string } | undefined)?.path ?? (req as { openapi?: { openApiRoute?: string } }).openapi?.openApiRoute ?? 'unmatched';
       metrics.observeRequest(route, req.method, res.statusCode, seconds);

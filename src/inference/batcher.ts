@@ -27,9 +27,19 @@ export interface BatchObserver {
   onCancelled?(items: number): void;
 }
 
+/**
+ * Where a request's items spent their time, filled in by the batcher (ms): `queueMs` until its last item left the
+ * queue, `inferMs` for the batch that carried that item (the call to runBatch, worker round trip included).
+ */
+export interface RunTiming {
+  queueMs: number;
+  inferMs: number;
+}
+
 interface Entry<I, O> {
   item: I;
   enqueuedAt: number;
+  timing: RunTiming | undefined;
   resolve: (out: O) => void;
   reject: (err: unknown) => void;
 }
@@ -57,9 +67,10 @@ export class Batcher<I, O> {
   /**
    * Runs every item through some batch; resolves with their outputs in order. Rejects with Overloaded when full, and
    * with `signal`'s reason once it aborts while some of its items still wait: those leave the queue (a batch already
-   * running cannot be stopped, so a request whose items all run resolves as usual).
+   * running cannot be stopped, so a request whose items all run resolves as usual). `timing`, when given, is told
+   * where the items' time went.
    */
-  run(items: readonly I[], signal?: AbortSignal): Promise<O[]> {
+  run(items: readonly I[], signal?: AbortSignal, timing?: RunTiming): Promise<O[]> {
     if (signal?.aborted) {
       this.observer.onCancelled?.(items.length);
       return Promise.reject(signal.reason);
@@ -74,7 +85,7 @@ export class Batcher<I, O> {
     const outputs = items.map(
       (item) =>
         new Promise<O>((resolve, reject) => {
-          const entry = { item, enqueuedAt: now, resolve, reject };
+          const entry = { item, enqueuedAt: now, timing, resolve, reject };
           entries.push(entry);
           this.queue.push(entry);
         }),
@@ -156,6 +167,7 @@ export class Batcher<I, O> {
     const batch = this.queue.splice(0, this.opts.maxBatchSize);
     const now = performance.now();
     this.observer.onBatch?.(batch.length, batch.map((e) => (now - e.enqueuedAt) / 1000));
+    for (const e of batch) if (e.timing) e.timing.queueMs = Math.max(e.timing.queueMs, now - e.enqueuedAt);
     this.inFlight++;
     let call: Promise<O[]>;
     try {
@@ -166,6 +178,8 @@ export class Batcher<I, O> {
     call
       .then((outs) => {
         if (outs.length !== batch.length) throw new Error(`batch of ${batch.length} returned ${outs.length} outputs`);
+        const ran = performance.now() - now;
+        for (const e of batch) if (e.timing) e.timing.inferMs = Math.max(e.timing.inferMs, ran);
         batch.forEach((e, i) => e.resolve(outs[i] as O));
       })
       .catch((err: unknown) => batch.forEach((e) => e.reject(err)))

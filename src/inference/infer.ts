@@ -1,16 +1,17 @@
 // Joins the batcher to the session pool: per-image tensors in, per-image probability rows out.
 import type { InputSpec } from '../bundle/load-bundle.js';
 import type { Metrics } from '../metrics.js';
-import { Batcher, type BatcherOptions } from './batcher.js';
+import { Batcher, type BatcherOptions, type RunTiming } from './batcher.js';
 import { tensorSize } from './preprocess.js';
 import type { SessionPool } from '../onnx/session-pool.js';
 
 export interface Inference {
   /**
    * tensors: one (C, H, W) float32 per image → one (K,) probability row per image, in order. When `signal` aborts,
-   * the images still waiting leave the queue and the promise rejects with its reason.
+   * the images still waiting leave the queue and the promise rejects with its reason; `timing` is told their queue wait
+   * and inference time.
    */
-  probabilities(tensors: readonly Float32Array[], signal?: AbortSignal): Promise<Float32Array[]>;
+  probabilities(tensors: readonly Float32Array[], signal?: AbortSignal, timing?: RunTiming): Promise<Float32Array[]>;
   /** Images waiting for a batch. */
   readonly queued: number;
 }
@@ -39,9 +40,9 @@ export function createInference(
     onCancelled: (n) => metrics?.recordCancelledImages('inference', n),
   });
   return {
-    probabilities: (tensors, signal) => {
+    probabilities: (tensors, signal, timing) => {
       metrics?.recordInferenceRequest();
-      return batcher.run(tensors, signal);
+      return batcher.run(tensors, signal, timing);
     },
     get queued() {
       return batcher.queued;

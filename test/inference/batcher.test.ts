@@ -29,6 +29,27 @@ describe('Batcher', () => {
     expect(batches).toEqual([[1, 2, 3]]);
   });
 
+  it('tells a request how long its items queued and how long their batch ran', async () => {
+    const gate = gatedRunner();
+    const b = new Batcher(gate.run, { maxBatchSize: 8, maxQueueDelayMs: 20, maxQueue: 100, maxInFlight: 1 });
+    const first = { queueMs: 0, inferMs: 0 };
+    const second = { queueMs: 0, inferMs: 0 };
+    const a = b.run([1], undefined, first);
+    await new Promise((r) => setTimeout(r, 5));
+    // Arrives while the first batch runs: it waits for that batch to end, then runs in the next.
+    const c = b.run([2], undefined, second);
+    await new Promise((r) => setTimeout(r, 30));
+    gate.releaseAll();
+    await a;
+    await new Promise((r) => setTimeout(r, 5));
+    gate.releaseAll();
+    await c;
+    expect(first.queueMs).toBeLessThan(20);
+    expect(first.inferMs).toBeGreaterThanOrEqual(30);
+    expect(second.queueMs).toBeGreaterThanOrEqual(30);
+    expect(second.inferMs).toBeGreaterThanOrEqual(4);
+  });
+
   it('dispatches at once when a full batch is waiting', async () => {
     const batches: number[][] = [];
     const b = new Batcher(async (items: number[]) => (batches.push(items), items), {
