@@ -110,13 +110,18 @@ def bf16_speedup(*, reps: int = 3) -> float:
     return step_seconds(False) / step_seconds(True)
 
 
+def has_bf16_hardware(device: torch.device) -> bool:
+    """Whether `device` runs bf16 on hardware made for it: CUDA, or a CPU with AMX / AVX-512-BF16."""
+    return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16_units())
+
+
 def resolve_precision(precision: Precision, device: torch.device) -> Precision:
     """`auto` -> the precision this machine trains fastest in: bf16 on CUDA; on the CPU bf16 only where it has
     bf16 units and a short timing confirms the gain, else fp32. A concrete choice is returned as it is."""
     if precision != "auto":
         return precision
+    if not has_bf16_hardware(device):
+        return "fp32"
     if device.type == "cuda":
         return "bf16"
-    if device.type != "cpu" or not cpu_has_bf16_units():
-        return "fp32"
     return "bf16" if bf16_speedup() >= BF16_MIN_SPEEDUP else "fp32"

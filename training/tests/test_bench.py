@@ -25,9 +25,10 @@ def test_training_cost_counts_flops_of_both_networks(tmp_path: Path) -> None:
 def test_report_has_one_row_per_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, units: bool) -> None:
     """bf16 rows are measured where the CPU has bf16 units and said skipped elsewhere (a bf16 convolution on the
     reference kernel is 25x slower: the dlib rows of E6 did not finish in 5 minutes)."""
+    from asm_fer import device
     from asm_fer.reports import bench
 
-    monkeypatch.setattr(bench, "cpu_has_bf16_units", lambda: units)
+    monkeypatch.setattr(device, "cpu_has_bf16_units", lambda: units)
     table = bench.report(tiny_config(tmp_path, tmp_path), peak_seconds=0.05, steps=1).splitlines()
     assert table[0].startswith("CPU: ") and table[1].startswith("fp32 matmul peak")
     rows = [row.split(" | ") for row in table[5:]]

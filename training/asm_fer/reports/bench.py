@@ -11,7 +11,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import Precision, TrainConfig
-from ..device import autocast, cpu_has_bf16_units, machine, place, resolve_device, to_device
+from ..device import autocast, has_bf16_hardware, machine, place, resolve_device, to_device
 from ..method.losses import supervised
 from ..models.frozen import freeze
 from ..run import build_nets
@@ -87,7 +87,7 @@ def report(cfg: TrainConfig, *, peak_seconds: float = 3.0, steps: int = 8) -> st
     where = machine()
     # without bf16 units every bf16 convolution runs PyTorch's reference kernel (25x slower on the AVX2 EPYC): those
     # rows would take minutes each on a larger network and say nothing that --precision auto does not already avoid
-    bf16 = resolve_device(cfg.device).type == "cuda" or cpu_has_bf16_units()
+    bf16 = has_bf16_hardware(resolve_device(cfg.device))
     lines = [
         f"CPU: {where['cpu']} ({where['capability']}, bf16 units: {'yes' if where['bf16_units'] else 'no'})",
         f"fp32 matmul peak ({cfg.threads} threads): {peak:.1f} GFLOP/s",
