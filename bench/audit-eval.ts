@@ -58,6 +58,21 @@ function drawVote(votes: number[], next: () => number): number {
   throw new Error('no votes');
 }
 
+/**
+ * POST, retried once when the kept-alive socket was already closed by the server (its keep-alive timeout runs out
+ * while cleanlab scores the previous seed, and undici writes into the closed socket: EPIPE / ECONNRESET). Such a
+ * request never reached the server, so sending it again cannot record an audit twice.
+ */
+async function postOnce(url: string, body: FormData): Promise<Response> {
+  try {
+    return await fetch(url, { method: 'POST', body });
+  } catch (err) {
+    const code = (err as { cause?: { code?: string } }).cause?.code;
+    if (code !== 'EPIPE' && code !== 'ECONNRESET' && code !== 'UND_ERR_SOCKET') throw err;
+    return fetch(url, { method: 'POST', body });
+  }
+}
+
 type Answer = { verdict: Verdict; probs: number[]; quality: number | undefined };
 async function audit(items: FerItem[], labels: number[], classes: string[]): Promise<Answer[]> {
   const out: Answer[] = [];
@@ -68,7 +83,7 @@ async function audit(items: FerItem[], labels: number[], classes: string[]): Pro
       form.append('image', new Blob([readFileSync(item.file)], { type: 'image/png' }), path.basename(item.file));
       form.append('label', classes[labels[i + j] as number] as string);
     });
-    const res = await fetch(`${args.url}/v1/audit`, { method: 'POST', body: form });
+    const res = await postOnce(`${args.url}/v1/audit`, form);
     if (!res.ok) throw new Error(`audit answered ${res.status}: ${await res.text()}`);
     const body = (await res.json()) as { results: { verdict: Verdict; probabilities: Record<string, number>; quality?: number }[] };
     for (const r of body.results) out.push({ verdict: r.verdict, probs: classes.map((c) => r.probabilities[c] as number), quality: r.quality });

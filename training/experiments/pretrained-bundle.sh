@@ -7,6 +7,7 @@
 #   training/experiments/pretrained-bundle.sh [ROW] [OUT] [DATA]
 #     ROW   a row folder under training/runs/pretrained (default none-asm-norm-none)
 #     OUT   where the bundle and the bench outputs go (default training/runs/pretrained/ROW/bundle)
+#   EXPORT=0 skips the export and benches the bundle already in OUT.
 # Ship it by copying OUT's model.json and model.onnx to models/default (models/README.md says when).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,8 +17,10 @@ DATA=${3:-../shared/data/ferplus}
 PORT=${PORT:-18090}
 ASM_FER=training/.venv/bin/asm-fer
 
-$ASM_FER export --run "training/runs/pretrained/$ROW" --out "$OUT" --name ferplus --data "$DATA" \
-  --weights float16 --tta flip --noisy-base fitted | tee "$OUT.export.log"
+if [[ ${EXPORT:-1} != 0 ]]; then
+  $ASM_FER export --run "training/runs/pretrained/$ROW" --out "$OUT" --name ferplus --data "$DATA" \
+    --weights float16 --tta flip --noisy-base fitted | tee "$OUT.export.log"
+fi
 
 # E4 against a service on this bundle (loopback only), stopped however the bench ends
 ASM_FER_MODEL_DIR=$OUT PORT=$PORT ASM_FER_DATA_DIR=$(mktemp -d) npx tsx src/main.ts > "$OUT.service.log" 2>&1 &
