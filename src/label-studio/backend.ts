@@ -1,11 +1,12 @@
 // asm-fer as a Label Studio ML backend, as plain functions: setup (check a project's labeling config), predict
-// (pre-annotate tasks), receive a webhook (queue its annotation events durably), and process one queued event (fetch
-// the task and image, audit the submitted choice into the trail, write the verdict back as a prediction).
+// (pre-annotate tasks), a project's own label map (get, set, remove), receive a webhook (queue its annotation events
+// durably), and process one queued event (fetch the task and image, audit the submitted choice into the trail, write
+// the verdict back as a prediction).
 import { createHash } from 'node:crypto';
 import { auditFaces } from '../audit/audit-face.js';
 import type { NewAuditRecord } from '../audit/judge.js';
 import type { AuditTrail } from '../audit/trail.js';
-import { AppError, BadRequest } from '../errors.js';
+import { AppError, BadRequest, LabelMapRefused } from '../errors.js';
 import { findFaces, pickFace, type FindOptions, type FoundFace, type ImageFaces } from '../faces/find-faces.js';
 import type { FaceDetector } from '../faces/detector.js';
 import type { PixelBudget, PixelLease } from '../image/pixel-budget.js';
@@ -23,7 +24,10 @@ export interface BackendDeps {
   trail: AuditTrail;
   client: LabelStudioClient;
   queue: EventQueue;
-  /** Label Studio choice → model class, for choices not named like a class (ASM_FER_LABEL_STUDIO_LABEL_MAP). */
+  /**
+   * Label Studio choice → model class, for choices not named like a class (ASM_FER_LABEL_STUDIO_LABEL_MAP): the map of
+   * every project that has none of its own (PUT /label-studio/projects/{id}/label-map).
+   */
   labelMap: Readonly<Record<string, string>>;
   /** How images are searched for their face, as /v1/audit does with ?detect=auto. */
   faces: { maxPixels: number; autoMaxSide: number; detector: FaceDetector; pixels: PixelBudget };
@@ -60,10 +64,68 @@ export function asEventFailure(err: unknown): EventFailure {
 
 // ---- setup and predict -------------------------------------------------------------------------------------------
 
-/** POST /setup: the project's question, or LabelConfigError saying why the config cannot be audited. */
-export function setup(deps: Pick<BackendDeps, 'host' | 'labelMap'>, schema: string): { question: ChoiceQuestion; modelVersion: string } {
+/**
+ * The project id in what Label Studio sends as `project` to /setup and /predict ("<id>.<created-at seconds>"), or in a
+ * bare id; undefined when there is none.
+ */
+export function projectIdOf(project: unknown): number | undefined {
+  if (typeof project === 'number') return Number.isSafeInteger(project) && project > 0 ? project : undefined;
+  const m = typeof project === 'string' ? /^\s*(\d{1,15})(?:\.\d*)?\s*$/.exec(project) : null;
+  const id = m ? Number(m[1]) : 0;
+  return id > 0 ? id : undefined;
+}
+
+/** The label map a project's choices are read with: its own when it has one, else the environment's. */
+export function labelMapFor(deps: Pick<BackendDeps, 'queue' | 'labelMap'>, projectId: number | undefined): Readonly<Record<string, string>> {
+  return (projectId === undefined ? undefined : deps.queue.project(projectId)?.labelMap) ?? deps.labelMap;
+}
+
+/** POST /setup: the project's question (read with its label map), or LabelConfigError saying why the config cannot be audited. */
+export function setup(deps: Pick<BackendDeps, 'host' | 'labelMap' | 'queue'>, schema: string, projectId: number | undefined): { question: ChoiceQuestion; modelVersion: string } {
   const { manifest } = deps.host.current;
-  return { question: choiceQuestion(schema, manifest.classes, deps.labelMap), modelVersion: modelVersion(manifest) };
+  return { question: choiceQuestion(schema, manifest.classes, labelMapFor(deps, projectId)), modelVersion: modelVersion(manifest) };
+}
+
+/** A project's label map as the API shows it: its own, or the environment's default. */
+export interface LabelMapView {
+  projectId: number;
+  labelMap: Readonly<Record<string, string>>;
+  source: 'project' | 'default';
+  /** When the project's own map was set; null for the default. */
+  updatedMs: number | null;
+}
+
+/** GET /label-studio/projects/{id}/label-map: the map the project's choices are read with. */
+export function getLabelMap(deps: Pick<BackendDeps, 'queue' | 'labelMap'>, projectId: number): LabelMapView {
+  const own = deps.queue.project(projectId);
+  if (own?.labelMap) return { projectId, labelMap: own.labelMap, source: 'project', updatedMs: own.labelMapMs };
+  return { projectId, labelMap: deps.labelMap, source: 'default', updatedMs: null };
+}
+
+/**
+ * PUT /label-studio/projects/{id}/label-map: the project's own map, which replaces the environment's for it (choices
+ * named like a class still match by name). Every class must be one of the served model's, else LabelMapRefused; the
+ * contract bounds the map's size and its names. Applies from the next /setup, prediction or event of the project.
+ */
+export function putLabelMap(deps: Pick<BackendDeps, 'host' | 'queue' | 'labelMap'>, projectId: number, labelMap: Readonly<Record<string, string>>, nowMs: number): LabelMapView {
+  const { classes } = deps.host.current.manifest;
+  const unknown = [...new Set(Object.values(labelMap))].filter((c) => !classes.includes(c));
+  if (unknown.length > 0) {
+    const choices = Object.keys(labelMap).filter((k) => unknown.includes(labelMap[k] as string));
+    throw new LabelMapRefused(
+      `class(es) ${unknown.map((c) => JSON.stringify(c)).join(', ')} (of choice(s) ${choices.map((c) => JSON.stringify(c)).join(', ')}) are not classes of the served model (${classes.join(', ')})`,
+      unknown,
+      classes,
+    );
+  }
+  deps.queue.setLabelMap(projectId, { ...labelMap }, nowMs);
+  return getLabelMap(deps, projectId);
+}
+
+/** DELETE /label-studio/projects/{id}/label-map: the project goes back to the environment's map. */
+export function deleteLabelMap(deps: Pick<BackendDeps, 'queue' | 'labelMap'>, projectId: number, nowMs: number): LabelMapView {
+  if (deps.queue.project(projectId)?.labelMap) deps.queue.setLabelMap(projectId, null, nowMs);
+  return getLabelMap(deps, projectId);
 }
 
 /** The one face in `image`, searched as /v1/audit does with ?detect=auto; its pixels are reserved from `lease`. */
@@ -110,9 +172,15 @@ export interface PredictTask {
  * POST /predict: one prediction per task, in task order. A task whose image cannot be fetched or has no single face
  * gets an entry without `result` (Label Studio skips such entries and keeps the order of the others).
  */
-export async function predictTasks(deps: Pick<BackendDeps, 'host' | 'labelMap' | 'client' | 'faces'>, labelConfig: string, tasks: readonly PredictTask[], signal?: AbortSignal) {
+export async function predictTasks(
+  deps: Pick<BackendDeps, 'host' | 'labelMap' | 'queue' | 'client' | 'faces'>,
+  labelConfig: string,
+  tasks: readonly PredictTask[],
+  projectId: number | undefined,
+  signal?: AbortSignal,
+) {
   return deps.host.use(async (served) => {
-    const question = choiceQuestion(labelConfig, served.manifest.classes, deps.labelMap);
+    const question = choiceQuestion(labelConfig, served.manifest.classes, labelMapFor(deps, projectId));
     const version = modelVersion(served.manifest);
     const results = [];
     // One task at a time: the batcher merges concurrent work from other requests, and Label Studio waits for the whole answer.
@@ -285,7 +353,7 @@ export async function processEvent(deps: BackendDeps, key: string, e: Annotation
   }
   const auditId = auditIdOf(key);
   const task = await deps.client.getTask(e.taskId);
-  const question = choiceQuestion(await deps.client.getLabelConfig(e.projectId), deps.host.current.manifest.classes, deps.labelMap);
+  const question = choiceQuestion(await deps.client.getLabelConfig(e.projectId), deps.host.current.manifest.classes, labelMapFor(deps, e.projectId));
   const choice = submittedChoice(e.result, question);
   if (choice === undefined) return { kind: 'skipped', reason: 'no-choice' };
   const label = question.classOf[choice];
