@@ -356,6 +356,11 @@ export interface paths {
          * @description The Label Studio routes exist only when LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY and ASM_FER_LABEL_STUDIO_SECRET
          *     are set (403 otherwise); each needs the secret, as the basic-auth password of Label Studio's ML backend
          *     connection or as `Authorization: Bearer <secret>` (the webhook's header), else 401.
+         *
+         *     `silent_projects` lists the connected projects (accepted by /setup, or seen in an event) whose annotations
+         *     changed with no webhook since: the periodic sweep found changes that no webhook announced (a webhook saved
+         *     without the secret is refused with 401 on every event, and Label Studio does not resend it). A project stays
+         *     listed until its next webhook. The status stays `UP`: the backend itself works.
          */
         get: operations["labelStudioHealth"];
         put?: never;
@@ -381,8 +386,9 @@ export interface paths {
          *     class of the served model: by the project's label map (PUT /label-studio/projects/{project}/label-map; the
          *     project is the id in `project`, "<id>.<timestamp>") or, when it has none, ASM_FER_LABEL_STUDIO_LABEL_MAP, else
          *     by name ignoring case. Otherwise 422 `label-config` naming what is wrong (`unmappedChoices` lists the choices
-         *     that map onto no class), also logged as one warn line naming the project. The `access_token` Label Studio
-         *     sends is ignored: asm-fer uses LABEL_STUDIO_API_KEY.
+         *     that map onto no class), also logged as one warn line naming the project. An accepted project is connected:
+         *     it is swept for annotations no webhook brought. The `access_token` Label Studio sends is ignored: asm-fer uses
+         *     LABEL_STUDIO_API_KEY.
          */
         post: operations["labelStudioSetup"];
         delete?: never;
@@ -1008,6 +1014,17 @@ export interface components {
             /** @enum {string} */
             status: "UP";
             model_version: string;
+            /** @description Connected projects whose annotations changed with no webhook since (empty when every one is heard). */
+            silent_projects: {
+                project: number;
+                /**
+                 * Format: date-time
+                 * @description When a sweep first found a change of the project that no webhook announced.
+                 */
+                since: string;
+                /** @description Annotation changes (created, updated, deleted) the sweeps found since, which no webhook brought. */
+                missed: number;
+            }[];
         };
         /** @description Label Studio choice → class of the served model (GET /v1/models), e.g. {"Happy":"happiness","Fearful":"fear"}. */
         LabelStudioLabelMapRequest: {
@@ -1698,7 +1715,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Up; the model_version predictions will carry. */
+            /** @description Up; the model_version predictions will carry, and the connected projects whose webhook is silent. */
             200: {
                 headers: {
                     [name: string]: unknown;

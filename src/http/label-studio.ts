@@ -15,6 +15,7 @@ import {
   putLabelMap,
   receiveWebhook,
   setup,
+  silentProjects,
   type LabelMapView,
   type PredictTask,
 } from '../label-studio/backend.js';
@@ -24,6 +25,7 @@ import type { HttpDeps } from './deps.js';
 import { signalOf } from './cancel.js';
 import { toAppError } from './problem.js';
 
+type HealthResponse = components['schemas']['LabelStudioHealth'];
 type SetupResponse = components['schemas']['LabelStudioSetupResponse'];
 type WebhookResponse = components['schemas']['LabelStudioWebhookResponse'];
 type LabelMapResponse = components['schemas']['LabelStudioLabelMap'];
@@ -115,13 +117,15 @@ export function labelStudioRouter(deps: HttpDeps): Router {
   const { backend, worker } = ls;
 
   router.get('/label-studio/health', (_req, res) => {
-    res.json({ status: 'UP', model_version: modelVersion(deps.host.current.manifest) });
+    // Still UP with silent projects: Label Studio reads a health that is not UP as the backend being down.
+    const silent = silentProjects(backend).map((p) => ({ project: p.projectId, since: new Date(p.sinceMs).toISOString(), missed: p.missed }));
+    res.json({ status: 'UP', model_version: modelVersion(deps.host.current.manifest), silent_projects: silent } satisfies HealthResponse);
   });
 
   router.post('/label-studio/setup', (req, res) => {
     const body = req.body as { schema: string; project?: unknown };
     try {
-      const { modelVersion: version } = setup(backend, body.schema, projectIdOf(body.project));
+      const { modelVersion: version } = setup(backend, body.schema, projectIdOf(body.project), Date.now());
       res.json({ model_version: version } satisfies SetupResponse);
     } catch (err) {
       refused(err, deps.host.current.manifest.classes, logOf(res), body.project);

@@ -1,5 +1,6 @@
-// Per-project label maps (GET/PUT/DELETE /label-studio/projects/{project}/label-map), through HTTP against the real app
-// and a fake Label Studio (fake-label-studio.ts), with the tiny real model. Issue 33, item 1.
+// Per-project label maps (GET/PUT/DELETE /label-studio/projects/{project}/label-map) and silent projects (the sweep
+// finds annotation changes no webhook announced), through HTTP against the real app and a fake Label Studio
+// (fake-label-studio.ts), with the tiny real model. Issue 33, items 1 and 2.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -7,6 +8,7 @@ import { pino } from 'pino';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { png } from '../fixtures/make-images.js';
+import { sample } from '../fixtures/prom.js';
 import { until } from '../fixtures/server-process.js';
 import { startTestApp, type TestApp } from '../fixtures/tiny-model.js';
 import { expectContract } from '../http/contract.js';
@@ -57,8 +59,15 @@ const webhook = (body: ReturnType<typeof annotationPayload>) => {
   ls.annotations.set(body.annotation.id, body.annotation);
   return request(t.app).post('/label-studio/webhook').set('authorization', bearer).send(body);
 };
+const health = async () => {
+  const res = await request(t.app).get('/label-studio/health').set('authorization', bearer);
+  expectContract('GET', '/label-studio/health', res);
+  return res.body as { silent_projects: { project: number; since: string; missed: number }[] };
+};
+const silentGauge = async () => sample((await request(t.app).get('/metrics')).text, 'asm_fer_label_studio_silent_projects');
 const predictionsOf = (task: number) => [...ls.predictions.values()].filter((p) => p.task === task);
 const recordsOf = async (project: number) => (await t.trail.store.list({ datasetId: `label-studio project ${project}` }, { limit: 1000 })).items;
+const now = () => new Date().toISOString();
 
 beforeAll(async () => {
   ls = await startFakeLabelStudio();
@@ -190,5 +199,59 @@ describe('two projects mapping the same choice name to different classes', () =>
     expect((await request(t.app).get(labelMap(4)).set('authorization', bearer)).body).toMatchObject({ labelMap: { Smile: 'contempt' }, source: 'project' });
     expect((await setup(4)).status).toBe(200);
     expect((await setup(5)).status).toBe(422);
+  });
+});
+
+describe('a silent project', () => {
+  it('is one whose annotations changed with no webhook: /label-studio/health and a metric say so until its next webhook', async () => {
+    expect((await health()).silent_projects).toEqual([]);
+    expect(await silentGauge()).toBe(0);
+    // Project 6 is connected (setup) and its webhook is refused (saved without the secret): it never sends a word.
+    expect((await setup(6, ferplusConfig())).status).toBe(200);
+    addTask(61, 6);
+    ls.annotations.set(601, annotationPayload('ANNOTATION_CREATED', { id: 601, task: 61, project: 6, choice: 'fear', updatedAt: now() }).annotation);
+    // Project 8's annotation predates its connection: no webhook's to announce, so it is audited but says nothing.
+    addTask(81, 8);
+    ls.annotations.set(801, annotationPayload('ANNOTATION_CREATED', { id: 801, task: 81, project: 8, choice: 'fear', updatedAt: '2020-01-01T00:00:00.000000Z' }).annotation);
+    expect((await setup(8, ferplusConfig())).status).toBe(200);
+    // Project 3's webhook works; an annotation made while asm-fer is down is an outage, not silence.
+    addTask(32, 3);
+    ls.annotations.set(302, annotationPayload('ANNOTATION_CREATED', { id: 302, task: 32, project: 3, choice: 'Neutral', updatedAt: now() }).annotation);
+
+    await restart();
+    await until(() => predictionsOf(61).length === 1 && predictionsOf(81).length === 1 && predictionsOf(32).length === 1, 10_000);
+    expect((await health()).silent_projects).toEqual([{ project: 6, since: expect.stringMatching(/^\d{4}-\d\d-\d\dT/), missed: 1 }]);
+    expect(await silentGauge()).toBe(1);
+    expect(logged.filter((l) => l.project === 6 && String(l.msg).includes('is silent'))).toEqual([
+      expect.objectContaining({ level: 40, missed: 1, msg: expect.stringMatching(/^Label Studio project 6 is silent: 1 annotation change\(s\) came without a webhook; check .*Authorization: Bearer/) }),
+    ]);
+    const metrics = (await request(t.app).get('/metrics')).text;
+    expect(sample(metrics, 'asm_fer_label_studio_swept_events_total')).toBe(3);
+
+    // The header is fixed: the next webhook of project 6 clears it.
+    await webhook(annotationPayload('ANNOTATION_CREATED', { id: 602, task: 61, project: 6, choice: 'anger', updatedAt: now() }));
+    expect((await health()).silent_projects).toEqual([]);
+    expect(await silentGauge()).toBe(0);
+  });
+
+  it('is found by the periodic sweep too, once no webhook came since the sweep before', async () => {
+    await restart({ ASM_FER_LABEL_STUDIO_SWEEP_MS: '300' });
+    const seen = ls.requests.length;
+    const sweepsOf4 = () => ls.requests.slice(seen).filter((r) => r.path.startsWith('/api/tasks/?project=4&page=1')).length;
+    await until(() => sweepsOf4() >= 2, 10_000);
+    expect((await health()).silent_projects).toEqual([]);
+    // Project 4's webhook is lost from now on (a header removed, a network split): only a sweep finds its change.
+    addTask(42, 4);
+    ls.annotations.set(402, annotationPayload('ANNOTATION_CREATED', { id: 402, task: 42, project: 4, choice: 'Smile', updatedAt: now() }).annotation);
+    await until(() => predictionsOf(42).length === 1, 10_000);
+    await until(async () => (await health()).silent_projects.length === 1, 10_000);
+    expect((await health()).silent_projects).toEqual([{ project: 4, since: expect.any(String), missed: 1 }]);
+    expect(await silentGauge()).toBe(1);
+    // Heard again: cleared, and later sweeps (which find nothing new) leave it so.
+    await webhook(annotationPayload('ANNOTATION_UPDATED', { id: 402, task: 42, project: 4, choice: 'Neutral', updatedAt: now() }));
+    await until(async () => (await health()).silent_projects.length === 0, 10_000);
+    const after = sweepsOf4();
+    await until(() => sweepsOf4() >= after + 2, 10_000);
+    expect((await health()).silent_projects).toEqual([]);
   });
 });

@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
+import { sweep } from '../../src/label-studio/backend.js';
+import { LabelStudioError, type LabelStudioClient } from '../../src/label-studio/client.js';
 import { SqliteEventQueue } from '../../src/label-studio/queue-sqlite.js';
 import type { AnnotationEvent } from '../../src/label-studio/queue.js';
 import { backoffMs } from '../../src/label-studio/worker.js';
@@ -161,6 +163,39 @@ describe('what the queue keeps per project (layout 2)', () => {
     q.markSwept(4, 500);
     expect(q.project(4)?.sweptMs).toBe(500);
     q.close();
+  });
+});
+
+describe('sweep', () => {
+  /** A client whose project 1 fails as `failure` and whose project 2 has one annotation no webhook brought. */
+  const client = (failure: LabelStudioError) =>
+    ({
+      listTasks: async (projectId: number) => {
+        if (projectId === 1) throw failure;
+        return { tasks: [{ id: 21, total_annotations: 1 }], total: 1 };
+      },
+      listAnnotations: async () => [{ id: 201, task: 21, updated_at: 't1', result: [] }],
+    }) as unknown as LabelStudioClient;
+
+  it('goes on past a project it cannot sweep for good (e.g. deleted), reporting it', async () => {
+    const queue = SqliteEventQueue.open(tempDir());
+    queue.markConnected(1, 0);
+    queue.markConnected(2, 0);
+    const r = await sweep({ client: client(new LabelStudioError('task-not-found', false, '404')), queue, heard: new Map() }, 10);
+    expect(r).toMatchObject({ queued: 1, failed: [{ projectId: 1, reason: 'task-not-found' }] });
+    expect(queue.hasEvent(201, 't1')).toBe(true);
+    expect(queue.project(1)?.sweptMs).toBeNull();
+    expect(queue.project(2)?.sweptMs).toBe(10);
+    queue.close();
+  });
+
+  it('throws a transient failure once every project was tried, so the worker sweeps again after a back-off', async () => {
+    const queue = SqliteEventQueue.open(tempDir());
+    queue.markConnected(1, 0);
+    queue.markConnected(2, 0);
+    await expect(sweep({ client: client(new LabelStudioError('ls-unreachable', true, 'down')), queue, heard: new Map() }, 10)).rejects.toMatchObject({ reason: 'ls-unreachable' });
+    expect(queue.hasEvent(201, 't1')).toBe(true);
+    queue.close();
   });
 });
 
