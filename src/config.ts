@@ -143,7 +143,9 @@ export const configSchema = z.object({
       }
       return Object.freeze(map);
     })
-    .describe('Label Studio choices that are not named like a model class, mapped onto one: "Happy=happiness,Sad=sadness" (others match a class by name, ignoring case).'),
+    .describe(
+      'Label Studio choices that are not named like a model class, mapped onto one: "Happy=happiness,Sad=sadness" (others match a class by name, ignoring case). The default of every project without a map of its own (PUT /label-studio/projects/{id}/label-map).',
+    ),
   ASM_FER_LABEL_STUDIO_TIMEOUT_MS: int(100, 600_000).default(10_000).describe('Time limit of each call to Label Studio (task, project, image, prediction).'),
   ASM_FER_LABEL_STUDIO_RETRY_MAX_MS: int(100, 86_400_000)
     .default(300_000)

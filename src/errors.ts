@@ -221,6 +221,18 @@ export class LabelConfigRefused extends AppError {
   }
 }
 
+/** A project's label map names classes the served model does not have. */
+export class LabelMapRefused extends AppError {
+  readonly status = 422;
+  readonly slug = 'label-map';
+  readonly title = 'Label map names unknown classes';
+  override readonly extras: Record<string, unknown>;
+  constructor(detail: string, unknownClasses: readonly string[], validLabels: readonly string[]) {
+    super(detail);
+    this.extras = { unknownClasses: [...unknownClasses], validLabels: [...validLabels] };
+  }
+}
+
 /** The audit or admin routes need `Authorization: Bearer <ASM_FER_API_KEY>`. */
 export class Unauthorized extends AppError {
   readonly status = 401;

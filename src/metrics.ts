@@ -196,6 +196,20 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     labelNames: ['reason'] as const,
     registers: [registry],
   });
+  const lsSwept = new Counter({
+    name: `${PREFIX}label_studio_swept_events_total`,
+    help: 'Label Studio annotation events a sweep queued because no webhook had brought them (lost, refused, or sent while the service was down).',
+    registers: [registry],
+  });
+  let lsSilent: (() => number) | undefined;
+  new Gauge({
+    name: `${PREFIX}label_studio_silent_projects`,
+    help: 'Connected Label Studio projects whose annotations changed with no webhook since (its webhook lost or refused, e.g. saved without the secret); GET /label-studio/health names them.',
+    registers: [registry],
+    collect() {
+      this.set(lsSilent?.() ?? 0);
+    },
+  });
   const lsEvents = new Histogram({
     name: `${PREFIX}label_studio_event_seconds`,
     help: 'From webhook receipt to the end of a Label Studio annotation event (verdict written back), by outcome.',
@@ -280,6 +294,13 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     },
     recordLabelStudioRejectedWebhook(reason: string) {
       lsRejectedWebhooks.inc({ reason });
+    },
+    recordLabelStudioSwept(events: number) {
+      if (events > 0) lsSwept.inc(events);
+    },
+    /** `read` gives how many connected projects are silent, at scrape time. */
+    trackLabelStudioSilentProjects(read: () => number) {
+      lsSilent = read;
     },
     recordLabelStudioEvent(outcome: 'audited' | 'skipped' | 'deleted' | 'failed', seconds: number) {
       lsEvents.observe({ outcome }, seconds);

@@ -14,7 +14,7 @@ import { createHttpApp } from './http/server.js';
 import { ModelHost, startModel, type BatchSettings, type LoadedModel, type SessionSettings } from './inference/model-host.js';
 import type { PoolOptions, SessionPool } from './onnx/session-pool.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import type { BackendDeps } from './label-studio/backend.js';
+import { silentProjects, type BackendDeps } from './label-studio/backend.js';
 import { LabelStudioClient, type LabelStudioOptions } from './label-studio/client.js';
 import { SqliteEventQueue } from './label-studio/queue-sqlite.js';
 import { EventWorker, type WorkerOptions } from './label-studio/worker.js';
@@ -206,12 +206,14 @@ export async function startService(config: Config, hooks: ServiceHooks = {}): Pr
       client: new LabelStudioClient(ls.client),
       queue,
       labelMap: ls.labelMap,
+      heard: new Map(),
       faces: { maxPixels: config.ASM_FER_MAX_PIXELS, autoMaxSide: config.ASM_FER_DETECT_AUTO_MAX_SIDE, detector: models.detector, pixels },
       storeImages: config.ASM_FER_AUDIT_STORE_IMAGES,
       metrics,
     };
     const worker = new EventWorker(backend, ls.worker, metrics, logger.child({ component: 'label-studio' }));
     metrics.trackLabelStudioQueue(() => queue.stats(Date.now()));
+    metrics.trackLabelStudioSilentProjects(() => silentProjects(backend).length);
     labelStudio = { backend, worker };
     const pending = queue.stats(Date.now());
     logger.info({ labelStudio: backend.client.origin, pending: pending.depth, failed: pending.failed }, 'label studio backend on; resuming its queue');

@@ -356,6 +356,11 @@ export interface paths {
          * @description The Label Studio routes exist only when LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY and ASM_FER_LABEL_STUDIO_SECRET
          *     are set (403 otherwise); each needs the secret, as the basic-auth password of Label Studio's ML backend
          *     connection or as `Authorization: Bearer <secret>` (the webhook's header), else 401.
+         *
+         *     `silent_projects` lists the connected projects (accepted by /setup, or seen in an event) whose annotations
+         *     changed with no webhook since: the periodic sweep found changes that no webhook announced (a webhook saved
+         *     without the secret is refused with 401 on every event, and Label Studio does not resend it). A project stays
+         *     listed until its next webhook. The status stays `UP`: the backend itself works.
          */
         get: operations["labelStudioHealth"];
         put?: never;
@@ -378,9 +383,12 @@ export interface paths {
         /**
          * Check a Label Studio project's labeling config (Label Studio calls it when the backend is connected).
          * @description The config must hold exactly one single-choice `<Choices>` about an `<Image>`, and every choice must map onto a
-         *     class of the served model: by ASM_FER_LABEL_STUDIO_LABEL_MAP, else by name ignoring case. Otherwise 422
-         *     `label-config` naming what is wrong (`unmappedChoices` lists the choices that map onto no class). The
-         *     `access_token` Label Studio sends is ignored: asm-fer uses LABEL_STUDIO_API_KEY.
+         *     class of the served model: by the project's label map (PUT /label-studio/projects/{project}/label-map; the
+         *     project is the id in `project`, "<id>.<timestamp>") or, when it has none, ASM_FER_LABEL_STUDIO_LABEL_MAP, else
+         *     by name ignoring case. Otherwise 422 `label-config` naming what is wrong (`unmappedChoices` lists the choices
+         *     that map onto no class), also logged as one warn line naming the project. An accepted project is connected:
+         *     it is swept for annotations no webhook brought. The `access_token` Label Studio sends is ignored: asm-fer uses
+         *     LABEL_STUDIO_API_KEY.
          */
         post: operations["labelStudioSetup"];
         delete?: never;
@@ -407,6 +415,41 @@ export interface paths {
          */
         post: operations["labelStudioPredict"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/label-studio/projects/{project}/label-map": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The Label Studio project's id (the number in its URL, /projects/<id>/). */
+                project: components["parameters"]["LabelStudioProject"];
+            };
+            cookie?: never;
+        };
+        /**
+         * The label map a Label Studio project's choices are read with.
+         * @description The project's own map when it has one (`source` "project"), else ASM_FER_LABEL_STUDIO_LABEL_MAP (`source`
+         *     "default", the map of every project without its own). Choices named like a class match it by name, ignoring
+         *     case, under either.
+         */
+        get: operations["getLabelStudioLabelMap"];
+        /**
+         * Set a Label Studio project's own label map (choice → class).
+         * @description The body is the map itself, each Label Studio choice (its `value`, or `alias` when it has one) to one of the
+         *     served model's classes (GET /v1/models). It replaces the default map for this project alone, so two projects
+         *     may map the same choice name to different classes; it is kept in `label-studio.db` across restarts and applies
+         *     from the project's next /setup, prediction or annotation event (events already audited keep their verdicts).
+         *     A class that is not the model's is 422 `label-map`, naming it (`unknownClasses`, `validLabels`); a body that is
+         *     not such an object, or has more than 256 choices, is 400 naming what is wrong.
+         */
+        put: operations["putLabelStudioLabelMap"];
+        post?: never;
+        /** Remove a Label Studio project's own label map; the default applies to it again. */
+        delete: operations["deleteLabelStudioLabelMap"];
         options?: never;
         head?: never;
         patch?: never;
@@ -971,6 +1014,38 @@ export interface components {
             /** @enum {string} */
             status: "UP";
             model_version: string;
+            /** @description Connected projects whose annotations changed with no webhook since (empty when every one is heard). */
+            silent_projects: {
+                project: number;
+                /**
+                 * Format: date-time
+                 * @description When a sweep first found a change of the project that no webhook announced.
+                 */
+                since: string;
+                /** @description Annotation changes (created, updated, deleted) the sweeps found since, which no webhook brought. */
+                missed: number;
+            }[];
+        };
+        /** @description Label Studio choice → class of the served model (GET /v1/models), e.g. {"Happy":"happiness","Fearful":"fear"}. */
+        LabelStudioLabelMapRequest: {
+            [key: string]: string;
+        };
+        LabelStudioLabelMap: {
+            project: number;
+            /** @description Choice → class. */
+            labelMap: {
+                [key: string]: string;
+            };
+            /**
+             * @description `project`: the project's own map; `default`: ASM_FER_LABEL_STUDIO_LABEL_MAP (the project has none).
+             * @enum {string}
+             */
+            source: "project" | "default";
+            /**
+             * Format: date-time
+             * @description When the project's own map was set; null for the default.
+             */
+            updatedAt: string | null;
         };
         /** @description What Label Studio sends (project, schema, hostname, access_token, extra_params); only `schema` is read. */
         LabelStudioSetupRequest: {
@@ -1084,6 +1159,8 @@ export interface components {
     parameters: {
         /** @description The served model's name (GET /v1/models); any other name, of whatever length, is 404. */
         ModelName: string;
+        /** @description The Label Studio project's id (the number in its URL, /projects/<id>/). */
+        LabelStudioProject: number;
         /** @description The record id (`id` of an audit result). */
         AuditId: string;
         /** @description Keep records with any of these verdicts (repeat the parameter or separate with commas). */
@@ -1638,7 +1715,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Up; the model_version predictions will carry. */
+            /** @description Up; the model_version predictions will carry, and the connected projects whose webhook is silent. */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -1710,6 +1787,91 @@ export interface operations {
             415: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
             503: components["responses"]["Unavailable"];
+        };
+    };
+    getLabelStudioLabelMap: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The Label Studio project's id (the number in its URL, /projects/<id>/). */
+                project: components["parameters"]["LabelStudioProject"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The map that applies to the project. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LabelStudioLabelMap"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+        };
+    };
+    putLabelStudioLabelMap: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The Label Studio project's id (the number in its URL, /projects/<id>/). */
+                project: components["parameters"]["LabelStudioProject"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LabelStudioLabelMapRequest"];
+            };
+        };
+        responses: {
+            /** @description The map is stored; the map that now applies to the project. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LabelStudioLabelMap"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
+        };
+    };
+    deleteLabelStudioLabelMap: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The Label Studio project's id (the number in its URL, /projects/<id>/). */
+                project: components["parameters"]["LabelStudioProject"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The map that now applies to the project (the default). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LabelStudioLabelMap"];
+                };
+            };
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
         };
     };
     labelStudioWebhook: {

@@ -1,20 +1,42 @@
 // The Label Studio ML backend protocol under /label-studio: GET /health, POST /setup, POST /predict (Label Studio calls
 // these once the backend is connected to a project) and POST /webhook (annotation events, queued durably and audited
-// behind the answer). Every route needs the shared secret (ASM_FER_LABEL_STUDIO_SECRET); the work is in
-// src/label-studio/backend.ts.
+// behind the answer); and asm-fer's own GET/PUT/DELETE /projects/{project}/label-map (a project's choice → class map).
+// Every route needs the shared secret (ASM_FER_LABEL_STUDIO_SECRET); the work is in src/label-studio/backend.ts.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { Router, type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
 import type { Logger } from 'pino';
 import { LabelConfigRefused, NotReady, Forbidden, Unauthorized } from '../errors.js';
-import { modelVersion, predictTasks, receiveWebhook, setup, type PredictTask } from '../label-studio/backend.js';
+import {
+  deleteLabelMap,
+  getLabelMap,
+  modelVersion,
+  predictTasks,
+  projectIdOf,
+  putLabelMap,
+  receiveWebhook,
+  setup,
+  silentProjects,
+  type LabelMapView,
+  type PredictTask,
+} from '../label-studio/backend.js';
 import { LabelConfigError } from '../label-studio/label-config.js';
 import type { components } from './api.gen.js';
 import type { HttpDeps } from './deps.js';
 import { signalOf } from './cancel.js';
 import { toAppError } from './problem.js';
 
+type HealthResponse = components['schemas']['LabelStudioHealth'];
 type SetupResponse = components['schemas']['LabelStudioSetupResponse'];
 type WebhookResponse = components['schemas']['LabelStudioWebhookResponse'];
+type LabelMapResponse = components['schemas']['LabelStudioLabelMap'];
+type LabelMapRequest = components['schemas']['LabelStudioLabelMapRequest'];
+
+const labelMapBody = (v: LabelMapView): LabelMapResponse => ({
+  project: v.projectId,
+  labelMap: { ...v.labelMap },
+  source: v.source,
+  updatedAt: v.updatedMs === null ? null : new Date(v.updatedMs).toISOString(),
+});
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
@@ -31,6 +53,13 @@ function presented(req: Request): string | undefined {
 }
 
 const ROUTES = new Set(['/label-studio/health', '/label-studio/setup', '/label-studio/predict', '/label-studio/webhook']);
+const LABEL_MAP_ROUTE = '/label-studio/projects/:project/label-map';
+
+/** The route template of a /label-studio path, for logs and metrics; unknown paths share one name. */
+function routeOf(path: string): string {
+  if (ROUTES.has(path)) return path;
+  return /^\/label-studio\/projects\/[^/]+\/label-map$/.test(path) ? LABEL_MAP_ROUTE : '/label-studio/*';
+}
 
 /**
  * Every /label-studio route: 403 while the backend is not configured, 401 without the secret (constant-time compare).
@@ -40,7 +69,7 @@ const ROUTES = new Set(['/label-studio/health', '/label-studio/setup', '/label-s
 export function labelStudioSecret(secret: string | undefined): RequestHandler {
   return (req, res, next) => {
     const route = req.originalUrl.split('?')[0] ?? '';
-    res.locals.route = ROUTES.has(route) ? route : '/label-studio/*';
+    res.locals.route = routeOf(route);
     if (secret === undefined) throw new Forbidden('the Label Studio backend is off: set LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY and ASM_FER_LABEL_STUDIO_SECRET');
     const given = presented(req);
     if (given === undefined || !timingSafeEqual(digest(given), digest(secret))) {
@@ -88,13 +117,15 @@ export function labelStudioRouter(deps: HttpDeps): Router {
   const { backend, worker } = ls;
 
   router.get('/label-studio/health', (_req, res) => {
-    res.json({ status: 'UP', model_version: modelVersion(deps.host.current.manifest) });
+    // Still UP with silent projects: Label Studio reads a health that is not UP as the backend being down.
+    const silent = silentProjects(backend).map((p) => ({ project: p.projectId, since: new Date(p.sinceMs).toISOString(), missed: p.missed }));
+    res.json({ status: 'UP', model_version: modelVersion(deps.host.current.manifest), silent_projects: silent } satisfies HealthResponse);
   });
 
   router.post('/label-studio/setup', (req, res) => {
     const body = req.body as { schema: string; project?: unknown };
     try {
-      const { modelVersion: version } = setup(backend, body.schema);
+      const { modelVersion: version } = setup(backend, body.schema, projectIdOf(body.project), Date.now());
       res.json({ model_version: version } satisfies SetupResponse);
     } catch (err) {
       refused(err, deps.host.current.manifest.classes, logOf(res), body.project);
@@ -105,10 +136,21 @@ export function labelStudioRouter(deps: HttpDeps): Router {
     if (!deps.readiness.isReady()) throw new NotReady();
     const body = req.body as { tasks: PredictTask[]; label_config: string; project?: unknown };
     try {
-      res.json(await predictTasks(backend, body.label_config, body.tasks, signalOf(res)));
+      res.json(await predictTasks(backend, body.label_config, body.tasks, projectIdOf(body.project), signalOf(res)));
     } catch (err) {
       refused(err, deps.host.current.manifest.classes, logOf(res), body.project);
     }
+  });
+
+  // The contract has checked the project id (a positive integer) and the map's shape and size.
+  router.get(LABEL_MAP_ROUTE, (req, res) => {
+    res.json(labelMapBody(getLabelMap(backend, Number(req.params.project))));
+  });
+  router.put(LABEL_MAP_ROUTE, (req, res) => {
+    res.json(labelMapBody(putLabelMap(backend, Number(req.params.project), req.body as LabelMapRequest, Date.now())));
+  });
+  router.delete(LABEL_MAP_ROUTE, (req, res) => {
+    res.json(labelMapBody(deleteLabelMap(backend, Number(req.params.project), Date.now())));
   });
 
   router.post('/label-studio/webhook', (req, res) => {

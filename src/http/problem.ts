@@ -28,6 +28,19 @@ interface BodyParserError {
   type: string;
   message: string;
   limit?: number;
+  /** The raw body, on entity.parse.failed. */
+  body?: unknown;
+}
+
+/** What a JSON body is when it parses but is no object or array (body-parser's strict mode refuses those), else undefined. */
+function jsonScalarKind(body: unknown): string | undefined {
+  if (typeof body !== 'string') return undefined;
+  try {
+    const v: unknown = JSON.parse(body);
+    return v === null ? 'null' : typeof v === 'object' ? undefined : `a ${typeof v}`;
+  } catch {
+    return undefined;
+  }
 }
 
 function isBodyParserError(err: unknown): err is BodyParserError {
@@ -70,7 +83,12 @@ export function toAppError(err: unknown, path = '', context: ProblemContext = {}
   }
   if (isBodyParserError(err)) {
     if (err.type === 'entity.too.large') return new PayloadTooLarge(`the JSON body is larger than ${err.limit ?? 'the limit of'} bytes (ASM_FER_MAX_JSON_BYTES)`);
-    if (err.type === 'entity.parse.failed') return new BadRequest(`malformed JSON body: ${err.message}`);
+    if (err.type === 'entity.parse.failed') {
+      // Strict mode words a valid scalar as a syntax error ("Unexpected token '4', "42" is not valid JSON"); every JSON
+      // body of the contract is an object, so say that instead.
+      const scalar = jsonScalarKind(err.body);
+      return new BadRequest(scalar ? `the JSON body must be an object; this one is ${scalar}` : `malformed JSON body: ${err.message}`);
+    }
     if (err.status === 415) return new UnsupportedMedia(err.message);
     return err.status >= 400 && err.status < 500 ? new BadRequest(err.message) : undefined;
   }

@@ -1,11 +1,12 @@
 // asm-fer as a Label Studio ML backend, as plain functions: setup (check a project's labeling config), predict
-// (pre-annotate tasks), receive a webhook (queue its annotation events durably), and process one queued event (fetch
-// the task and image, audit the submitted choice into the trail, write the verdict back as a prediction).
+// (pre-annotate tasks), a project's own label map (get, set, remove), receive a webhook (queue its annotation events
+// durably), sweep the connected projects (and tell which are silent), and process one queued event (fetch the task and
+// image, audit the submitted choice into the trail, write the verdict back as a prediction).
 import { createHash } from 'node:crypto';
 import { auditFaces } from '../audit/audit-face.js';
 import type { NewAuditRecord } from '../audit/judge.js';
 import type { AuditTrail } from '../audit/trail.js';
-import { AppError, BadRequest } from '../errors.js';
+import { AppError, BadRequest, LabelMapRefused } from '../errors.js';
 import { findFaces, pickFace, type FindOptions, type FoundFace, type ImageFaces } from '../faces/find-faces.js';
 import type { FaceDetector } from '../faces/detector.js';
 import type { PixelBudget, PixelLease } from '../image/pixel-budget.js';
@@ -23,8 +24,16 @@ export interface BackendDeps {
   trail: AuditTrail;
   client: LabelStudioClient;
   queue: EventQueue;
-  /** Label Studio choice → model class, for choices not named like a class (ASM_FER_LABEL_STUDIO_LABEL_MAP). */
+  /**
+   * Label Studio choice → model class, for choices not named like a class (ASM_FER_LABEL_STUDIO_LABEL_MAP): the map of
+   * every project that has none of its own (PUT /label-studio/projects/{id}/label-map).
+   */
   labelMap: Readonly<Record<string, string>>;
+  /**
+   * When a webhook last named each project, in this process: whether one came since the previous sweep is what tells a
+   * project whose webhook is lost or refused from one that is merely quiet. In memory, as it changes on every webhook.
+   */
+  heard: Map<number, number>;
   /** How images are searched for their face, as /v1/audit does with ?detect=auto. */
   faces: { maxPixels: number; autoMaxSide: number; detector: FaceDetector; pixels: PixelBudget };
   /** Keep audited images in the trail (ASM_FER_AUDIT_STORE_IMAGES). */
@@ -60,10 +69,89 @@ export function asEventFailure(err: unknown): EventFailure {
 
 // ---- setup and predict -------------------------------------------------------------------------------------------
 
-/** POST /setup: the project's question, or LabelConfigError saying why the config cannot be audited. */
-export function setup(deps: Pick<BackendDeps, 'host' | 'labelMap'>, schema: string): { question: ChoiceQuestion; modelVersion: string } {
+/**
+ * The project id in what Label Studio sends as `project` to /setup and /predict ("<id>.<created-at seconds>"), or in a
+ * bare id; undefined when there is none.
+ */
+export function projectIdOf(project: unknown): number | undefined {
+  if (typeof project === 'number') return Number.isSafeInteger(project) && project > 0 ? project : undefined;
+  const m = typeof project === 'string' ? /^\s*(\d{1,15})(?:\.\d*)?\s*$/.exec(project) : null;
+  const id = m ? Number(m[1]) : 0;
+  return id > 0 ? id : undefined;
+}
+
+/** The label map a project's choices are read with: its own when it has one, else the environment's. */
+export function labelMapFor(deps: Pick<BackendDeps, 'queue' | 'labelMap'>, projectId: number | undefined): Readonly<Record<string, string>> {
+  return (projectId === undefined ? undefined : deps.queue.project(projectId)?.labelMap) ?? deps.labelMap;
+}
+
+/**
+ * POST /setup: the project's question, or LabelConfigError saying why the config cannot be audited. An accepted
+ * project is connected: it is swept from now on, so its annotations are audited even while its webhook is silent.
+ */
+export function setup(deps: Pick<BackendDeps, 'host' | 'labelMap' | 'queue'>, schema: string, projectId: number | undefined, nowMs: number): { question: ChoiceQuestion; modelVersion: string } {
   const { manifest } = deps.host.current;
-  return { question: choiceQuestion(schema, manifest.classes, deps.labelMap), modelVersion: modelVersion(manifest) };
+  const question = choiceQuestion(schema, manifest.classes, labelMapFor(deps, projectId));
+  if (projectId !== undefined) deps.queue.markConnected(projectId, nowMs);
+  return { question, modelVersion: modelVersion(manifest) };
+}
+
+/** A project's label map as the API shows it: its own, or the environment's default. */
+export interface LabelMapView {
+  projectId: number;
+  labelMap: Readonly<Record<string, string>>;
+  source: 'project' | 'default';
+  /** When the project's own map was set; null for the default. */
+  updatedMs: number | null;
+}
+
+/** GET /label-studio/projects/{id}/label-map: the map the project's choices are read with. */
+export function getLabelMap(deps: Pick<BackendDeps, 'queue' | 'labelMap'>, projectId: number): LabelMapView {
+  const own = deps.queue.project(projectId);
+  if (own?.labelMap) return { projectId, labelMap: own.labelMap, source: 'project', updatedMs: own.labelMapMs };
+  return { projectId, labelMap: deps.labelMap, source: 'default', updatedMs: null };
+}
+
+/**
+ * PUT /label-studio/projects/{id}/label-map: the project's own map, which replaces the environment's for it (choices
+ * named like a class still match by name). Every class must be one of the served model's, else LabelMapRefused; the
+ * contract bounds the map's size and its names. Applies from the next /setup, prediction or event of the project.
+ */
+export function putLabelMap(deps: Pick<BackendDeps, 'host' | 'queue' | 'labelMap'>, projectId: number, labelMap: Readonly<Record<string, string>>, nowMs: number): LabelMapView {
+  const { classes } = deps.host.current.manifest;
+  const unknown = [...new Set(Object.values(labelMap))].filter((c) => !classes.includes(c));
+  if (unknown.length > 0) {
+    const choices = Object.keys(labelMap).filter((k) => unknown.includes(labelMap[k] as string));
+    throw new LabelMapRefused(
+      `class(es) ${unknown.map((c) => JSON.stringify(c)).join(', ')} (of choice(s) ${choices.map((c) => JSON.stringify(c)).join(', ')}) are not classes of the served model (${classes.join(', ')})`,
+      unknown,
+      classes,
+    );
+  }
+  deps.queue.setLabelMap(projectId, { ...labelMap }, nowMs);
+  return getLabelMap(deps, projectId);
+}
+
+/** DELETE /label-studio/projects/{id}/label-map: the project goes back to the environment's map. */
+export function deleteLabelMap(deps: Pick<BackendDeps, 'queue' | 'labelMap'>, projectId: number, nowMs: number): LabelMapView {
+  if (deps.queue.project(projectId)?.labelMap) deps.queue.setLabelMap(projectId, null, nowMs);
+  return getLabelMap(deps, projectId);
+}
+
+/** A connected project whose webhook is silent: annotations changed and no webhook said so. */
+export interface SilentProject {
+  projectId: number;
+  sinceMs: number;
+  /** Annotation changes the sweeps found since, which no webhook brought. */
+  missed: number;
+}
+
+/** The projects that are silent now (GET /label-studio/health, asm_fer_label_studio_silent_projects). */
+export function silentProjects(deps: Pick<BackendDeps, 'queue'>): SilentProject[] {
+  return deps.queue
+    .projectStates()
+    .filter((p) => p.silentSinceMs !== null)
+    .map((p) => ({ projectId: p.projectId, sinceMs: p.silentSinceMs as number, missed: p.missed }));
 }
 
 /** The one face in `image`, searched as /v1/audit does with ?detect=auto; its pixels are reserved from `lease`. */
@@ -110,9 +198,15 @@ export interface PredictTask {
  * POST /predict: one prediction per task, in task order. A task whose image cannot be fetched or has no single face
  * gets an entry without `result` (Label Studio skips such entries and keeps the order of the others).
  */
-export async function predictTasks(deps: Pick<BackendDeps, 'host' | 'labelMap' | 'client' | 'faces'>, labelConfig: string, tasks: readonly PredictTask[], signal?: AbortSignal) {
+export async function predictTasks(
+  deps: Pick<BackendDeps, 'host' | 'labelMap' | 'queue' | 'client' | 'faces'>,
+  labelConfig: string,
+  tasks: readonly PredictTask[],
+  projectId: number | undefined,
+  signal?: AbortSignal,
+) {
   return deps.host.use(async (served) => {
-    const question = choiceQuestion(labelConfig, served.manifest.classes, deps.labelMap);
+    const question = choiceQuestion(labelConfig, served.manifest.classes, labelMapFor(deps, projectId));
     const version = modelVersion(served.manifest);
     const results = [];
     // One task at a time: the batcher merges concurrent work from other requests, and Label Studio waits for the whole answer.
@@ -187,55 +281,106 @@ export function webhookEvents(body: Record<string, unknown>): AnnotationEvent[] 
   return [];
 }
 
-/**
- * Catches up with what Label Studio did while asm-fer was not listening (it does not resend a webhook that failed):
- * every annotation of the projects seen so far whose current version (`updated_at`) was never queued is queued as a
- * creation or an update, and every audited annotation that is gone, as a deletion. One task-list page and one
- * annotation list per task with annotations: run once at start.
- */
-export async function sweep(deps: Pick<BackendDeps, 'client' | 'queue'>, nowMs: number): Promise<{ annotations: number; queued: number }> {
-  const PAGE = 100;
-  let annotations = 0;
-  let queued = 0;
-  const enqueue = (e: AnnotationEvent) => {
-    if (deps.queue.enqueue(e, nowMs).queued) queued++;
-  };
-  for (const projectId of deps.queue.projects()) {
-    for (let page = 1, seen = 0; ; page++) {
-      const { tasks, total } = await deps.client.listTasks(projectId, page, PAGE);
-      for (const task of tasks) {
-        const present = (task.total_annotations ?? 1) > 0 ? await deps.client.listAnnotations(task.id) : [];
-        const ids = new Set<number>();
-        for (const a of present) {
-          const id = idOf(a.id);
-          if (id === undefined) continue;
-          ids.add(id);
-          annotations++;
-          const known = deps.queue.annotation(id) !== undefined;
-          let events: AnnotationEvent[];
-          try {
-            events = webhookEvents({ action: known ? 'ANNOTATION_UPDATED' : 'ANNOTATION_CREATED', annotation: { task: task.id, ...a }, project: { id: projectId } });
-          } catch {
-            continue;
-          }
-          for (const e of events) if (!deps.queue.hasEvent(e.annotationId, e.updatedAt)) enqueue(e);
-        }
-        for (const gone of deps.queue.liveAnnotationsOfTask(task.id)) {
-          if (!ids.has(gone)) enqueue({ action: 'ANNOTATION_DELETED', annotationId: gone, taskId: task.id, projectId, completedBy: null, updatedAt: '', result: [] });
-        }
-      }
-      seen += tasks.length;
-      if (tasks.length === 0 || seen >= total) break;
-    }
-  }
-  return { annotations, queued };
+/** What one sweep did: annotations seen, events queued, projects found silent, projects it could not sweep. */
+export interface SweepResult {
+  annotations: number;
+  queued: number;
+  /** Projects whose changes this sweep found although no webhook named them meanwhile, with how many it found. */
+  silent: { projectId: number; missed: number }[];
+  /** Projects it could not sweep for a reason retrying will not cure (e.g. the project is gone), with that reason. */
+  failed: { projectId: number; reason: string }[];
 }
 
-/** Enqueues every event of the body (durably, before the webhook answers); returns how many were new. */
-export function receiveWebhook(deps: Pick<BackendDeps, 'queue'>, body: Record<string, unknown>, nowMs: number): { events: number; queued: number } {
+/**
+ * Catches up with what Label Studio did while asm-fer was not listening (it does not resend a webhook that failed):
+ * every annotation of the projects to sweep (seen in an event or connected through /setup) whose current version
+ * (`updated_at`) was never queued is queued as a creation or an update, and every audited annotation that is gone, as
+ * a deletion. One task-list page per 100 tasks and one annotation list per task with annotations.
+ *
+ * A project whose changes were found so, with no webhook naming it since `sinceMs` (the start of the previous sweep),
+ * is marked silent until its next webhook: its webhook is lost or refused (Label Studio creates it without the
+ * secret). The first sweep of a process has no previous one: it marks only projects no webhook ever named, so what
+ * changed while the service was down does not count against a project whose webhook works. Annotations that predate
+ * the project's connection (/setup) are no webhook's to announce: until a sweep has gone through the project once,
+ * only those updated after /setup accepted it (and deletions of audited ones) count. A project that fails with
+ * a permanent reason is reported and the others are swept; a transient failure is thrown once all were tried, so the
+ * worker sweeps again after a back-off.
+ */
+export async function sweep(deps: Pick<BackendDeps, 'client' | 'queue' | 'heard'>, nowMs: number, sinceMs?: number): Promise<SweepResult> {
+  const PAGE = 100;
+  const result: SweepResult = { annotations: 0, queued: 0, silent: [], failed: [] };
+  let retry: EventFailure | undefined;
+  for (const projectId of deps.queue.projects()) {
+    const before = deps.queue.project(projectId);
+    const afterConnect = (e: AnnotationEvent) => before?.connectedMs != null && Date.parse(e.updatedAt) >= before.connectedMs;
+    let queued = 0;
+    let missed = 0;
+    const enqueue = (e: AnnotationEvent) => {
+      if (!deps.queue.enqueue(e, nowMs).queued) return;
+      queued++;
+      if (before?.sweptMs != null || e.action === 'ANNOTATION_DELETED' || afterConnect(e)) missed++;
+    };
+    try {
+      for (let page = 1, seen = 0; ; page++) {
+        const { tasks, total } = await deps.client.listTasks(projectId, page, PAGE);
+        for (const task of tasks) {
+          const present = (task.total_annotations ?? 1) > 0 ? await deps.client.listAnnotations(task.id) : [];
+          const ids = new Set<number>();
+          for (const a of present) {
+            const id = idOf(a.id);
+            if (id === undefined) continue;
+            ids.add(id);
+            result.annotations++;
+            const known = deps.queue.annotation(id) !== undefined;
+            let events: AnnotationEvent[];
+            try {
+              events = webhookEvents({ action: known ? 'ANNOTATION_UPDATED' : 'ANNOTATION_CREATED', annotation: { task: task.id, ...a }, project: { id: projectId } });
+            } catch {
+              continue;
+            }
+            for (const e of events) if (!deps.queue.hasEvent(e.annotationId, e.updatedAt)) enqueue(e);
+          }
+          for (const gone of deps.queue.liveAnnotationsOfTask(task.id)) {
+            if (!ids.has(gone)) enqueue({ action: 'ANNOTATION_DELETED', annotationId: gone, taskId: task.id, projectId, completedBy: null, updatedAt: '', result: [] });
+          }
+        }
+        seen += tasks.length;
+        if (tasks.length === 0 || seen >= total) break;
+      }
+    } catch (err) {
+      const f = asEventFailure(err);
+      if (f.transient) retry ??= f;
+      else result.failed.push({ projectId, reason: f.reason });
+      continue;
+    } finally {
+      result.queued += queued;
+    }
+    deps.queue.markSwept(projectId, nowMs);
+    // Read after the project's sweep: a webhook that came while it ran was heard.
+    const heard = sinceMs === undefined ? deps.queue.project(projectId)?.firstWebhookMs != null : (deps.heard.get(projectId) ?? -Infinity) >= sinceMs;
+    if (missed > 0 && !heard) {
+      deps.queue.markSilent(projectId, missed, nowMs);
+      result.silent.push({ projectId, missed });
+    }
+  }
+  if (retry) throw retry;
+  return result;
+}
+
+/**
+ * Enqueues every event of the body (durably, before the webhook answers); returns how many were new. The projects it
+ * names are heard from: none of them is silent any more.
+ */
+export function receiveWebhook(deps: Pick<BackendDeps, 'queue' | 'heard'>, body: Record<string, unknown>, nowMs: number): { events: number; queued: number } {
   const events = webhookEvents(body);
   let queued = 0;
   for (const e of events) if (deps.queue.enqueue(e, nowMs).queued) queued++;
+  const projects = new Set([...events.map((e) => e.projectId), idOf(body.project) ?? 0]);
+  projects.delete(0);
+  for (const p of projects) {
+    deps.heard.set(p, nowMs);
+    deps.queue.noteWebhook(p, nowMs);
+  }
   return { events: events.length, queued };
 }
 
@@ -285,7 +430,7 @@ export async function processEvent(deps: BackendDeps, key: string, e: Annotation
   }
   const auditId = auditIdOf(key);
   const task = await deps.client.getTask(e.taskId);
-  const question = choiceQuestion(await deps.client.getLabelConfig(e.projectId), deps.host.current.manifest.classes, deps.labelMap);
+  const question = choiceQuestion(await deps.client.getLabelConfig(e.projectId), deps.host.current.manifest.classes, labelMapFor(deps, e.projectId));
   const choice = submittedChoice(e.result, question);
   if (choice === undefined) return { kind: 'skipped', reason: 'no-choice' };
   const label = question.classOf[choice];

@@ -73,8 +73,8 @@ export function scanTags(xml: string): Tag[] {
 const isSingle = (t: Tag) => (t.attrs.choice ?? 'single').startsWith('single');
 
 /**
- * The project's single-choice image question, its choices mapped onto `classes`: by `mapping` (choice → class, from
- * ASM_FER_LABEL_STUDIO_LABEL_MAP) first, else by name ignoring case. Throws LabelConfigError naming what is wrong: no
+ * The project's single-choice image question, its choices mapped onto `classes`: by `mapping` (choice → class: the
+ * project's own label map, else ASM_FER_LABEL_STUDIO_LABEL_MAP) first, else by name ignoring case. Throws LabelConfigError naming what is wrong: no
  * image, no single-choice question about one, several such questions, or choices that map onto no class.
  */
 export function choiceQuestion(xml: string, classes: readonly string[], mapping: Readonly<Record<string, string>> = {}): ChoiceQuestion {
@@ -109,7 +109,7 @@ export function choiceQuestion(xml: string, classes: readonly string[], mapping:
   }
   if (unmapped.length > 0) {
     throw new LabelConfigError(
-      `choice(s) ${unmapped.map((c) => JSON.stringify(c)).join(', ')} of <Choices name="${q.attrs.name}"> map onto none of the model's classes (${classes.join(', ')}); rename them or map them with ASM_FER_LABEL_STUDIO_LABEL_MAP="Choice=class,..."`,
+      `choice(s) ${unmapped.map((c) => JSON.stringify(c)).join(', ')} of <Choices name="${q.attrs.name}"> map onto none of the model's classes (${classes.join(', ')}); rename them, or map them for this project (PUT /label-studio/projects/<id>/label-map {"Choice": "class"}) or for every project (ASM_FER_LABEL_STUDIO_LABEL_MAP="Choice=class,...")`,
       unmapped,
     );
   }

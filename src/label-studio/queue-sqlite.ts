@@ -7,14 +7,15 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type Database from 'better-sqlite3';
 import { openDurable } from '../audit/sqlite-store.js';
-import type { AnnotationEvent, AnnotationState, EventOutcome, EventQueue, QueuedEvent, QueueStats } from './queue.js';
+import type { AnnotationEvent, AnnotationState, EventOutcome, EventQueue, ProjectState, QueuedEvent, QueueStats } from './queue.js';
 import { eventKey } from './queue.js';
 
 export const QUEUE_DB_FILE = 'label-studio.db';
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
-const SCHEMA_SQL = `
+/** Layout 1: the events and the annotations' states. Kept as it was, so a new file goes through the same migrations as an old one. */
+const SCHEMA_V1_SQL = `
 CREATE TABLE IF NOT EXISTS ls_events (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   key TEXT NOT NULL UNIQUE,
@@ -40,6 +41,45 @@ CREATE INDEX IF NOT EXISTS ls_annotations_prediction ON ls_annotations (predicti
 CREATE INDEX IF NOT EXISTS ls_annotations_task ON ls_annotations (task_id);
 `;
 
+/**
+ * Layout N (index N - 2): what turns layout N - 1 into N. 2: per-project state (issue 33): the label map set through
+ * the API, when /setup connected the project, and whether its webhook has been heard (the silent-project signal).
+ */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE ls_projects (
+    project_id INTEGER PRIMARY KEY,
+    label_map TEXT,
+    label_map_ms INTEGER,
+    connected_ms INTEGER,
+    swept_ms INTEGER,
+    first_webhook_ms INTEGER,
+    silent_since_ms INTEGER,
+    missed INTEGER NOT NULL DEFAULT 0
+  )`,
+];
+
+interface ProjectRow {
+  project_id: number;
+  label_map: string | null;
+  label_map_ms: number | null;
+  connected_ms: number | null;
+  swept_ms: number | null;
+  first_webhook_ms: number | null;
+  silent_since_ms: number | null;
+  missed: number;
+}
+
+const projectState = (r: ProjectRow): ProjectState => ({
+  projectId: r.project_id,
+  labelMap: r.label_map === null ? null : (JSON.parse(r.label_map) as Record<string, string>),
+  labelMapMs: r.label_map_ms,
+  connectedMs: r.connected_ms,
+  sweptMs: r.swept_ms,
+  firstWebhookMs: r.first_webhook_ms,
+  silentSinceMs: r.silent_since_ms,
+  missed: r.missed,
+});
+
 export class SqliteEventQueue implements EventQueue {
   private constructor(private readonly db: Database.Database) {}
 
@@ -51,8 +91,12 @@ export class SqliteEventQueue implements EventQueue {
     try {
       const version = db.pragma('user_version', { simple: true }) as number;
       if (version > SCHEMA_VERSION) throw new Error(`${QUEUE_DB_FILE} layout ${version} is newer than this service's ${SCHEMA_VERSION}`);
-      db.exec(SCHEMA_SQL);
-      db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      // One transaction: a start killed half-way leaves the file at its old layout, migrated again next time.
+      db.transaction(() => {
+        db.exec(SCHEMA_V1_SQL);
+        for (let v = Math.max(version, 1) + 1; v <= SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v - 2] as string);
+        db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      })();
     } catch (err) {
       db.close();
       throw err;
@@ -119,8 +163,62 @@ export class SqliteEventQueue implements EventQueue {
   }
 
   projects(): number[] {
-    const rows = this.db.prepare(`SELECT DISTINCT json_extract(event, '$.projectId') AS p FROM ls_events WHERE json_extract(event, '$.projectId') > 0 ORDER BY p`).all() as { p: number }[];
+    const rows = this.db
+      .prepare(
+        `SELECT json_extract(event, '$.projectId') AS p FROM ls_events WHERE json_extract(event, '$.projectId') > 0
+         UNION SELECT project_id AS p FROM ls_projects WHERE connected_ms IS NOT NULL ORDER BY p`,
+      )
+      .all() as { p: number }[];
     return rows.map((r) => r.p);
+  }
+
+  project(projectId: number): ProjectState | undefined {
+    const row = this.db.prepare(`SELECT * FROM ls_projects WHERE project_id = ?`).get(projectId) as ProjectRow | undefined;
+    return row && projectState(row);
+  }
+
+  projectStates(): ProjectState[] {
+    return (this.db.prepare(`SELECT * FROM ls_projects ORDER BY project_id`).all() as ProjectRow[]).map(projectState);
+  }
+
+  setLabelMap(projectId: number, labelMap: Readonly<Record<string, string>> | null, nowMs: number): void {
+    this.db
+      .prepare(
+        `INSERT INTO ls_projects (project_id, label_map, label_map_ms) VALUES (?, ?, ?)
+         ON CONFLICT (project_id) DO UPDATE SET label_map = excluded.label_map, label_map_ms = excluded.label_map_ms`,
+      )
+      .run(projectId, labelMap === null ? null : JSON.stringify(labelMap), labelMap === null ? null : nowMs);
+  }
+
+  markConnected(projectId: number, nowMs: number): void {
+    this.db.prepare(`INSERT INTO ls_projects (project_id, connected_ms) VALUES (?, ?) ON CONFLICT (project_id) DO UPDATE SET connected_ms = excluded.connected_ms`).run(projectId, nowMs);
+  }
+
+  markSwept(projectId: number, nowMs: number): void {
+    this.db.prepare(`INSERT INTO ls_projects (project_id, swept_ms) VALUES (?, ?) ON CONFLICT (project_id) DO UPDATE SET swept_ms = excluded.swept_ms`).run(projectId, nowMs);
+  }
+
+  noteWebhook(projectId: number, nowMs: number): void {
+    // Read first: every webhook comes through here, and a synced write for each would double the webhook's cost.
+    const row = this.db.prepare(`SELECT first_webhook_ms, silent_since_ms FROM ls_projects WHERE project_id = ?`).get(projectId) as
+      | Pick<ProjectRow, 'first_webhook_ms' | 'silent_since_ms'>
+      | undefined;
+    if (row && row.first_webhook_ms !== null && row.silent_since_ms === null) return;
+    this.db
+      .prepare(
+        `INSERT INTO ls_projects (project_id, first_webhook_ms) VALUES (?, ?)
+         ON CONFLICT (project_id) DO UPDATE SET first_webhook_ms = COALESCE(first_webhook_ms, excluded.first_webhook_ms), silent_since_ms = NULL, missed = 0`,
+      )
+      .run(projectId, nowMs);
+  }
+
+  markSilent(projectId: number, missed: number, nowMs: number): void {
+    this.db
+      .prepare(
+        `INSERT INTO ls_projects (project_id, silent_since_ms, missed) VALUES (?, ?, ?)
+         ON CONFLICT (project_id) DO UPDATE SET silent_since_ms = COALESCE(silent_since_ms, excluded.silent_since_ms), missed = missed + excluded.missed`,
+      )
+      .run(projectId, nowMs, missed);
   }
 
   hasEvent(annotationId: number, updatedAt: string): boolean {

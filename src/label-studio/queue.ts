@@ -1,6 +1,7 @@
 // The durable queue of Label Studio annotation events between the webhook (which only enqueues) and the worker (which
-// fetches, audits and writes back): what an event is, what the worker needs of a queue. queue-sqlite.ts keeps it in
-// SQLite; another store (PostgreSQL) implements the same interface.
+// fetches, audits and writes back): what an event is, what the worker needs of a queue, and what the backend keeps per
+// project (its label map, whether its webhook is heard). queue-sqlite.ts keeps it in SQLite; another store
+// (PostgreSQL) implements the same interface.
 
 export type AnnotationAction = 'ANNOTATION_CREATED' | 'ANNOTATION_UPDATED' | 'ANNOTATION_DELETED';
 
@@ -52,6 +53,28 @@ export interface AnnotationState {
   deletedMs: number | null;
 }
 
+/**
+ * What the store keeps of one Label Studio project: its own label map, and what tells a connected project from one
+ * whose webhook is silent.
+ */
+export interface ProjectState {
+  projectId: number;
+  /** Choice → model class for this project (PUT /label-studio/projects/{id}/label-map); null: the environment's map applies. */
+  labelMap: Record<string, string> | null;
+  /** When the label map was last set; null while it has none. */
+  labelMapMs: number | null;
+  /** When /setup last accepted the project's labeling config (Label Studio connected the backend); null if never. */
+  connectedMs: number | null;
+  /** When a sweep last went through all of the project's tasks; null if none has. */
+  sweptMs: number | null;
+  /** When a webhook first named the project; null while none has. */
+  firstWebhookMs: number | null;
+  /** Since when the project is silent: a sweep found annotation changes no webhook announced, and none has come since. */
+  silentSinceMs: number | null;
+  /** Annotation changes the sweeps found while the project is silent. */
+  missed: number;
+}
+
 export interface QueueStats {
   /** Events not yet done (waiting or retrying). */
   depth: number;
@@ -80,8 +103,22 @@ export interface EventQueue {
   fail(seq: number, reason: string, nowMs: number): void;
   annotation(annotationId: number): AnnotationState | undefined;
   saveAnnotation(state: AnnotationState): void;
-  /** Projects of the events queued so far: the ones a sweep looks at. */
+  /** Projects to sweep: those of the events queued so far and those connected through /setup. */
   projects(): number[];
+  /** What the store keeps of project `projectId`, or undefined when it keeps nothing. */
+  project(projectId: number): ProjectState | undefined;
+  /** Every project the store keeps a state of, by id. */
+  projectStates(): ProjectState[];
+  /** Sets (or, with null, removes) the project's own label map. */
+  setLabelMap(projectId: number, labelMap: Readonly<Record<string, string>> | null, nowMs: number): void;
+  /** /setup accepted the project's config: from now on it is swept. */
+  markConnected(projectId: number, nowMs: number): void;
+  /** A webhook named the project: it is not silent (any more). Writes only when that changes what is stored. */
+  noteWebhook(projectId: number, nowMs: number): void;
+  /** A sweep went through all of the project's tasks. */
+  markSwept(projectId: number, nowMs: number): void;
+  /** A sweep found `missed` annotation changes of the project that no webhook announced, and none came meanwhile. */
+  markSilent(projectId: number, missed: number, nowMs: number): void;
   /** Whether a creation or update of the annotation with this `updated_at` was ever queued. */
   hasEvent(annotationId: number, updatedAt: string): boolean;
   /** Annotations of the task with an audit and no deletion yet. */

@@ -15,7 +15,7 @@ export interface WorkerOptions {
   sweepMs: number;
 }
 
-type WorkerMetrics = Pick<Metrics, 'recordLabelStudioEvent' | 'recordLabelStudioFailure'>;
+type WorkerMetrics = Pick<Metrics, 'recordLabelStudioEvent' | 'recordLabelStudioFailure' | 'recordLabelStudioSwept'>;
 
 /** Delay before attempt `attempts + 1`: base * 2^attempts, capped, with up to 20 % jitter so retries do not march in step. */
 export function backoffMs(attempts: number, opts: Pick<WorkerOptions, 'retryBaseMs' | 'retryMaxMs'>, random = Math.random): number {
@@ -28,6 +28,8 @@ export class EventWorker {
   private sweepTimer: NodeJS.Timeout | undefined;
   /** The sweep in progress, if any: at most one at a time, so a slow Label Studio never has sweeps pile up. */
   private sweeping: Promise<void> | undefined;
+  /** When the last sweep that ended well began: webhooks since then are what a project was heard by. */
+  private lastSweepMs: number | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
 
@@ -52,11 +54,25 @@ export class EventWorker {
 
   private sweep(failures: number, first = false): void {
     if (this.stopped) return;
-    this.sweeping = sweep(this.deps, this.now()).then(
+    const startedMs = this.now();
+    this.sweeping = sweep(this.deps, startedMs, this.lastSweepMs).then(
       (r) => {
+        this.lastSweepMs = startedMs;
+        this.metrics.recordLabelStudioSwept(r.queued);
         // The start-up sweep always reports; a periodic one only when it found something, so an idle project is quiet.
-        if (first || r.queued > 0) this.logger.info({ ...r, periodic: !first }, 'label studio sweep done: annotations no webhook brought are queued');
-        else this.logger.debug(r, 'label studio sweep done: nothing missed');
+        const { silent, failed, ...counts } = r;
+        if (first || r.queued > 0) this.logger.info({ ...counts, periodic: !first }, 'label studio sweep done: annotations no webhook brought are queued');
+        else this.logger.debug(counts, 'label studio sweep done: nothing missed');
+        for (const s of silent) {
+          this.logger.warn(
+            { project: s.projectId, missed: s.missed },
+            `Label Studio project ${s.projectId} is silent: ${s.missed} annotation change(s) came without a webhook; check that the project's webhook sends Authorization: Bearer <ASM_FER_LABEL_STUDIO_SECRET>`,
+          );
+        }
+        for (const f of failed) {
+          this.metrics.recordLabelStudioFailure(f.reason);
+          this.logger.warn({ project: f.projectId, reason: f.reason }, `label studio sweep skipped project ${f.projectId}: ${f.reason}`);
+        }
         if (r.queued > 0) this.wake();
         if (this.opts.sweepMs > 0 && !this.stopped) {
           this.sweepTimer = setTimeout(() => this.sweep(0), this.opts.sweepMs);
@@ -68,6 +84,8 @@ export class EventWorker {
         this.metrics.recordLabelStudioFailure(f.reason);
         const wait = backoffMs(failures, this.opts);
         this.logger.warn({ reason: f.reason, detail: f.message, retryInMs: wait }, 'label studio sweep failed; will retry');
+        // What it queued before failing is drained now, not at the next webhook.
+        this.wake();
         this.sweepTimer = setTimeout(() => this.sweep(failures + 1, first), wait);
         this.sweepTimer.unref();
       },

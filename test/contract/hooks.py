@@ -8,7 +8,8 @@ Three things, each because openapi.yaml alone cannot say it:
 2. The served model's classes. The contract says a label "must be one of the model's classes" (GET /v1/models);
    which classes is a property of the deployed bundle, so the fuzz pins them as an enum for the bundle it serves
    (ASM_FER_FUZZ_CLASSES). Positive cases then send real labels and reach the auditor and the audit trail; negative
-   cases send anything else and must get 400.
+   cases send anything else and must get 400. The classes of a Label Studio project's label map are pinned the same
+   way (a class that is not the bundle's is 422 `label-map`).
 3. EXCLUSIONS below: the answers that are right although a check calls them failures, each with its reason.
    Nothing else is dropped; every dropped failure is counted in the run's summary ("dropped by filter_failure").
 """
@@ -66,6 +67,7 @@ def before_load_schema(context: Any, raw_schema: dict[str, Any]) -> None:
     one, many = label["oneOf"]
     one["enum"] = CLASSES
     many["items"]["enum"] = CLASSES
+    raw_schema["components"]["schemas"]["LabelStudioLabelMapRequest"]["additionalProperties"]["enum"] = CLASSES
 
 
 # ---- 3. exclusions ----------------------------------------------------------------------------------------------
@@ -93,7 +95,9 @@ class Exclusion:
         return self.detail is None or re.search(self.detail, str(body.get("detail", ""))) is not None
 
 
-LABEL_STUDIO = ["GET /label-studio/health", "POST /label-studio/setup", "POST /label-studio/predict", "POST /label-studio/webhook"]
+LABEL_STUDIO = ["GET /label-studio/health", "POST /label-studio/setup", "POST /label-studio/predict", "POST /label-studio/webhook",
+                "GET /label-studio/projects/{project}/label-map", "PUT /label-studio/projects/{project}/label-map",
+                "DELETE /label-studio/projects/{project}/label-map"]
 ACCEPTED = "ST202"  # positive_data_acceptance: a schema-valid request was refused
 MISSING_HEADER = "ST203"  # missing_required_header: no Authorization, and the answer was not 401
 

@@ -77,7 +77,7 @@ describe('the /label-studio routes', () => {
     const res = await request(t.app).get('/label-studio/health').set('authorization', basic);
     expect(res.status).toBe(200);
     expectContract('GET', '/label-studio/health', res);
-    expect(res.body).toEqual({ status: 'UP', model_version: `${t.bundle.manifest.name}-${t.bundle.manifest.version}` });
+    expect(res.body).toEqual({ status: 'UP', model_version: `${t.bundle.manifest.name}-${t.bundle.manifest.version}`, silent_projects: [] });
     expect((await request(t.app).get('/label-studio/health').set('authorization', bearer)).status).toBe(200);
   });
 
