@@ -11,11 +11,11 @@
 //
 // Usage: npx tsx bench/audit-eval.ts --data ../shared/data/ferplus [--split FER2013Valid] [--url http://localhost:8080]
 //        [--bundle models/default] [--seeds 0,1,2] [--batch 32] [--peers training/.venv/bin/asm-fer] [--json out.json]
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs, promisify } from 'node:util';
 import { type FerItem, readFerSplit, rng } from './ferplus-split.js';
 
 
@@ -58,21 +58,6 @@ function drawVote(votes: number[], next: () => number): number {
   throw new Error('no votes');
 }
 
-/**
- * POST, retried once when the kept-alive socket was already closed by the server (its keep-alive timeout runs out
- * while cleanlab scores the previous seed, and undici writes into the closed socket: EPIPE / ECONNRESET). Such a
- * request never reached the server, so sending it again cannot record an audit twice.
- */
-async function postOnce(url: string, body: FormData): Promise<Response> {
-  try {
-    return await fetch(url, { method: 'POST', body });
-  } catch (err) {
-    const code = (err as { cause?: { code?: string } }).cause?.code;
-    if (code !== 'EPIPE' && code !== 'ECONNRESET' && code !== 'UND_ERR_SOCKET') throw err;
-    return fetch(url, { method: 'POST', body });
-  }
-}
-
 type Answer = { verdict: Verdict; probs: number[]; quality: number | undefined };
 async function audit(items: FerItem[], labels: number[], classes: string[]): Promise<Answer[]> {
   const out: Answer[] = [];
@@ -83,7 +68,7 @@ async function audit(items: FerItem[], labels: number[], classes: string[]): Pro
       form.append('image', new Blob([readFileSync(item.file)], { type: 'image/png' }), path.basename(item.file));
       form.append('label', classes[labels[i + j] as number] as string);
     });
-    const res = await postOnce(`${args.url}/v1/audit`, form);
+    const res = await fetch(`${args.url}/v1/audit`, { method: 'POST', body: form });
     if (!res.ok) throw new Error(`audit answered ${res.status}: ${await res.text()}`);
     const body = (await res.json()) as { results: { verdict: Verdict; probabilities: Record<string, number>; quality?: number }[] };
     for (const r of body.results) out.push({ verdict: r.verdict, probs: classes.map((c) => r.probabilities[c] as number), quality: r.quality });
@@ -134,8 +119,12 @@ const summary: Record<string, number[]> = Object.fromEntries(Object.keys(rules).
 const rankingSummary: Record<string, { ap: number[]; auroc: number[] }> = {};
 const perSeed: { seed: number; peers: PeerScores }[] = [];
 
-/** cleanlab and the per-class scores, in the training venv (cleanlab is a Python library). */
-function peers(scored: Scored[]): PeerScores {
+/**
+ * cleanlab and the per-class scores, in the training venv (cleanlab is a Python library). Run without blocking the
+ * event loop: while a synchronous child ran (a minute), the service closed the idle kept-alive socket unseen, and the
+ * next seed's first POST was written into it (EPIPE).
+ */
+async function peers(scored: Scored[]): Promise<PeerScores> {
   const dir = mkdtempSync(path.join(tmpdir(), 'audit-eval-'));
   try {
     const lines = scored.map((s) =>
@@ -150,10 +139,15 @@ function peers(scored: Scored[]): PeerScores {
       }),
     );
     writeFileSync(path.join(dir, 'items.jsonl'), lines.join('\n') + '\n');
-    const run = spawnSync(args.peers as string, ['peers', '--in', path.join(dir, 'items.jsonl'), '--out', path.join(dir, 'scores.json'), '--classes', classes.join(',')], {
-      encoding: 'utf8',
-    });
-    if (run.status !== 0) throw new Error(`${args.peers} peers failed (${run.status}): ${run.stderr || run.error}`);
+    try {
+      await promisify(execFile)(args.peers as string, ['peers', '--in', path.join(dir, 'items.jsonl'), '--out', path.join(dir, 'scores.json'), '--classes', classes.join(',')], {
+        encoding: 'utf8',
+        maxBuffer: 64 * 1024 * 1024,
+      });
+    } catch (err) {
+      const e = err as { code?: number; stderr?: string; message: string };
+      throw new Error(`${args.peers} peers failed (${e.code}): ${e.stderr || e.message}`);
+    }
     return JSON.parse(readFileSync(path.join(dir, 'scores.json'), 'utf8')) as PeerScores;
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -185,7 +179,7 @@ for (const seed of args.seeds.split(',').map(Number)) {
     summary[name]?.push(m.f1);
     console.log(`| ${name} | ${m.flagged} | ${fmt(m.precision)} | ${fmt(m.recall)} | ${fmt(m.f1)} |`);
   }
-  const peer = peers(scored);
+  const peer = await peers(scored);
   perSeed.push({ seed, peers: peer });
   for (const [name, r] of Object.entries(peer.rules)) {
     if (name.startsWith('cleanlab')) {
