@@ -22,12 +22,19 @@ if [[ ${EXPORT:-1} != 0 ]]; then
     --weights float16 --tta flip --noisy-base fitted | tee "$OUT.export.log"
 fi
 
-# E4 against a service on this bundle (loopback only), stopped however the bench ends
-ASM_FER_MODEL_DIR=$OUT PORT=$PORT ASM_FER_DATA_DIR=$(mktemp -d) npx tsx src/main.ts > "$OUT.service.log" 2>&1 &
+# E4 against a service on this bundle (loopback only). It runs in a process group of its own (npx -> tsx -> node),
+# and the whole group is stopped however the bench ends: killing npx alone left the server holding the port.
+if curl -s -o /dev/null "localhost:$PORT"; then echo "port $PORT is taken: stop what listens there or set PORT" >&2; exit 1; fi
+ASM_FER_MODEL_DIR=$OUT ASM_FER_HOST=127.0.0.1 PORT=$PORT ASM_FER_DATA_DIR=$(mktemp -d) \
+  setsid npx tsx src/main.ts > "$OUT.service.log" 2>&1 &
 service=$!
-trap 'kill $service 2>/dev/null || true' EXIT
-until curl -sf "localhost:$PORT/v2/health/ready" > /dev/null; do sleep 1; done
+stop_service() { kill -- -"$service" 2>/dev/null || true; }
+trap stop_service EXIT
+until curl -sf "localhost:$PORT/v2/health/ready" > /dev/null; do
+  kill -0 "$service" 2>/dev/null || { echo "the service did not start: $OUT.service.log" >&2; exit 1; }
+  sleep 1
+done
 npx tsx bench/audit-eval.ts --data "$DATA" --url "http://localhost:$PORT" --bundle "$OUT" --json "$OUT.e4.json" | tee "$OUT.e4.log"
-kill $service
+stop_service
 npx tsx bench/e5-speed.ts --model-dir "$OUT" | tee "$OUT.e5.log"
 npx tsx bench/detect-consistency.ts --data "$DATA" --count 500 --model "$OUT" | tee "$OUT.photos.log"
