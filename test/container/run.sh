@@ -80,6 +80,8 @@ cleanup() {
   rm -rf "$STATE/tmp"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 cleanup # leftovers of a run that was itself killed
 mkdir -p "$STATE/tmp"
 
