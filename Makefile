@@ -54,7 +54,7 @@ setup: node_modules/.installed $(VENV)/.installed ## install npm packages and th
 serve: dist/.built ## start the service on PORT (default 8080) with models/default
 	npm start
 
-test: test-python test-node test-contract test-deploy test-label-studio test-container ## every test, what CI runs: the six test-* targets below (~19 min on 2 cores from a fresh clone, ~8 once the venvs and the image store exist)
+test: test-python test-node test-contract test-deploy test-label-studio test-container ## every test, what CI runs: the six test-* targets below (~13 min on 2 cores from a fresh clone + ~7 for test-container; ~8 once installed)
 
 # The dataset-audit report is checked in a real headless browser (Debian's chromium).
 browser: ## install Debian's chromium with apt (sudo) unless present; test-python checks the audit report in it
@@ -124,7 +124,7 @@ test-label-studio: node_modules/.installed $(LS_VENV)/.installed ## the Label St
 # The Dockerfile's CPU image, built with podman on a local stand-in for node:20.20.2-bookworm-slim (no registry here),
 # run as deploy/kubernetes runs it and checked against the service run from source, on FER+ faces from DATA when
 # present (test/container/run.sh, container.e2e.ts). Image store and layer cache: test/container/.state (gitignored).
-test-container: node_modules/.installed podman ## build the Dockerfile's CPU image and run it as deploy/ does (podman; ~6 min cold, under 1 warm)
+test-container: node_modules/.installed podman ## build the Dockerfile's CPU image and run it as deploy/ does (podman; ~7 min cold, under 1 warm)
 	ASM_FER_CONTAINER_FERPLUS=$(DATA) test/container/run.sh
 
 train: $(VENV)/.installed ## train the base recipe on FER+ (DATA=..., RUN_DIR=...) and export to BUNDLE; `make finetune` then gives the shipped model
