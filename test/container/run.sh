@@ -19,7 +19,6 @@
 #   test/container/run.sh --clean               remove the state folder (the image store included)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-ROOT=$PWD
 STATE=$(realpath -m "${ASM_FER_CONTAINER_STATE:-test/container/.state}")
 LABEL=asm-fer-test-container
 IMAGE=localhost/asm-fer:test
@@ -36,14 +35,16 @@ secs() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]
 mkdir -p "$STATE"
 export CONTAINERS_CONF=$STATE/containers.conf
 # crun (podman's default runtime) refuses cgroups v1 + v2 ("hybrid mode") here; podman's default nofile/nproc ulimits
-# exceed what this sandbox allows; no systemd to manage cgroups; events to a file, not the journal. The CNI network
-# definitions stay in the state folder, not /etc/cni.
+# exceed what this sandbox allows; no systemd to manage cgroups; events to a file, not the journal. libpod's own
+# state (tmp_dir) and the CNI network definitions stay in the state folder too, not in /run/libpod and /etc/cni, so
+# nothing is shared with another podman store on the machine.
 cat >"$CONTAINERS_CONF" <<EOF
 [containers]
 default_ulimits = []
 [engine]
 cgroup_manager = "cgroupfs"
 runtime = "runc"
+tmp_dir = "$STATE/run/libpod"
 events_logger = "file"
 events_logfile_path = "$STATE/events.log"
 [network]
@@ -58,8 +59,8 @@ chmod +x "$STATE/podman"
 PODMAN=$STATE/podman
 
 if [ "${1:-}" = --clean ]; then
-  "$PODMAN" rm -af >/dev/null 2>&1 || true
-  "$PODMAN" system reset -f >/dev/null 2>&1 || true
+  "$PODMAN" rm -af -t 0 >/dev/null 2>&1 || true
+  "$PODMAN" image rm -af >/dev/null 2>&1 || true # unmounts what is still mounted of the layers
   rm -rf "$STATE"
   echo "container: removed $STATE"
   exit 0
@@ -120,6 +121,7 @@ EOF
   # platforms' OpenSSL headers, npm), yarn 1 in /opt, the "node" user, docker-entrypoint.sh.
   mirror=http://deb.debian.org/debian
   chroot_env='env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root'
+  # shellcheck disable=SC2016 # in the single-quoted hooks, $1 (the root filesystem) is mmdebstrap's to expand
   nice -n 10 mmdebstrap --quiet --variant=minbase --mode=root --format=tar \
     --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
