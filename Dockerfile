@@ -26,8 +26,20 @@ COPY src ./src
 RUN npm run build
 
 # Production dependencies only, CPU onnxruntime; pruned from the build stage so better-sqlite3 is compiled once.
+# onnxruntime-node ships its binaries for every platform (288 MB): only this one's Linux folder stays (44 MB), and
+# better-sqlite3 keeps its compiled module but not its SQLite sources and object files (about 26 MB when compiled
+# here). node_modules goes from 385 MB to 105 MB, the CPU image to 311 MB (docs/results.md, "The container image
+# (issue 31)").
 FROM build AS deps
-RUN npm prune --omit=dev --no-audit --no-fund && npm cache clean --force
+RUN npm prune --omit=dev --no-audit --no-fund && npm cache clean --force \
+  && ort=node_modules/onnxruntime-node/bin/napi-v6 && arch="$(node -p process.arch)" \
+  && test -f "$ort/linux/$arch/libonnxruntime.so.1" \
+  && find "$ort" -mindepth 1 -maxdepth 1 ! -name linux -exec rm -rf {} + \
+  && find "$ort/linux" -mindepth 1 -maxdepth 1 ! -name "$arch" -exec rm -rf {} + \
+  && sqlite=node_modules/better-sqlite3 \
+  && mv "$sqlite/build/Release/better_sqlite3.node" /tmp/ \
+  && rm -rf "$sqlite/build" "$sqlite/deps" "$sqlite/src" \
+  && mkdir -p "$sqlite/build/Release" && mv /tmp/better_sqlite3.node "$sqlite/build/Release/"
 
 # The same dependencies plus onnxruntime-node's CUDA 12 execution provider (needs network at build time).
 FROM deps AS deps-cuda

@@ -31,7 +31,7 @@ export ONNXRUNTIME_NODE_INSTALL := skip
 # $(call pip_install,VENV,ARGS)
 pip_install = set -o pipefail; $(1)/bin/pip install --quiet --disable-pip-version-check $(2) 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" || true; }
 
-.PHONY: help setup serve test test-python test-node test-contract test-deploy test-label-studio browser postgres train finetune clean
+.PHONY: help setup serve test test-python test-node test-contract test-deploy test-label-studio test-container browser postgres podman train finetune clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -54,7 +54,7 @@ setup: node_modules/.installed $(VENV)/.installed ## install npm packages and th
 serve: dist/.built ## start the service on PORT (default 8080) with models/default
 	npm start
 
-test: test-python test-node test-contract test-deploy test-label-studio ## every test, what CI runs: the five test-* targets below (~13 min on 2 cores from a fresh clone, ~7 once the venvs exist)
+test: test-python test-node test-contract test-deploy test-label-studio test-container ## every test, what CI runs: the six test-* targets below (~13 min on 2 cores from a fresh clone + ~7 for test-container; ~8 once installed)
 
 # The dataset-audit report is checked in a real headless browser (Debian's chromium).
 browser: ## install Debian's chromium with apt (sudo) unless present; test-python checks the audit report in it
@@ -68,6 +68,13 @@ postgres: ## install Debian's postgresql with apt (sudo) unless present; test-no
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends postgresql; }
+
+# The container test builds and runs the Dockerfile with Debian's podman (runc as its runtime: crun refuses this
+# machine's cgroups), on a base image it makes with mmdebstrap (test/container/run.sh).
+podman: ## install Debian's podman, runc and mmdebstrap with apt (sudo) unless present; test-container uses them
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v mmdebstrap >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends podman runc mmdebstrap; }
 
 # node_modules first: the dlib backbone's parity test reads its weights from @vladmandic/face-api (a devDependency)
 test-python: $(VENV)/.installed node_modules/.installed browser ## ruff, mypy and pytest of training/ (installs chromium, see browser)
@@ -114,6 +121,12 @@ $(LS_VENV)/.installed: test/label-studio/requirements.txt
 test-label-studio: node_modules/.installed $(LS_VENV)/.installed ## the Label Studio end-to-end test (installs label-studio into test/label-studio/.venv, ~3 min once)
 	npx vitest run -c test/label-studio/vitest.e2e.config.ts
 
+# The Dockerfile's CPU image, built with podman on a local stand-in for node:20.20.2-bookworm-slim (no registry here),
+# run as deploy/kubernetes runs it and checked against the service run from source, on FER+ faces from DATA when
+# present (test/container/run.sh, container.e2e.ts). Image store and layer cache: test/container/.state (gitignored).
+test-container: node_modules/.installed podman ## build the Dockerfile's CPU image and run it as deploy/ does (podman; ~7 min cold, under 1 warm)
+	ASM_FER_CONTAINER_FERPLUS=$(DATA) test/container/run.sh
+
 train: $(VENV)/.installed ## train the base recipe on FER+ (DATA=..., RUN_DIR=...) and export to BUNDLE; `make finetune` then gives the shipped model
 	@test -n "$(DATA)" || { echo "set DATA=<folder with FER2013Train/ and FER2013Valid/>"; exit 2; }
 	$(VENV)/bin/asm-fer train --data $(DATA) --calibration $(CALIBRATION) --run-dir $(RUN_DIR) --export $(BUNDLE) --name ferplus --weights float16 --noisy-base fitted
@@ -123,5 +136,6 @@ finetune: $(VENV)/.installed ## fine-tune RUN_DIR's model on detector-like crops
 	$(VENV)/bin/asm-fer train --data $(DATA) --calibration $(CALIBRATION) --method ce --pretrained $(RUN_DIR)/final.pt --weak-view reframe \
 		--epochs 6 --lr 3e-4 --lr-decay 0.75 --run-dir $(FINETUNE_DIR) --export $(BUNDLE) --name ferplus --weights float16 --tta flip --noisy-base fitted
 
-clean: ## remove installed packages, builds and generated fixtures (not training runs)
+clean: ## remove installed packages, builds, generated fixtures and the container test's image store (not training runs)
+	test ! -d test/container/.state || test/container/run.sh --clean
 	rm -rf node_modules dist $(VENV) $(CONTRACT_VENV) $(DEPLOY_VENV) $(LS_VENV) $(FIXTURES)

@@ -89,6 +89,19 @@ describe('import rules', () => {
     expect(graph.get('src/audit/judge.ts')).toContain('src/faces/find-faces.ts');
   });
 
+  it('every package src/ imports at run time is a production dependency (the image prunes devDependencies, issue 31)', () => {
+    const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { dependencies: Record<string, string> };
+    const offenders = files.flatMap((f) => {
+      const source = readFileSync(f, 'utf8').replace(/^\s*(?:import|export)\s+type\s[^;]*;/gm, ''); // type-only: erased
+      return specifiers(source)
+        .filter((s) => !s.startsWith('.') && !s.startsWith('node:'))
+        .map((s) => (s.startsWith('@') ? s.split('/').slice(0, 2).join('/') : (s.split('/')[0] as string)))
+        .filter((name) => !(name in pkg.dependencies))
+        .map((name) => `${f}: ${name}`);
+    });
+    expect(offenders).toEqual([]);
+  });
+
   it('no src/ file imports one that imports it back, even through others and even for types only', () => {
     expect(cycles(importGraph())).toEqual([]);
   });
