@@ -345,6 +345,26 @@ describe('a restart and the personal-access-token form', () => {
 });
 
 describe('on a PostgreSQL trail', () => {
+  it('answers 503 audit-store-unavailable where the queue is needed while its database cannot be reached', async () => {
+    const down = await startTestApp({ ...lsEnv(), ASM_FER_AUDIT_DB: 'postgres://postgres@127.0.0.1:1/none', ASM_FER_AUDIT_DB_ACQUIRE_TIMEOUT_MS: '500' });
+    try {
+      const body = annotationPayload('ANNOTATION_CREATED', { id: 301, task: 1, project: 1, choice: 'neutral' });
+      const hook = await request(down.app).post('/label-studio/webhook').set('authorization', bearer).send(body);
+      expect(hook.status).toBe(503);
+      expectContract('POST', '/label-studio/webhook', hook);
+      expect(hook.body.type).toMatch(/audit-store-unavailable$/);
+      expect(hook.body.detail).toMatch(/Label Studio queue/);
+      const health = await request(down.app).get('/label-studio/health').set('authorization', bearer);
+      expect(health.status).toBe(503);
+      expectContract('GET', '/label-studio/health', health);
+      const map = await request(down.app).put('/label-studio/projects/1/label-map').set('authorization', bearer).send({ Smile: 'happiness' });
+      expect(map.status).toBe(503);
+      expectContract('PUT', '/label-studio/projects/{project}/label-map', map);
+    } finally {
+      await down.close();
+    }
+  });
+
   it('audits into it through the same trail functions, the queue in the same database', async () => {
     const trail = await freshTrail('postgres');
     const queueDir = mkdtempSync(path.join(tmpdir(), 'asm-fer-ls-pg-'));
