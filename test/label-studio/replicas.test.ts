@@ -14,7 +14,8 @@ import { LEGACY_TOKEN, annotationPayload, ferplusConfig, startFakeLabelStudio, t
 
 const SECRET = 'label-studio-secret-for-replica-tests';
 const N = 48;
-const LEASE_MS = 1500;
+/** Short, so the test waits little, yet twice the longest stall seen on the loaded test machine. */
+const LEASE_MS = 3000;
 /** How late the fake answers a prediction it stored, for every fourth task: the window in which a replica is killed. */
 const ANSWER_DELAY_MS = 1000;
 /**
@@ -128,10 +129,22 @@ describe('three replicas on one PostgreSQL queue', () => {
     expect([...posts].filter(([, n]) => n !== 1)).toEqual([]);
     expect(posts.size).toBe(N);
     for (let task = 1; task <= N; task++) expect([...ls.predictions.values()].filter((p) => p.task === task), `task ${task}`).toHaveLength(1);
-    // None lost, none failed; the killed replica's event took two attempts, the others one.
+    // None lost, none failed.
     expect(rows).toHaveLength(N);
     expect(rows.every((r) => r.state === 'done')).toBe(true);
-    expect(rows.filter((r) => r.attempts !== 1).map((r) => [r.task, r.attempts])).toEqual([[victim?.task, 2]]);
+    // Every attempt accounted for by the replicas' logs: one, plus one per retry logged (a transient failure, e.g. a
+    // slow Label Studio on a loaded machine), plus one per take-over. An event claimed twice at once (no SKIP LOCKED)
+    // has an attempt no log explains, or a claim lost.
+    const logs = replicas.flatMap((p) => p.out().split('\n'));
+    const logged = (msg: string, key: unknown) => logs.filter((l) => l.includes(`"msg":"${msg}`) && l.includes(`"event":${JSON.stringify(key)}`)).length;
+    const unexplained = rows
+      .map((r) => ({ task: r.task, attempts: r.attempts, logged: 1 + logged('label studio event failed; will retry', r.key) + logged('label studio event reclaimed', r.key) }))
+      .filter((r) => r.attempts !== r.logged);
+    expect(unexplained).toEqual([]);
+    // The killed replica's event was taken over once, by another replica; no other claim ran out or was lost.
+    expect(rows.filter((r) => logged('label studio event reclaimed', r.key) > 0).map((r) => r.task)).toEqual([victim?.task]);
+    expect(killed?.out().includes('label studio event reclaimed')).toBe(false);
+    expect(logs.filter((l) => l.includes('left to another replica'))).toEqual([]);
     // Spread across all three: the two left did the rest, the killed one held the event taken over (and any it
     // finished before the kill).
     expect(new Set([...rows.map((r) => pidOf(r.claimed_by)), victim?.pid]).size).toBe(3);
@@ -139,10 +152,6 @@ describe('three replicas on one PostgreSQL queue', () => {
     const audits = await adminQuery(trail.where, `SELECT item_id, count(*)::int AS n FROM audits GROUP BY item_id`);
     expect(audits).toHaveLength(N);
     expect(audits.every((a) => a.n === 1)).toBe(true);
-    // The replica that took it over said so, and no replica ever lost a claim it held (two claimers of one event).
-    const survivors = replicas.filter((p) => p !== killed);
-    expect(survivors.map((p) => p.out().split('label studio event reclaimed').length - 1).reduce((a, b) => a + b)).toBe(1);
-    expect(replicas.filter((p) => p.out().includes('left to another replica')).map((p) => p.child.pid)).toEqual([]);
     expect(reclaimMs).toBeLessThan(LEASE_MS + 3000);
   }, 180_000);
 });
