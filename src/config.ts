@@ -155,6 +155,11 @@ export const configSchema = z.object({
     .describe(
       'Pause between sweeps of the connected projects for annotations no webhook brought (a webhook lost or refused), counted from the end of the last sweep; each costs one task-list call per 100 tasks and one annotation list per annotated task. 0: sweep at start only.',
     ),
+  ASM_FER_LABEL_STUDIO_LEASE_MS: int(100, 3_600_000)
+    .default(15_000)
+    .describe(
+      'PostgreSQL queue (ASM_FER_AUDIT_DB): how long a replica\'s claim on an annotation event holds unless renewed (it is renewed every third of it while the event is worked on); the longest an event waits after the replica holding it died. Replicas\' clocks must agree to well within it.',
+    ),
   ASM_FER_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino log level.'),
 });
 

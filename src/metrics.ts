@@ -167,21 +167,24 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
   liveGauge('audit_drift_detected', 'Whether the class has drifted (1) or not (0), by class.', ['class'], (g, s) => {
     for (const c of s.drift.classes) g.set({ class: c.label }, c.drifted ? 1 : 0);
   });
-  let lsQueue: (() => { depth: number; oldestMs: number }) | undefined;
+  let lsQueue: (() => Promise<{ depth: number; oldestMs: number }>) | undefined;
+  // A queue that cannot be read now (its database down) keeps the last figures rather than failing the scrape.
   new Gauge({
     name: `${PREFIX}label_studio_queue_depth`,
-    help: 'Label Studio annotation events queued and not yet done (waiting or retrying).',
+    help: 'Label Studio annotation events queued and not yet done (waiting or retrying); on a shared queue, every replica\'s.',
     registers: [registry],
-    collect() {
-      this.set(lsQueue?.().depth ?? 0);
+    async collect() {
+      const q = await lsQueue?.().catch(() => undefined);
+      if (q || !lsQueue) this.set(q?.depth ?? 0);
     },
   });
   new Gauge({
     name: `${PREFIX}label_studio_queue_lag_seconds`,
     help: 'Age of the oldest Label Studio annotation event not yet done; 0 when the queue is empty.',
     registers: [registry],
-    collect() {
-      this.set((lsQueue?.().oldestMs ?? 0) / 1000);
+    async collect() {
+      const q = await lsQueue?.().catch(() => undefined);
+      if (q || !lsQueue) this.set((q?.oldestMs ?? 0) / 1000);
     },
   });
   const lsFailures = new Counter({
@@ -201,13 +204,14 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     help: 'Label Studio annotation events a sweep queued because no webhook had brought them (lost, refused, or sent while the service was down).',
     registers: [registry],
   });
-  let lsSilent: (() => number) | undefined;
+  let lsSilent: (() => Promise<number>) | undefined;
   new Gauge({
     name: `${PREFIX}label_studio_silent_projects`,
     help: 'Connected Label Studio projects whose annotations changed with no webhook since (its webhook lost or refused, e.g. saved without the secret); GET /label-studio/health names them.',
     registers: [registry],
-    collect() {
-      this.set(lsSilent?.() ?? 0);
+    async collect() {
+      const n = await lsSilent?.().catch(() => undefined);
+      if (n !== undefined || !lsSilent) this.set(n ?? 0);
     },
   });
   const lsEvents = new Histogram({
@@ -286,7 +290,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       auditStats = read;
     },
     /** `read` gives the Label Studio queue's depth and oldest age at scrape time. */
-    trackLabelStudioQueue(read: () => { depth: number; oldestMs: number }) {
+    trackLabelStudioQueue(read: () => Promise<{ depth: number; oldestMs: number }>) {
       lsQueue = read;
     },
     recordLabelStudioFailure(reason: string) {
@@ -299,7 +303,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       if (events > 0) lsSwept.inc(events);
     },
     /** `read` gives how many connected projects are silent, at scrape time. */
-    trackLabelStudioSilentProjects(read: () => number) {
+    trackLabelStudioSilentProjects(read: () => Promise<number>) {
       lsSilent = read;
     },
     recordLabelStudioEvent(outcome: 'audited' | 'skipped' | 'deleted' | 'failed', seconds: number) {

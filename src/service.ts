@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
+import type { PostgresOptions } from './audit/postgres-store.js';
 import { openAuditTrail, type AuditTrail, type AuditTrailOptions } from './audit/trail.js';
 import type { Config } from './config.js';
 import { DETECTOR_VARIANTS } from './faces/blazeface.js';
@@ -16,7 +17,9 @@ import type { PoolOptions, SessionPool } from './onnx/session-pool.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { silentProjects, type BackendDeps } from './label-studio/backend.js';
 import { LabelStudioClient, type LabelStudioOptions } from './label-studio/client.js';
+import { PostgresEventQueue } from './label-studio/queue-postgres.js';
 import { SqliteEventQueue } from './label-studio/queue-sqlite.js';
+import type { EventQueue } from './label-studio/queue.js';
 import { EventWorker, type WorkerOptions } from './label-studio/worker.js';
 
 /** openapi.yaml and package.json sit at the repository root, one level above src/ and dist/. */
@@ -45,9 +48,18 @@ export function moduleOptions(config: Config): {
   pixels: PixelBudgetOptions;
   trail: AuditTrailOptions;
   /** The Label Studio backend, when configured (config.ts checks its variables come together). */
-  labelStudio: { client: LabelStudioOptions; labelMap: Readonly<Record<string, string>>; worker: WorkerOptions } | undefined;
+  labelStudio: { client: LabelStudioOptions; labelMap: Readonly<Record<string, string>>; worker: WorkerOptions; queue: QueueOptions } | undefined;
 } {
   const providers = { preferredProviders: config.ASM_FER_EXECUTION_PROVIDERS, intraOpThreads: config.ASM_FER_INTRA_OP_THREADS };
+  const postgres =
+    config.ASM_FER_AUDIT_DB === undefined
+      ? undefined
+      : {
+          url: config.ASM_FER_AUDIT_DB,
+          poolSize: config.ASM_FER_AUDIT_DB_POOL_SIZE,
+          acquireTimeoutMs: config.ASM_FER_AUDIT_DB_ACQUIRE_TIMEOUT_MS,
+          queryTimeoutMs: config.ASM_FER_AUDIT_DB_QUERY_TIMEOUT_MS,
+        };
   return {
     sessions: { ...providers, workers: config.ASM_FER_WORKERS },
     batching: {
@@ -65,16 +77,7 @@ export function moduleOptions(config: Config): {
     },
     pixels: { perRequest: config.ASM_FER_REQUEST_PIXEL_BUDGET, perProcess: config.ASM_FER_PROCESS_PIXEL_BUDGET },
     trail: {
-      database:
-        config.ASM_FER_AUDIT_DB === undefined
-          ? { kind: 'sqlite', dir: config.ASM_FER_DATA_DIR, maxBytes: config.ASM_FER_AUDIT_MAX_BYTES }
-          : {
-              kind: 'postgres',
-              url: config.ASM_FER_AUDIT_DB,
-              poolSize: config.ASM_FER_AUDIT_DB_POOL_SIZE,
-              acquireTimeoutMs: config.ASM_FER_AUDIT_DB_ACQUIRE_TIMEOUT_MS,
-              queryTimeoutMs: config.ASM_FER_AUDIT_DB_QUERY_TIMEOUT_MS,
-            },
+      database: postgres === undefined ? { kind: 'sqlite', dir: config.ASM_FER_DATA_DIR, maxBytes: config.ASM_FER_AUDIT_MAX_BYTES } : { kind: 'postgres', ...postgres },
       sharedStatsTtlMs: config.ASM_FER_STATS_CACHE_MS,
       windowSize: config.ASM_FER_STATS_WINDOW,
       onlineThresholds: config.ASM_FER_ONLINE_THRESHOLDS,
@@ -86,11 +89,29 @@ export function moduleOptions(config: Config): {
         ? {
             client: { url: config.LABEL_STUDIO_URL, apiKey: config.LABEL_STUDIO_API_KEY, timeoutMs: config.ASM_FER_LABEL_STUDIO_TIMEOUT_MS, maxImageBytes: config.ASM_FER_MAX_FILE_BYTES },
             labelMap: config.ASM_FER_LABEL_STUDIO_LABEL_MAP,
-            // 1 s first: a Label Studio restart or a network blip usually passes within seconds.
-            worker: { retryBaseMs: 1000, retryMaxMs: config.ASM_FER_LABEL_STUDIO_RETRY_MAX_MS, sweepMs: config.ASM_FER_LABEL_STUDIO_SWEEP_MS },
+            // 1 s first: a Label Studio restart or a network blip usually passes within seconds. Polled every 5 s on
+            // a shared queue: notifications wake a worker at once, polling covers one lost while its listener reconnects.
+            worker: {
+              retryBaseMs: 1000,
+              retryMaxMs: config.ASM_FER_LABEL_STUDIO_RETRY_MAX_MS,
+              sweepMs: config.ASM_FER_LABEL_STUDIO_SWEEP_MS,
+              leaseMs: config.ASM_FER_LABEL_STUDIO_LEASE_MS,
+              pollMs: 5000,
+            },
+            // The queue lives where the trail does: in label-studio.db beside audits.db for one process, in the
+            // audit database for replicas sharing it, so that one event is written back by one of them.
+            queue: postgres === undefined ? { kind: 'sqlite', dir: config.ASM_FER_DATA_DIR } : { kind: 'postgres', ...postgres },
           }
         : undefined,
   };
+}
+
+/** Where the Label Studio queue is kept. */
+export type QueueOptions = { kind: 'sqlite'; dir: string } | ({ kind: 'postgres' } & PostgresOptions);
+
+/** Opens the queue: a SQLite file that cannot be opened throws, a PostgreSQL database down now is opened later. */
+export async function openEventQueue(opts: QueueOptions): Promise<EventQueue> {
+  return opts.kind === 'sqlite' ? SqliteEventQueue.open(opts.dir) : PostgresEventQueue.open(opts);
 }
 
 /** The Label Studio backend's use-case dependencies and the worker draining its queue. */
@@ -198,25 +219,27 @@ export async function startService(config: Config, hooks: ServiceHooks = {}): Pr
   let labelStudio: LabelStudioBackend | undefined;
   const ls = moduleOptions(config).labelStudio;
   if (ls) {
-    // Opened here, not lazily: a queue that cannot be opened must stop the start, not lose the first webhook.
-    const queue = SqliteEventQueue.open(config.ASM_FER_DATA_DIR);
+    // Opened here, not lazily: a queue file that cannot be opened must stop the start, not lose the first webhook.
+    const queue = await openEventQueue(ls.queue);
     const backend: BackendDeps = {
       host,
       trail,
       client: new LabelStudioClient(ls.client),
       queue,
       labelMap: ls.labelMap,
-      heard: new Map(),
       faces: { maxPixels: config.ASM_FER_MAX_PIXELS, autoMaxSide: config.ASM_FER_DETECT_AUTO_MAX_SIDE, detector: models.detector, pixels },
       storeImages: config.ASM_FER_AUDIT_STORE_IMAGES,
       metrics,
     };
     const worker = new EventWorker(backend, ls.worker, metrics, logger.child({ component: 'label-studio' }));
     metrics.trackLabelStudioQueue(() => queue.stats(Date.now()));
-    metrics.trackLabelStudioSilentProjects(() => silentProjects(backend).length);
+    metrics.trackLabelStudioSilentProjects(async () => (await silentProjects(backend)).length);
     labelStudio = { backend, worker };
-    const pending = queue.stats(Date.now());
-    logger.info({ labelStudio: backend.client.origin, pending: pending.depth, failed: pending.failed }, 'label studio backend on; resuming its queue');
+    const pending = await queue.stats(Date.now()).catch(() => undefined);
+    logger.info(
+      { labelStudio: backend.client.origin, queue: queue.location, shared: queue.shared, pending: pending?.depth ?? 'unknown (queue unavailable)', failed: pending?.failed },
+      'label studio backend on; resuming its queue',
+    );
     worker.start();
   }
   const { version } = JSON.parse(readFileSync(PACKAGE_JSON, 'utf8')) as { version: string };
@@ -224,7 +247,7 @@ export async function startService(config: Config, hooks: ServiceHooks = {}): Pr
   const close = async () => {
     // The event in progress settles first (its outcome on disk, or still pending for the next start).
     await labelStudio?.worker.stop();
-    labelStudio?.backend.queue.close();
+    await labelStudio?.backend.queue.close();
     await models.close();
     await trail.store.close();
   };

@@ -72,9 +72,9 @@ describe('import rules', () => {
     expect(importers(/from '\.\.?\/http\//)).toEqual(['src/main.ts', 'src/service.ts']);
   });
 
-  it('only the SQLite backends (of the trail and of the Label Studio queue) import better-sqlite3, only the PostgreSQL backend imports pg', () => {
+  it('only the SQLite backends (of the trail and of the Label Studio queue) import better-sqlite3, only the PostgreSQL backends (of the trail and of the queue) import pg', () => {
     expect(importers(/from 'better-sqlite3'/)).toEqual(['src/audit/sqlite-store.ts', 'src/label-studio/queue-sqlite.ts']);
-    expect(importers(/from 'pg'/)).toEqual(['src/audit/postgres-store.ts']);
+    expect(importers(/from 'pg'/)).toEqual(['src/audit/postgres-store.ts', 'src/label-studio/queue-postgres.ts']);
   });
 
   it('only decode.ts imports sharp', () => {

@@ -51,6 +51,22 @@ export function redactedUrl(url: string): string {
   }
 }
 
+/**
+ * The storage failure `err` is (see SQLSTATE_FAILURE, NETWORK_FAILURE, DRIVER_FAILURES), or undefined when it is not
+ * the database's fault. `poolFull`: every connection of the pool is open, so a connect timeout is a busy pool.
+ */
+export function postgresFailure(err: unknown, poolFull: boolean): StorageFailure | undefined {
+  const code = codeOf(err);
+  if (NETWORK_FAILURE.test(code)) return { code, down: true };
+  if (/^[0-9A-Z]{5}$/.test(code)) return SQLSTATE_FAILURE.test(code) ? { code: `SQLSTATE ${code}`, down: code !== '53300' } : undefined;
+  const message = err instanceof Error ? err.message : '';
+  const known = DRIVER_FAILURES.find(([re]) => re.test(message));
+  if (!known) return undefined;
+  // Every connection busy and the wait for one over: the database is fine, this process has too much to write.
+  if (known[1] === 'connect-timeout' && poolFull) return { code: 'pool-exhausted', down: false };
+  return { code: known[1], down: true };
+}
+
 export class PostgresBackend implements Backend {
   readonly dialect = 'postgres';
   readonly shared = true;
@@ -116,15 +132,7 @@ export class PostgresBackend implements Backend {
   }
 
   failure(err: unknown): StorageFailure | undefined {
-    const code = codeOf(err);
-    if (NETWORK_FAILURE.test(code)) return { code, down: true };
-    if (/^[0-9A-Z]{5}$/.test(code)) return SQLSTATE_FAILURE.test(code) ? { code: `SQLSTATE ${code}`, down: code !== '53300' } : undefined;
-    const message = err instanceof Error ? err.message : '';
-    const known = DRIVER_FAILURES.find(([re]) => re.test(message));
-    if (!known) return undefined;
-    // Every connection busy and the wait for one over: the database is fine, this process has too much to write.
-    if (known[1] === 'connect-timeout' && this.pool.totalCount >= this.opts.poolSize) return { code: 'pool-exhausted', down: false };
-    return { code: known[1], down: true };
+    return postgresFailure(err, this.pool.totalCount >= this.opts.poolSize);
   }
 
   /** The pool reconnects by itself: a failed connection has already left it. */

@@ -441,7 +441,8 @@ export interface paths {
          * Set a Label Studio project's own label map (choice → class).
          * @description The body is the map itself, each Label Studio choice (its `value`, or `alias` when it has one) to one of the
          *     served model's classes (GET /v1/models). It replaces the default map for this project alone, so two projects
-         *     may map the same choice name to different classes; it is kept in `label-studio.db` across restarts and applies
+         *     may map the same choice name to different classes; it is kept in the Label Studio queue's store across restarts
+         *     (`label-studio.db`, or the PostgreSQL audit database every replica reads) and applies
          *     from the project's next /setup, prediction or annotation event (events already audited keep their verdicts).
          *     A class that is not the model's is 422 `label-map`, naming it (`unknownClasses`, `validLabels`); a body that is
          *     not such an object, or has more than 256 choices, is 400 naming what is wrong.
@@ -474,7 +475,9 @@ export interface paths {
          *     `mislabeling` = the label's mistakenness. An update replaces the annotation's earlier audit prediction.
          *     `ANNOTATIONS_DELETED` removes it and marks the annotation deleted. Other actions are acknowledged and ignored.
          *     The answer comes once the events are committed to disk; the same event (annotation, action, `updated_at`)
-         *     delivered again is not queued again (`queued` counts the new ones).
+         *     delivered again is not queued again (`queued` counts the new ones). Behind several replicas on one PostgreSQL
+         *     audit database any replica may take the webhook: the queue is shared and each event is written back once.
+         *     503 `audit-store-unavailable` while that database cannot be reached (the sweep finds the annotation later).
          */
         post: operations["labelStudioWebhook"];
         delete?: never;
@@ -1726,6 +1729,7 @@ export interface operations {
             };
             401: components["responses"]["Problem"];
             403: components["responses"]["Problem"];
+            503: components["responses"]["Unavailable"];
         };
     };
     labelStudioSetup: {
@@ -1756,6 +1760,7 @@ export interface operations {
             413: components["responses"]["Problem"];
             415: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
+            503: components["responses"]["Unavailable"];
         };
     };
     labelStudioPredict: {
@@ -1813,6 +1818,7 @@ export interface operations {
             400: components["responses"]["Problem"];
             401: components["responses"]["Problem"];
             403: components["responses"]["Problem"];
+            503: components["responses"]["Unavailable"];
         };
     };
     putLabelStudioLabelMap: {
@@ -1846,6 +1852,7 @@ export interface operations {
             413: components["responses"]["Problem"];
             415: components["responses"]["Problem"];
             422: components["responses"]["Problem"];
+            503: components["responses"]["Unavailable"];
         };
     };
     deleteLabelStudioLabelMap: {
@@ -1872,6 +1879,7 @@ export interface operations {
             400: components["responses"]["Problem"];
             401: components["responses"]["Problem"];
             403: components["responses"]["Problem"];
+            503: components["responses"]["Unavailable"];
         };
     };
     labelStudioWebhook: {
@@ -1901,6 +1909,7 @@ export interface operations {
             403: components["responses"]["Problem"];
             413: components["responses"]["Problem"];
             415: components["responses"]["Problem"];
+            503: components["responses"]["Unavailable"];
         };
     };
 }

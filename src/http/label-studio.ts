@@ -116,16 +116,16 @@ export function labelStudioRouter(deps: HttpDeps): Router {
   if (!ls) return router;
   const { backend, worker } = ls;
 
-  router.get('/label-studio/health', (_req, res) => {
+  router.get('/label-studio/health', async (_req, res) => {
     // Still UP with silent projects: Label Studio reads a health that is not UP as the backend being down.
-    const silent = silentProjects(backend).map((p) => ({ project: p.projectId, since: new Date(p.sinceMs).toISOString(), missed: p.missed }));
+    const silent = (await silentProjects(backend)).map((p) => ({ project: p.projectId, since: new Date(p.sinceMs).toISOString(), missed: p.missed }));
     res.json({ status: 'UP', model_version: modelVersion(deps.host.current.manifest), silent_projects: silent } satisfies HealthResponse);
   });
 
-  router.post('/label-studio/setup', (req, res) => {
+  router.post('/label-studio/setup', async (req, res) => {
     const body = req.body as { schema: string; project?: unknown };
     try {
-      const { modelVersion: version } = setup(backend, body.schema, projectIdOf(body.project), Date.now());
+      const { modelVersion: version } = await setup(backend, body.schema, projectIdOf(body.project), Date.now());
       res.json({ model_version: version } satisfies SetupResponse);
     } catch (err) {
       refused(err, deps.host.current.manifest.classes, logOf(res), body.project);
@@ -143,19 +143,19 @@ export function labelStudioRouter(deps: HttpDeps): Router {
   });
 
   // The contract has checked the project id (a positive integer) and the map's shape and size.
-  router.get(LABEL_MAP_ROUTE, (req, res) => {
-    res.json(labelMapBody(getLabelMap(backend, Number(req.params.project))));
+  router.get(LABEL_MAP_ROUTE, async (req, res) => {
+    res.json(labelMapBody(await getLabelMap(backend, Number(req.params.project))));
   });
-  router.put(LABEL_MAP_ROUTE, (req, res) => {
-    res.json(labelMapBody(putLabelMap(backend, Number(req.params.project), req.body as LabelMapRequest, Date.now())));
+  router.put(LABEL_MAP_ROUTE, async (req, res) => {
+    res.json(labelMapBody(await putLabelMap(backend, Number(req.params.project), req.body as LabelMapRequest, Date.now())));
   });
-  router.delete(LABEL_MAP_ROUTE, (req, res) => {
-    res.json(labelMapBody(deleteLabelMap(backend, Number(req.params.project), Date.now())));
+  router.delete(LABEL_MAP_ROUTE, async (req, res) => {
+    res.json(labelMapBody(await deleteLabelMap(backend, Number(req.params.project), Date.now())));
   });
 
-  router.post('/label-studio/webhook', (req, res) => {
+  router.post('/label-studio/webhook', async (req, res) => {
     // Committed (fsynced) before the answer: a 2xx means the event survives a crash; the audit follows behind it.
-    const { events, queued } = receiveWebhook(backend, req.body as Record<string, unknown>, Date.now());
+    const { events, queued } = await receiveWebhook(backend, req.body as Record<string, unknown>, Date.now());
     if (queued > 0) worker.wake();
     res.json({ events, queued } satisfies WebhookResponse);
   });

@@ -29,11 +29,6 @@ export interface BackendDeps {
    * every project that has none of its own (PUT /label-studio/projects/{id}/label-map).
    */
   labelMap: Readonly<Record<string, string>>;
-  /**
-   * When a webhook last named each project, in this process: whether one came since the previous sweep is what tells a
-   * project whose webhook is lost or refused from one that is merely quiet. In memory, as it changes on every webhook.
-   */
-  heard: Map<number, number>;
   /** How images are searched for their face, as /v1/audit does with ?detect=auto. */
   faces: { maxPixels: number; autoMaxSide: number; detector: FaceDetector; pixels: PixelBudget };
   /** Keep audited images in the trail (ASM_FER_AUDIT_STORE_IMAGES). */
@@ -81,18 +76,18 @@ export function projectIdOf(project: unknown): number | undefined {
 }
 
 /** The label map a project's choices are read with: its own when it has one, else the environment's. */
-export function labelMapFor(deps: Pick<BackendDeps, 'queue' | 'labelMap'>, projectId: number | undefined): Readonly<Record<string, string>> {
-  return (projectId === undefined ? undefined : deps.queue.project(projectId)?.labelMap) ?? deps.labelMap;
+export async function labelMapFor(deps: Pick<BackendDeps, 'queue' | 'labelMap'>, projectId: number | undefined): Promise<Readonly<Record<string, string>>> {
+  return (projectId === undefined ? undefined : (await deps.queue.project(projectId))?.labelMap) ?? deps.labelMap;
 }
 
 /**
  * POST /setup: the project's question, or LabelConfigError saying why the config cannot be audited. An accepted
  * project is connected: it is swept from now on, so its annotations are audited even while its webhook is silent.
  */
-export function setup(deps: Pick<BackendDeps, 'host' | 'labelMap' | 'queue'>, schema: string, projectId: number | undefined, nowMs: number): { question: ChoiceQuestion; modelVersion: string } {
+export async function setup(deps: Pick<BackendDeps, 'host' | 'labelMap' | 'queue'>, schema: string, projectId: number | undefined, nowMs: number): Promise<{ question: ChoiceQuestion; modelVersion: string }> {
   const { manifest } = deps.host.current;
-  const question = choiceQuestion(schema, manifest.classes, labelMapFor(deps, projectId));
-  if (projectId !== undefined) deps.queue.markConnected(projectId, nowMs);
+  const question = choiceQuestion(schema, manifest.classes, await labelMapFor(deps, projectId));
+  if (projectId !== undefined) await deps.queue.markConnected(projectId, nowMs);
   return { question, modelVersion: modelVersion(manifest) };
 }
 
@@ -106,8 +101,8 @@ export interface LabelMapView {
 }
 
 /** GET /label-studio/projects/{id}/label-map: the map the project's choices are read with. */
-export function getLabelMap(deps: Pick<BackendDeps, 'queue' | 'labelMap'>, projectId: number): LabelMapView {
-  const own = deps.queue.project(projectId);
+export async function getLabelMap(deps: Pick<BackendDeps, 'queue' | 'labelMap'>, projectId: number): Promise<LabelMapView> {
+  const own = await deps.queue.project(projectId);
   if (own?.labelMap) return { projectId, labelMap: own.labelMap, source: 'project', updatedMs: own.labelMapMs };
   return { projectId, labelMap: deps.labelMap, source: 'default', updatedMs: null };
 }
@@ -117,7 +112,7 @@ export function getLabelMap(deps: Pick<BackendDeps, 'queue' | 'labelMap'>, proje
  * named like a class still match by name). Every class must be one of the served model's, else LabelMapRefused; the
  * contract bounds the map's size and its names. Applies from the next /setup, prediction or event of the project.
  */
-export function putLabelMap(deps: Pick<BackendDeps, 'host' | 'queue' | 'labelMap'>, projectId: number, labelMap: Readonly<Record<string, string>>, nowMs: number): LabelMapView {
+export async function putLabelMap(deps: Pick<BackendDeps, 'host' | 'queue' | 'labelMap'>, projectId: number, labelMap: Readonly<Record<string, string>>, nowMs: number): Promise<LabelMapView> {
   const { classes } = deps.host.current.manifest;
   const unknown = [...new Set(Object.values(labelMap))].filter((c) => !classes.includes(c));
   if (unknown.length > 0) {
@@ -128,13 +123,13 @@ export function putLabelMap(deps: Pick<BackendDeps, 'host' | 'queue' | 'labelMap
       classes,
     );
   }
-  deps.queue.setLabelMap(projectId, { ...labelMap }, nowMs);
+  await deps.queue.setLabelMap(projectId, { ...labelMap }, nowMs);
   return getLabelMap(deps, projectId);
 }
 
 /** DELETE /label-studio/projects/{id}/label-map: the project goes back to the environment's map. */
-export function deleteLabelMap(deps: Pick<BackendDeps, 'queue' | 'labelMap'>, projectId: number, nowMs: number): LabelMapView {
-  if (deps.queue.project(projectId)?.labelMap) deps.queue.setLabelMap(projectId, null, nowMs);
+export async function deleteLabelMap(deps: Pick<BackendDeps, 'queue' | 'labelMap'>, projectId: number, nowMs: number): Promise<LabelMapView> {
+  if ((await deps.queue.project(projectId))?.labelMap) await deps.queue.setLabelMap(projectId, null, nowMs);
   return getLabelMap(deps, projectId);
 }
 
@@ -147,9 +142,8 @@ export interface SilentProject {
 }
 
 /** The projects that are silent now (GET /label-studio/health, asm_fer_label_studio_silent_projects). */
-export function silentProjects(deps: Pick<BackendDeps, 'queue'>): SilentProject[] {
-  return deps.queue
-    .projectStates()
+export async function silentProjects(deps: Pick<BackendDeps, 'queue'>): Promise<SilentProject[]> {
+  return (await deps.queue.projectStates())
     .filter((p) => p.silentSinceMs !== null)
     .map((p) => ({ projectId: p.projectId, sinceMs: p.silentSinceMs as number, missed: p.missed }));
 }
@@ -206,7 +200,7 @@ export async function predictTasks(
   signal?: AbortSignal,
 ) {
   return deps.host.use(async (served) => {
-    const question = choiceQuestion(labelConfig, served.manifest.classes, labelMapFor(deps, projectId));
+    const question = choiceQuestion(labelConfig, served.manifest.classes, await labelMapFor(deps, projectId));
     const version = modelVersion(served.manifest);
     const results = [];
     // One task at a time: the batcher merges concurrent work from other requests, and Label Studio waits for the whole answer.
@@ -306,17 +300,17 @@ export interface SweepResult {
  * a permanent reason is reported and the others are swept; a transient failure is thrown once all were tried, so the
  * worker sweeps again after a back-off.
  */
-export async function sweep(deps: Pick<BackendDeps, 'client' | 'queue' | 'heard'>, nowMs: number, sinceMs?: number): Promise<SweepResult> {
+export async function sweep(deps: Pick<BackendDeps, 'client' | 'queue'>, nowMs: number, sinceMs?: number): Promise<SweepResult> {
   const PAGE = 100;
   const result: SweepResult = { annotations: 0, queued: 0, silent: [], failed: [] };
   let retry: EventFailure | undefined;
-  for (const projectId of deps.queue.projects()) {
-    const before = deps.queue.project(projectId);
+  for (const projectId of await deps.queue.projects()) {
+    const before = await deps.queue.project(projectId);
     const afterConnect = (e: AnnotationEvent) => before?.connectedMs != null && Date.parse(e.updatedAt) >= before.connectedMs;
     let queued = 0;
     let missed = 0;
-    const enqueue = (e: AnnotationEvent) => {
-      if (!deps.queue.enqueue(e, nowMs).queued) return;
+    const enqueue = async (e: AnnotationEvent) => {
+      if (!(await deps.queue.enqueue(e, nowMs)).queued) return;
       queued++;
       if (before?.sweptMs != null || e.action === 'ANNOTATION_DELETED' || afterConnect(e)) missed++;
     };
@@ -331,17 +325,17 @@ export async function sweep(deps: Pick<BackendDeps, 'client' | 'queue' | 'heard'
             if (id === undefined) continue;
             ids.add(id);
             result.annotations++;
-            const known = deps.queue.annotation(id) !== undefined;
+            const known = (await deps.queue.annotation(id)) !== undefined;
             let events: AnnotationEvent[];
             try {
               events = webhookEvents({ action: known ? 'ANNOTATION_UPDATED' : 'ANNOTATION_CREATED', annotation: { task: task.id, ...a }, project: { id: projectId } });
             } catch {
               continue;
             }
-            for (const e of events) if (!deps.queue.hasEvent(e.annotationId, e.updatedAt)) enqueue(e);
+            for (const e of events) if (!(await deps.queue.hasEvent(e.annotationId, e.updatedAt))) await enqueue(e);
           }
-          for (const gone of deps.queue.liveAnnotationsOfTask(task.id)) {
-            if (!ids.has(gone)) enqueue({ action: 'ANNOTATION_DELETED', annotationId: gone, taskId: task.id, projectId, completedBy: null, updatedAt: '', result: [] });
+          for (const gone of await deps.queue.liveAnnotationsOfTask(task.id)) {
+            if (!ids.has(gone)) await enqueue({ action: 'ANNOTATION_DELETED', annotationId: gone, taskId: task.id, projectId, completedBy: null, updatedAt: '', result: [] });
           }
         }
         seen += tasks.length;
@@ -355,11 +349,11 @@ export async function sweep(deps: Pick<BackendDeps, 'client' | 'queue' | 'heard'
     } finally {
       result.queued += queued;
     }
-    deps.queue.markSwept(projectId, nowMs);
+    await deps.queue.markSwept(projectId, nowMs);
     // Read after the project's sweep: a webhook that came while it ran was heard.
-    const heard = sinceMs === undefined ? deps.queue.project(projectId)?.firstWebhookMs != null : (deps.heard.get(projectId) ?? -Infinity) >= sinceMs;
+    const heard = sinceMs === undefined ? (await deps.queue.project(projectId))?.firstWebhookMs != null : await deps.queue.heardSince(projectId, sinceMs);
     if (missed > 0 && !heard) {
-      deps.queue.markSilent(projectId, missed, nowMs);
+      await deps.queue.markSilent(projectId, missed, nowMs);
       result.silent.push({ projectId, missed });
     }
   }
@@ -371,16 +365,13 @@ export async function sweep(deps: Pick<BackendDeps, 'client' | 'queue' | 'heard'
  * Enqueues every event of the body (durably, before the webhook answers); returns how many were new. The projects it
  * names are heard from: none of them is silent any more.
  */
-export function receiveWebhook(deps: Pick<BackendDeps, 'queue' | 'heard'>, body: Record<string, unknown>, nowMs: number): { events: number; queued: number } {
+export async function receiveWebhook(deps: Pick<BackendDeps, 'queue'>, body: Record<string, unknown>, nowMs: number): Promise<{ events: number; queued: number }> {
   const events = webhookEvents(body);
   let queued = 0;
-  for (const e of events) if (deps.queue.enqueue(e, nowMs).queued) queued++;
+  for (const e of events) if ((await deps.queue.enqueue(e, nowMs)).queued) queued++;
   const projects = new Set([...events.map((e) => e.projectId), idOf(body.project) ?? 0]);
   projects.delete(0);
-  for (const p of projects) {
-    deps.heard.set(p, nowMs);
-    deps.queue.noteWebhook(p, nowMs);
-  }
+  for (const p of projects) await deps.queue.noteWebhook(p, nowMs);
   return { events: events.length, queued };
 }
 
@@ -416,21 +407,23 @@ function submittedChoice(result: readonly unknown[], q: ChoiceQuestion): string 
 
 /**
  * Runs one queued event to its end; throws (asEventFailure tells whether to retry) when it cannot. `attempts`: how many
- * times it was tried before.
+ * times it was tried before. `stillHeld`, called just before anything is written to Label Studio, throws when the
+ * event's claim is no longer the caller's (another replica took it over), so two replicas never write one event back.
  */
-export async function processEvent(deps: BackendDeps, key: string, e: AnnotationEvent, nowMs: () => number, attempts = 0): Promise<EventOutcome> {
-  const before = deps.queue.annotation(e.annotationId);
+export async function processEvent(deps: BackendDeps, key: string, e: AnnotationEvent, nowMs: () => number, attempts = 0, stillHeld: () => Promise<void> = async () => {}): Promise<EventOutcome> {
+  const before = await deps.queue.annotation(e.annotationId);
   if (e.action === 'ANNOTATION_DELETED') {
+    await stillHeld();
     // The trail's record of the annotation's current verdict is marked first: a trail that cannot be written now throws
     // AuditStoreUnavailable (transient), and the retry finds the prediction still there. Marking is idempotent.
     if (before?.auditId) await deps.trail.withdraw(before.auditId, nowMs());
     if (before?.predictionId != null) await deps.client.deletePrediction(before.predictionId);
-    deps.queue.saveAnnotation({ annotationId: e.annotationId, taskId: before?.taskId ?? e.taskId, auditId: before?.auditId ?? null, predictionId: null, deletedMs: nowMs() });
+    await deps.queue.saveAnnotation({ annotationId: e.annotationId, taskId: before?.taskId ?? e.taskId, auditId: before?.auditId ?? null, predictionId: null, deletedMs: nowMs() });
     return { kind: 'deleted', ...(before?.auditId ? { auditId: before.auditId } : {}) };
   }
   const auditId = auditIdOf(key);
   const task = await deps.client.getTask(e.taskId);
-  const question = choiceQuestion(await deps.client.getLabelConfig(e.projectId), deps.host.current.manifest.classes, labelMapFor(deps, e.projectId));
+  const question = choiceQuestion(await deps.client.getLabelConfig(e.projectId), deps.host.current.manifest.classes, await labelMapFor(deps, e.projectId));
   const choice = submittedChoice(e.result, question);
   if (choice === undefined) return { kind: 'skipped', reason: 'no-choice' };
   const label = question.classOf[choice];
@@ -474,19 +467,23 @@ export async function processEvent(deps: BackendDeps, key: string, e: Annotation
       model_version: auditTag(record.verdict, record.quality),
       mislabeling: record.mistakenness,
     };
-    // A previous attempt may have written it and lost Label Studio's answer (a timeout, a crash before the id was
-    // saved): on a retry, a prediction of this task with this tag and score that no other annotation owns is that one.
+    await stillHeld();
+    // A previous attempt may have written it and lost Label Studio's answer (a timeout, a crash or a replica killed
+    // before the id was saved): on a retry, a prediction of this task with this tag and score that no other annotation
+    // owns is that one.
     if (attempts > 0) {
-      const written = (await deps.client.listPredictions(e.taskId)).find(
-        (p) => p.model_version === prediction.model_version && p.score === prediction.score && deps.queue.predictionOwner(p.id) === undefined,
-      );
-      predictionId = written?.id ?? null;
+      for (const p of await deps.client.listPredictions(e.taskId)) {
+        if (p.model_version === prediction.model_version && p.score === prediction.score && (await deps.queue.predictionOwner(p.id)) === undefined) {
+          predictionId = p.id;
+          break;
+        }
+      }
     }
     predictionId ??= await deps.client.createPrediction(prediction);
     // The annotation's previous verdict (an update replaces it) leaves the task, so the Data Manager shows the current
     // one; deleted before the new id is saved, so that a failure here retries the deletion too.
     if (before?.predictionId != null && before.predictionId !== predictionId) await deps.client.deletePrediction(before.predictionId);
-    deps.queue.saveAnnotation({ annotationId: e.annotationId, taskId: e.taskId, auditId, predictionId, deletedMs: null });
+    await deps.queue.saveAnnotation({ annotationId: e.annotationId, taskId: e.taskId, auditId, predictionId, deletedMs: null });
   }
   return { kind: 'audited', auditId, predictionId, verdict: record.verdict };
 }

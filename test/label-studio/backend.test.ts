@@ -9,6 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { auditIdOf } from '../../src/label-studio/backend.js';
 import { eventKey } from '../../src/label-studio/queue.js';
 import { freshTrail } from '../fixtures/backends.js';
+import { adminQuery } from '../fixtures/postgres.js';
 import { png } from '../fixtures/make-images.js';
 import { sample } from '../fixtures/prom.js';
 import { until } from '../fixtures/server-process.js';
@@ -344,7 +345,27 @@ describe('a restart and the personal-access-token form', () => {
 });
 
 describe('on a PostgreSQL trail', () => {
-  it('audits into it through the same trail functions, the queue staying in its own SQLite file', async () => {
+  it('answers 503 audit-store-unavailable where the queue is needed while its database cannot be reached', async () => {
+    const down = await startTestApp({ ...lsEnv(), ASM_FER_AUDIT_DB: 'postgres://postgres@127.0.0.1:1/none', ASM_FER_AUDIT_DB_ACQUIRE_TIMEOUT_MS: '500' });
+    try {
+      const body = annotationPayload('ANNOTATION_CREATED', { id: 301, task: 1, project: 1, choice: 'neutral' });
+      const hook = await request(down.app).post('/label-studio/webhook').set('authorization', bearer).send(body);
+      expect(hook.status).toBe(503);
+      expectContract('POST', '/label-studio/webhook', hook);
+      expect(hook.body.type).toMatch(/audit-store-unavailable$/);
+      expect(hook.body.detail).toMatch(/Label Studio queue/);
+      const health = await request(down.app).get('/label-studio/health').set('authorization', bearer);
+      expect(health.status).toBe(503);
+      expectContract('GET', '/label-studio/health', health);
+      const map = await request(down.app).put('/label-studio/projects/1/label-map').set('authorization', bearer).send({ Smile: 'happiness' });
+      expect(map.status).toBe(503);
+      expectContract('PUT', '/label-studio/projects/{project}/label-map', map);
+    } finally {
+      await down.close();
+    }
+  });
+
+  it('audits into it through the same trail functions, the queue in the same database', async () => {
     const trail = await freshTrail('postgres');
     const queueDir = mkdtempSync(path.join(tmpdir(), 'asm-fer-ls-pg-'));
     const pg = await startTestApp({ ...lsEnv(), ...trail.env, ASM_FER_DATA_DIR: queueDir });
@@ -360,7 +381,9 @@ describe('on a PostgreSQL trail', () => {
       const { items } = await pg.trail.store.list({ datasetId: 'label-studio project 2' }, { limit: 10 });
       expect(items.map((r) => [r.itemId, r.label])).toEqual([['task 11 annotation 201', 'neutral']]);
       expect(predictionsOf(11)[0]?.score).toBe(items[0]?.labelProbability);
-      expect(readdirSync(queueDir)).toContain('label-studio.db');
+      expect(readdirSync(queueDir)).not.toContain('label-studio.db');
+      await until(async () => (await adminQuery(trail.where, `SELECT key FROM ls_events WHERE state = 'done'`)).length === 1, 10_000);
+      expect(await adminQuery(trail.where, 'SELECT key, state FROM ls_events')).toEqual([{ key: `201:ANNOTATION_CREATED:${body.annotation.updated_at}`, state: 'done' }]);
       // Deleted: the PostgreSQL record is marked withdrawn as the SQLite one is.
       ls.annotations.delete(201);
       await request(pg.app).post('/label-studio/webhook').set('authorization', bearer).send({ action: 'ANNOTATIONS_DELETED', annotations: [{ id: 201 }], project: { id: 2 } });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.js';
+import { moduleOptions } from '../../src/service.js';
 
 const ls = { LABEL_STUDIO_URL: 'http://127.0.0.1:18480', LABEL_STUDIO_API_KEY: 'token-0123456789', ASM_FER_LABEL_STUDIO_SECRET: 'secret-0123456789abcdef' };
 
@@ -28,6 +29,16 @@ describe('Label Studio settings', () => {
     expect(loadConfig({}).ASM_FER_LABEL_STUDIO_SWEEP_MS).toBe(300_000);
     expect(loadConfig({ ASM_FER_LABEL_STUDIO_SWEEP_MS: '0' }).ASM_FER_LABEL_STUDIO_SWEEP_MS).toBe(0);
     expect(() => loadConfig({ ASM_FER_LABEL_STUDIO_SWEEP_MS: '-1' })).toThrow(/ASM_FER_LABEL_STUDIO_SWEEP_MS/);
+  });
+
+  it('lease a claim on the shared queue for 15 s by default, at least 100 ms; the queue follows the trail', () => {
+    expect(loadConfig({}).ASM_FER_LABEL_STUDIO_LEASE_MS).toBe(15_000);
+    expect(() => loadConfig({ ASM_FER_LABEL_STUDIO_LEASE_MS: '50' })).toThrow(/ASM_FER_LABEL_STUDIO_LEASE_MS/);
+    expect(moduleOptions(loadConfig({ ...ls, ASM_FER_DATA_DIR: '/data' })).labelStudio?.queue).toEqual({ kind: 'sqlite', dir: '/data' });
+    expect(moduleOptions(loadConfig({ ...ls, ASM_FER_AUDIT_DB: 'postgres://u:p@db/a', ASM_FER_LABEL_STUDIO_LEASE_MS: '2000' })).labelStudio).toMatchObject({
+      queue: { kind: 'postgres', url: 'postgres://u:p@db/a', poolSize: 10 },
+      worker: { leaseMs: 2000, pollMs: 5000 },
+    });
   });
 
   it('parse the choice map and refuse a pair without "="', () => {

@@ -35,12 +35,37 @@ export interface FakeLabelStudio {
    * `lost`, after (the work is done, the answer is lost: what a timeout or a crash looks like to the caller).
    */
   faults: { method: string; path: RegExp; status: number; lost?: boolean }[];
+  /**
+   * Lasting delays of the answers to writes (POST and DELETE of predictions) matching method and path (and, with
+   * `tasks`, a prediction of one of those tasks): the work is done at once, the answer comes `ms` later, so a caller
+   * can be stopped between the two (a replica killed after its prediction was stored, before it knew).
+   */
+  delays: { method: string; path: RegExp; ms: number; tasks?: ReadonlySet<number> }[];
+  /** Added before every answer of the API, as a Label Studio across a network (or busy) takes; 0 by default. */
+  latencyMs: number;
+  /** The task of every prediction POSTed, in arrival order, whether or not its answer arrived: the write-backs. */
+  predictionPosts: number[];
+  /** When (Date.now()) each task's latest prediction POST arrived. */
+  predictionPostedMs: Map<number, number>;
   close(): Promise<void>;
 }
 
 export async function startFakeLabelStudio(): Promise<FakeLabelStudio> {
   let nextId = 1;
-  const fake: Omit<FakeLabelStudio, 'url' | 'close'> = { tasks: new Map(), projects: new Map(), files: new Map(), predictions: new Map(), annotations: new Map(), requests: [], mode: 'up', faults: [] };
+  const fake: Omit<FakeLabelStudio, 'url' | 'close'> = {
+    tasks: new Map(),
+    projects: new Map(),
+    files: new Map(),
+    predictions: new Map(),
+    annotations: new Map(),
+    requests: [],
+    mode: 'up',
+    faults: [],
+    delays: [],
+    latencyMs: 0,
+    predictionPosts: [],
+    predictionPostedMs: new Map(),
+  };
   const authorised = (req: IncomingMessage) => req.headers.authorization === `Token ${LEGACY_TOKEN}` || req.headers.authorization === `Bearer ${ACCESS_TOKEN}`;
   const send = (res: ServerResponse, status: number, body?: unknown) => {
     res.writeHead(status, { 'content-type': 'application/json' }).end(body === undefined ? undefined : JSON.stringify(body));
@@ -53,13 +78,16 @@ export async function startFakeLabelStudio(): Promise<FakeLabelStudio> {
       return;
     }
     if (typeof fake.mode === 'number') return send(res, fake.mode, { detail: 'failing on purpose' });
+    if (fake.latencyMs > 0) await new Promise((r) => setTimeout(r, fake.latencyMs));
     const at = fake.faults.findIndex((f) => f.method === req.method && f.path.test(url.pathname));
     const fault = at >= 0 ? fake.faults.splice(at, 1)[0] : undefined;
     if (fault && !fault.lost) return send(res, fault.status, { detail: 'failing once on purpose' });
-    const answer = fault ? (r: ServerResponse, _status: number, _body?: unknown) => send(r, fault.status, { detail: 'done, answer lost on purpose' }) : send;
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const body = chunks.length ? (JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>) : {};
+    const delay = fake.delays.find((d) => d.method === req.method && d.path.test(url.pathname) && (d.tasks === undefined || d.tasks.has(body.task as number)))?.ms ?? 0;
+    const later = (r: ServerResponse, status: number, b?: unknown) => void setTimeout(() => send(r, status, b), delay);
+    const answer = fault ? (r: ServerResponse, _status: number, _body?: unknown) => send(r, fault.status, { detail: 'done, answer lost on purpose' }) : delay > 0 ? later : send;
     if (req.method === 'POST' && url.pathname === '/api/token/refresh') {
       return body.refresh === PERSONAL_TOKEN ? send(res, 200, { access: ACCESS_TOKEN }) : send(res, 401, { detail: 'bad refresh token' });
     }
@@ -94,6 +122,8 @@ export async function startFakeLabelStudio(): Promise<FakeLabelStudio> {
     if (req.method === 'POST' && url.pathname === '/api/predictions/') {
       const p = { id: nextId++, task: body.task as number, result: body.result as unknown[], score: body.score as number, model_version: body.model_version as string };
       fake.predictions.set(p.id, p);
+      fake.predictionPosts.push(p.task);
+      fake.predictionPostedMs.set(p.task, Date.now());
       return answer(res, 201, p);
     }
     if (req.method === 'DELETE' && (m = /^\/api\/predictions\/(\d+)\/?$/.exec(url.pathname))) {
