@@ -7,7 +7,7 @@
 #   device: run  command="bash training/experiments/gpu.sh"  carry=["data/gpu"]  timeout_s=600
 #           then the same again within the machine's 30 s warm window: the rows resume by epoch
 # The schedule: --lr-decay is per recipe epoch (config.epoch_lr_decay: lr_decay^(100 / schedule_epochs) per epoch), so
-# 0.9716 ends any schedule at 0.9716^100 = 0.056 of the start: x0.909 per epoch over 30 here, x0.75 over 10 on the
+# 0.9716 ends any schedule at 0.9716^100 = 0.056 of the start: x0.908 per epoch over 30 here, x0.750 over 10 on the
 # CPU. A 3-epoch CE warm-up: the paper's 10 of 100 (the CPU recipe's 2 of 10 are two epochs of a pretrained network).
 # Rows, in the order, PAR (2) at once on the one GPU: original labels asm --normalisation none and ce2 (the two
 # the shipping rule needs), then sym-0.3 ce2 and asm --normalisation none. Each call:
@@ -75,7 +75,7 @@ if ! "$PY" -c 'import jsonschema' 2> /dev/null; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$PACK"/wheels/*.whl \
     || echo "warning: jsonschema did not install; exports will fail"
 fi
-if [[ ! -f $DATA/.unpacked ]]; then
+if [[ $DATA == data/ferplus && ! -f $DATA/.unpacked ]]; then  # (another DATA is a folder of FER+ to use as it is)
   # the pack's parts (gpu-pack.sh splits it in two when one call cannot carry it): data/gpu, then data/gpu-2
   if ! (cd data && sha256sum --quiet -c "../$PACK/parts"); then
     echo "=== the pack is not all here (see $PACK/parts): carry data/gpu-2 in the next call, within 30 s"
@@ -88,6 +88,9 @@ if [[ ! -f $DATA/.unpacked ]]; then
   if ! "$PY" -m asm_fer.data.pack unpack /tmp/ferplus.npz "$DATA"; then echo "unpack failed"; exit 2; fi
   touch "$DATA/.unpacked"
   rm -f /tmp/ferplus.npz
+elif [[ ! -f $DATA/FER2013Train/label.csv ]]; then
+  echo "no FER+ under $DATA"
+  exit 2
 fi
 if ! git rev-parse HEAD > /dev/null 2>&1; then  # a copy without .git: the bundles name the commit gpu-pack.sh packed
   ASM_FER_REVISION=$(cat "$PACK/revision" 2> /dev/null) && export ASM_FER_REVISION && echo "revision (packed): $ASM_FER_REVISION"
