@@ -1,7 +1,8 @@
 """Where the networks run: `--device auto` picks CUDA when PyTorch sees a GPU, else the CPU.
 Networks and batches use channels-last memory on both (on this 2-core CPU it trains this ResNet
 about 3x faster than NCHW-contiguous: docs/results.md, E6); CUDA adds bf16 autocast, and so does the CPU
-with `--precision bf16`. Augmentation stays on the CPU (seeded generators); batches are moved after it.
+with `--precision bf16`. The training views are made on the networks' device from the seeded CPU generator's
+draws (data/views.py): on the CPU exactly as before, on CUDA by the GPU, so a step does not wait for the CPU.
 """
 
 from __future__ import annotations

@@ -79,7 +79,8 @@ def _run_epoch(
         idx = order[start : start + batch_size]
         if len(idx) < 2:  # batch norm needs two samples
             continue
-        x01, y = data.pixels[idx] / 255, data.labels[idx]  # (B, C, H, W), (B,)
+        # the views are made where the networks are (on CUDA the GPU augments; on the CPU this is the CPU batch)
+        x01, y = data.pixels[idx].to(device) / 255, data.labels[idx]  # (B, C, H, W), (B,)
         if codes is None:
             x, y = normalise(weak_view(x01, gen, cfg.weak_view) * 255, spec), y.to(device)
             if cfg.stability:  # the plain images ride along in the same forward pass

@@ -250,3 +250,20 @@ def test_flip_averaging_is_refused_for_a_run_that_mined(fixtures: Path, tmp_path
         tmp_path / "run" / "final.pt", tmp_path / "bundle", name="x", data_root=str(fixtures / "ferplus"), tta="flip"
     )
     assert "calibration split" in doc["thresholdLearning"]["split"]
+
+
+def test_code_revision_without_git_is_the_one_recorded_for_the_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy of the tree without .git (training/experiments/gpu.sh on a lent GPU) names the commit gpu-pack.sh
+    recorded in ASM_FER_REVISION; without either the bundle says unknown."""
+    import subprocess
+
+    from asm_fer.export import bundle
+
+    def no_git(*args: object, **kwargs: object) -> None:
+        raise subprocess.CalledProcessError(128, "git")
+
+    monkeypatch.setattr(bundle.subprocess, "run", no_git)
+    monkeypatch.setenv("ASM_FER_REVISION", "abc1234")
+    assert bundle.code_revision() == "abc1234"
+    monkeypatch.delenv("ASM_FER_REVISION")
+    assert bundle.code_revision() == "unknown"

@@ -130,3 +130,26 @@ def test_harsh_strong_view_is_the_earlier_one() -> None:
     harsh = STRONG_VIEWS["harsh"]
     assert (harsh.p, harsh.translate, harsh.cutout, harsh.posterize_bits) == (1.0, 0.3, 0.5, (2, 3))
     assert "solarize" in harsh.pool and "identity" not in harsh.pool
+
+
+@pytest.mark.parametrize("view", ["weak-recipe", "weak-reframe", "strong-man", "strong-harsh"])
+def test_views_are_made_on_the_images_device_from_the_cpu_generator(view: str) -> None:
+    """On CUDA the trainer augments on the GPU: every random draw stays on the seeded CPU generator and is moved to
+    the images' device. The meta device stands in for CUDA here: a CPU tensor of more than 0 dimensions mixed with
+    a tensor on another device fails there as it does on CUDA (the earlier views did, at their first torch.where)."""
+    from asm_fer.data.preprocess import normalise
+    from asm_fer.data.views import strong_view
+
+    kind, name = view.split("-")
+    x = torch.rand(24, 1, 48, 48)
+    make = (lambda im, g: weak_view(im, g, name)) if kind == "weak" else (lambda im, g: strong_view(im, g, name))
+    out = make(x.to("meta"), torch.Generator().manual_seed(3))
+    assert out.device.type == "meta" and out.shape == x.shape
+    spec = InputSpec(channels=1, height=48, width=48, mean=(0.5,), std=(0.5,))
+    assert normalise(out * 255, spec).device.type == "meta"
+    # the same draws on the CPU: the stream does not depend on where the images are
+    g = torch.Generator().manual_seed(3)
+    make(x, g)
+    g_meta = torch.Generator().manual_seed(3)
+    make(x.to("meta"), g_meta)
+    assert torch.equal(g.get_state(), g_meta.get_state())

@@ -61,8 +61,8 @@ def load_pixels(path: Path | str, spec: InputSpec, box: tuple[int, int, int, int
 
 def normalise(pixels: torch.Tensor, spec: InputSpec) -> torch.Tensor:
     """(B, C, H, W) pixels in [0, 255] -> the network input."""
-    mean = torch.tensor(spec.mean, dtype=pixels.dtype).view(1, -1, 1, 1)
-    std = torch.tensor(spec.std, dtype=pixels.dtype).view(1, -1, 1, 1)
+    mean = torch.tensor(spec.mean, dtype=pixels.dtype, device=pixels.device).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std, dtype=pixels.dtype, device=pixels.device).view(1, -1, 1, 1)
     return (pixels * spec.scale - mean) / std
 
 

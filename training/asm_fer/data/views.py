@@ -1,6 +1,10 @@
 """The training views: the weak view (flip, jitter, affine or reframe, erasing) and the RandAugment-style
 strong view, written in plain PyTorch on whole batches of (B, C, H, W) images in [0, 1]. Evaluation never
 augments; its preprocessing is `preprocess.py`'s.
+
+The images may be on any device: every random draw comes from the seeded CPU generator, in the same order
+and shapes wherever the images are, and is moved to their device (a no-op on the CPU). On CUDA the trainer
+augments there, so a GPU step does not wait for the CPU to make its views.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ def _uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor
 
 
 def _where(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.where(mask.view(-1, 1, 1, 1), a, b)
+    return torch.where(mask.view(-1, 1, 1, 1).to(a.device), a, b)
 
 
 def random_affine(
@@ -37,7 +41,7 @@ def random_affine(
     tx, ty = (_uniform(n, -translate, translate, gen) * 2 for _ in range(2))
     cos, sin = torch.cos(a) / s, torch.sin(a) / s
     theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)  # (B, 2, 3)
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(device=x.device, dtype=x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
 
 
@@ -80,7 +84,7 @@ def random_erasing(x: torch.Tensor, gen: torch.Generator, *, p: float, area: tup
     )  # (B, H, W)
     chosen = (torch.rand(n, generator=gen) < p).view(-1, 1, 1) & box
     noise = torch.rand(x.shape, generator=gen, dtype=x.dtype)
-    return torch.where(chosen.unsqueeze(1), noise, x)
+    return torch.where(chosen.unsqueeze(1).to(x.device), noise.to(x.device), x)
 
 
 def weak_view(x01: torch.Tensor, gen: torch.Generator, kind: str = "recipe") -> torch.Tensor:
@@ -91,8 +95,8 @@ def weak_view(x01: torch.Tensor, gen: torch.Generator, kind: str = "recipe") -> 
     flip = torch.rand(n, generator=gen) < 0.5
     x = _where(flip, x01.flip(-1), x01)
     jitter = torch.rand(n, generator=gen) < 0.5
-    bright = _uniform(n, 0.75, 1.25, gen).view(-1, 1, 1, 1)
-    contrast = _uniform(n, 0.75, 1.25, gen).view(-1, 1, 1, 1)
+    bright = _uniform(n, 0.75, 1.25, gen).view(-1, 1, 1, 1).to(x.device)
+    contrast = _uniform(n, 0.75, 1.25, gen).view(-1, 1, 1, 1).to(x.device)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = _where(jitter, ((x * bright - mean * bright) * contrast + mean * bright).clamp(0, 1), x)
     if kind == "reframe":
@@ -106,7 +110,7 @@ def weak_view(x01: torch.Tensor, gen: torch.Generator, kind: str = "recipe") -> 
 
 
 def _affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(device=x.device, dtype=x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
@@ -177,7 +181,7 @@ def _photometric(x: torch.Tensor, gen: torch.Generator, op: str, view: StrongVie
     n = x.shape[0]
     if op == "identity":
         return x
-    f = (1 + _signed(n, view.enhance, gen)).view(-1, 1, 1, 1)  # factor away from 1
+    f = (1 + _signed(n, view.enhance, gen)).view(-1, 1, 1, 1).to(x.device)  # factor away from 1
     if op == "brightness":
         return (x * f).clamp(0, 1)
     if op == "contrast":
@@ -187,11 +191,11 @@ def _photometric(x: torch.Tensor, gen: torch.Generator, op: str, view: StrongVie
         blurred = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
         return (blurred + (x - blurred) * f).clamp(0, 1)
     if op == "solarize":
-        threshold = _uniform(n, 0.5, 0.8, gen).view(-1, 1, 1, 1)
+        threshold = _uniform(n, 0.5, 0.8, gen).view(-1, 1, 1, 1).to(x.device)
         return torch.where(x >= threshold, 1 - x, x)
     if op == "posterize":
         bits = torch.tensor(view.posterize_bits)[torch.randint(0, len(view.posterize_bits), (n,), generator=gen)]
-        levels = (2**bits).view(-1, 1, 1, 1).to(x.dtype)
+        levels = (2**bits).view(-1, 1, 1, 1).to(device=x.device, dtype=x.dtype)
         return torch.floor(x * levels).clamp(max=levels - 1) / (levels - 1)
     lo = x.amin(dim=(1, 2, 3), keepdim=True)  # autocontrast
     hi = x.amax(dim=(1, 2, 3), keepdim=True)
@@ -214,9 +218,10 @@ def strong_view(x01: torch.Tensor, gen: torch.Generator, view: StrongView | str 
         apply = torch.rand(n, generator=gen) < view.p
         out = x.clone()
         for i, op in enumerate(pool):
-            idx = torch.nonzero((choice == i) & apply).flatten()
+            idx = torch.nonzero((choice == i) & apply).flatten()  # on the CPU: no wait for the images' device
             if len(idx):
-                out[idx] = (_geometric if op in GEOMETRIC else _photometric)(x[idx], gen, op, view)
+                at = idx.to(x.device)
+                out[at] = (_geometric if op in GEOMETRIC else _photometric)(x[at], gen, op, view)
         x = out
     if view.cutout <= 0:
         return x
@@ -225,4 +230,4 @@ def strong_view(x01: torch.Tensor, gen: torch.Generator, view: StrongView | str 
     cx = torch.randint(0, w, (n,), generator=gen).view(-1, 1, 1)
     rows, cols = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
     box = ((rows - cy).abs() * 2 < side_h) & ((cols - cx).abs() * 2 < side_w)  # (B, H, W)
-    return torch.where(box.unsqueeze(1), torch.full_like(x, 0.5), x)
+    return torch.where(box.unsqueeze(1).to(x.device), torch.full_like(x, 0.5), x)

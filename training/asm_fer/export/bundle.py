@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -124,6 +125,8 @@ def read_bundle(folder: Path | str) -> dict[str, Any]:
 
 
 def code_revision() -> str:
+    """The repository's commit (with `-dirty` for uncommitted changes to tracked files); where the tree is a copy
+    without git (a lent GPU: training/experiments/gpu.sh), ASM_FER_REVISION as that script recorded it, else unknown."""
     root = Path(__file__).resolve().parents[3]
     try:
         rev = subprocess.run(
@@ -133,7 +136,7 @@ def code_revision() -> str:
             ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return os.environ.get("ASM_FER_REVISION") or "unknown"
     return rev + ("-dirty" if dirty else "")
 
 

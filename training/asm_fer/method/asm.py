@@ -47,9 +47,10 @@ def net_probabilities(
 ) -> np.ndarray:
     """(M, N, K) probabilities of each network, eval mode; on the weak view of kind `view` when `gen` is given."""
     run = freeze(nets, normalise(pixels[:2], spec), engine=engine)
+    device = device_of(nets)  # the weak view is made there (on CUDA the GPU augments)
     out = []
     for start in range(0, pixels.shape[0], batch_size):
-        x01 = pixels[start : start + batch_size] / 255
+        x01 = pixels[start : start + batch_size].to(device) / 255
         x = normalise((weak_view(x01, gen, view) if gen is not None else x01) * 255, spec)  # (B, C, H, W)
         out.append(torch.softmax(run(x), 2))  # (M, B, K)
     return torch.cat(out, 1).numpy().astype(np.float64)
@@ -143,7 +144,8 @@ def tri_loss(
     """
     device = device_of(nets)
     weak = to_device(normalise(weak_view(x01, gen, cfg.weak_view) * 255, spec), device)  # (B, C, H, W)
-    strong = to_device(normalise(strong_view(x01[subset == 2], gen, cfg.strong_view) * 255, spec), device)  # (Bn, C, H, W)
+    noisy_rows = torch.nonzero(subset == 2).flatten().to(x01.device)  # x01 is on the networks' device
+    strong = to_device(normalise(strong_view(x01[noisy_rows], gen, cfg.strong_view) * 255, spec), device)  # (Bn, C, H, W)
     y, subset = y.to(device), subset.to(device)
     clean, amb, noisy = subset == 0, subset == 1, subset == 2
     with autocast(device, cfg.precision):
