@@ -26,8 +26,8 @@ export interface FakeLabelStudio {
   predictions: Map<number, FakePrediction>;
   /** Annotations by id, as Label Studio serialises them (what the task's annotation list answers). */
   annotations: Map<number, Record<string, unknown>>;
-  /** Every request: method, path and the Authorization header it carried. */
-  requests: { method: string; path: string; authorization: string | undefined }[];
+  /** Every request: method, path, the Authorization header it carried, and when (Date.now()) it arrived. */
+  requests: { method: string; path: string; authorization: string | undefined; ms: number }[];
   /** 'up', 'down' (connections dropped), or an HTTP status every API call answers with. */
   mode: 'up' | 'down' | number;
   /**
@@ -72,7 +72,7 @@ export async function startFakeLabelStudio(): Promise<FakeLabelStudio> {
   };
   const server: Server = createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
-    fake.requests.push({ method: req.method ?? '', path: url.pathname + url.search, authorization: req.headers.authorization });
+    fake.requests.push({ method: req.method ?? '', path: url.pathname + url.search, authorization: req.headers.authorization, ms: Date.now() });
     if (fake.mode === 'down') {
       req.socket.destroy();
       return;
