@@ -67,6 +67,36 @@ export function postgresFailure(err: unknown, poolFull: boolean): StorageFailure
   return { code: known[1], down: true };
 }
 
+/**
+ * `fn` inside BEGIN … COMMIT on a connection of `pool`, rolled back when it throws. `failure` classifies an error (as
+ * `postgresFailure` does); a connection whose error says the database is down is destroyed, not reused.
+ */
+export async function inTransaction(
+  pool: pg.Pool,
+  fn: (client: pg.PoolClient) => Promise<void>,
+  failure: (err: unknown) => StorageFailure | undefined,
+): Promise<void> {
+  const client = await pool.connect();
+  let broken: unknown;
+  // A connection that dies while checked out also emits 'error'; the query in flight rejects with it, which is
+  // what is handled, so the event itself is dropped rather than left to crash the process.
+  const dropped = (err: unknown) => (broken ??= err);
+  client.on('error', dropped);
+  try {
+    await client.query('BEGIN');
+    await fn(client);
+    await client.query('COMMIT');
+  } catch (err) {
+    broken = err;
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.removeListener('error', dropped);
+    // A connection that failed mid-transaction is not given back to the pool for reuse.
+    client.release(broken instanceof Error && failure(broken)?.down === true ? broken : undefined);
+  }
+}
+
 export class PostgresBackend implements Backend {
   readonly dialect = 'postgres';
   readonly shared = true;
@@ -144,25 +174,8 @@ export class PostgresBackend implements Backend {
     if (!this.pool.ended) await this.pool.end();
   }
 
-  private async transaction(fn: (client: pg.PoolClient) => Promise<void>): Promise<void> {
-    const client = await this.pool.connect();
-    let broken: unknown;
-    // A connection that dies while checked out also emits 'error'; the query in flight rejects with it, which is
-    // what is handled, so the event itself is dropped rather than left to crash the process.
-    const dropped = (err: unknown) => (broken ??= err);
-    client.on('error', dropped);
-    try {
-      await client.query('BEGIN');
-      await fn(client);
-      await client.query('COMMIT');
-    } catch (err) {
-      broken = err;
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.removeListener('error', dropped);
-      // A connection that failed mid-transaction is not given back to the pool for reuse.
-      client.release(broken instanceof Error && this.failure(broken)?.down === true ? broken : undefined);
-    }
+  private transaction(fn: (client: pg.PoolClient) => Promise<void>): Promise<void> {
+    return inTransaction(this.pool, fn, (err) => this.failure(err));
   }
+
 }

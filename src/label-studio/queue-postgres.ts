@@ -18,7 +18,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import pg from 'pg';
-import { postgresFailure, redactedUrl, type PostgresOptions } from '../audit/postgres-store.js';
+import { inTransaction, postgresFailure, redactedUrl, type PostgresOptions } from '../audit/postgres-store.js';
 import { AuditStoreUnavailable } from '../errors.js';
 import type { AnnotationEvent, AnnotationState, EventOutcome, EventQueue, ProjectState, QueuedEvent, QueueEventView, QueueStats } from './queue.js';
 import { eventKey } from './queue.js';
@@ -405,27 +405,21 @@ export class PostgresEventQueue implements EventQueue {
     );
   }
 
-  private async migrate(): Promise<void> {
-    const client = await this.pool.connect();
-    let broken: unknown;
-    try {
-      await client.query('BEGIN');
-      await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
-      await client.query('CREATE TABLE IF NOT EXISTS asm_fer_label_studio_schema (version INTEGER NOT NULL)');
-      const { rows } = await client.query<{ version: number }>('SELECT version FROM asm_fer_label_studio_schema');
-      const before = rows[0]?.version ?? 0;
-      if (before > QUEUE_LAYOUT) throw new QueueLayoutTooNew(`the Label Studio queue's layout ${before} in the audit database is newer than this service's ${QUEUE_LAYOUT}`);
-      for (let v = before + 1; v <= QUEUE_LAYOUT; v++) await client.query(MIGRATIONS[v - 1] as string);
-      if (rows.length === 0) await client.query('INSERT INTO asm_fer_label_studio_schema (version) VALUES ($1)', [QUEUE_LAYOUT]);
-      else if (before !== QUEUE_LAYOUT) await client.query('UPDATE asm_fer_label_studio_schema SET version = $1', [QUEUE_LAYOUT]);
-      await client.query('COMMIT');
-    } catch (err) {
-      broken = err;
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release(broken instanceof Error && postgresFailure(broken, false)?.down === true ? broken : undefined);
-    }
+  private migrate(): Promise<void> {
+    return inTransaction(
+      this.pool,
+      async (client) => {
+        await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+        await client.query('CREATE TABLE IF NOT EXISTS asm_fer_label_studio_schema (version INTEGER NOT NULL)');
+        const { rows } = await client.query<{ version: number }>('SELECT version FROM asm_fer_label_studio_schema');
+        const before = rows[0]?.version ?? 0;
+        if (before > QUEUE_LAYOUT) throw new QueueLayoutTooNew(`the Label Studio queue's layout ${before} in the audit database is newer than this service's ${QUEUE_LAYOUT}`);
+        for (let v = before + 1; v <= QUEUE_LAYOUT; v++) await client.query(MIGRATIONS[v - 1] as string);
+        if (rows.length === 0) await client.query('INSERT INTO asm_fer_label_studio_schema (version) VALUES ($1)', [QUEUE_LAYOUT]);
+        else if (before !== QUEUE_LAYOUT) await client.query('UPDATE asm_fer_label_studio_schema SET version = $1', [QUEUE_LAYOUT]);
+      },
+      (err) => postgresFailure(err, false),
+    );
   }
 
   private notify(): void {
