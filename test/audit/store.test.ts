@@ -17,8 +17,8 @@ import { DB_FILE, SqliteBackend } from '../../src/audit/sqlite-store.js';
 import { SqlAuditStore, type AuditStore, type StoreEvents } from '../../src/audit/store.js';
 import type { Verdict } from '../../src/audit/judge.js';
 import { AuditStoreUnavailable } from '../../src/errors.js';
-import { BACKENDS, type BackendKind } from '../fixtures/backends.js';
-import { adminQuery, freshDatabase } from '../fixtures/postgres.js';
+import { BACKENDS, freshTrail, type BackendKind } from '../fixtures/backends.js';
+import { adminQuery } from '../fixtures/postgres.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 const stores: AuditStore[] = [];
@@ -33,12 +33,11 @@ function tempDir(): string {
   return d;
 }
 
-/** A fresh, empty place for a trail on `kind`: a folder, or a new database's URL. */
+/** A fresh, empty place for a trail on `kind`: a folder, or a new database's URL (removed after the test). */
 async function freshPlace(kind: BackendKind): Promise<string> {
-  if (kind === 'sqlite') return tempDir();
-  const db = await freshDatabase(inject('postgresAdminUrl'));
-  cleanups.push(db.drop);
-  return db.url;
+  const place = await freshTrail(kind);
+  cleanups.push(place.drop);
+  return place.where;
 }
 
 const pgOptions = (url: string) => ({ url, poolSize: 4, acquireTimeoutMs: 2000, queryTimeoutMs: 10_000 });

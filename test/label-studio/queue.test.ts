@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, describe, expect, inject, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { sweep } from '../../src/label-studio/backend.js';
 import { LabelStudioError, type LabelStudioClient } from '../../src/label-studio/client.js';
 import { PostgresEventQueue, QueueLayoutTooNew } from '../../src/label-studio/queue-postgres.js';
@@ -15,8 +15,8 @@ import { SqliteEventQueue } from '../../src/label-studio/queue-sqlite.js';
 import type { AnnotationEvent, EventQueue, QueuedEvent } from '../../src/label-studio/queue.js';
 import { backoffMs } from '../../src/label-studio/worker.js';
 import { AuditStoreUnavailable } from '../../src/errors.js';
-import { BACKENDS, type BackendKind } from '../fixtures/backends.js';
-import { adminQuery, freshDatabase } from '../fixtures/postgres.js';
+import { BACKENDS, freshTrail, type BackendKind } from '../fixtures/backends.js';
+import { adminQuery } from '../fixtures/postgres.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 const queues: EventQueue[] = [];
@@ -30,12 +30,11 @@ const tempDir = () => {
   return d;
 };
 
-/** A fresh, empty place for a queue on `kind`: a folder, or a new database's URL. */
+/** A fresh, empty place for a queue on `kind`: a folder, or a new database's URL (removed after the test). */
 async function freshPlace(kind: BackendKind): Promise<string> {
-  if (kind === 'sqlite') return tempDir();
-  const db = await freshDatabase(inject('postgresAdminUrl'));
-  cleanups.push(db.drop);
-  return db.url;
+  const place = await freshTrail(kind);
+  cleanups.push(place.drop);
+  return place.where;
 }
 
 const pgOptions = (url: string) => ({ url, poolSize: 4, acquireTimeoutMs: 2000, queryTimeoutMs: 10_000 });
