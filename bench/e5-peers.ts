@@ -13,7 +13,10 @@
 //
 // Usage: npx tsx bench/e5-peers.ts [--model-dir models/default] [--data <FER2013Valid>] [--rounds 3] [--duration 8]
 //        [--connections 32] [--port 18220] [--warmup 10] [--env KEY=VALUE ...] [--serve dist|tsx]
-//        [--drive process|in-process] [--path '/v1/predict?detect=never']
+//        [--drive process|in-process] [--path '/v1/predict?detect=never'] [--peer-threads 0] [--peer-spinning both|off|on]
+// The peer runs with onnxruntime's default thread count (--peer-threads 0, one per physical core), as issue 32's
+// outside harness did, both with spinning off (as the service's sessions) and with onnxruntime's default spinning on;
+// --peer-threads N gives it N threads (the old default was the service's per-session threads).
 // The peer's virtualenv (bench/peers/.venv, from bench/peers/requirements.txt) is created on first use.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -25,7 +28,7 @@ import { loadBundle } from '../src/bundle/load-bundle.js';
 import { loadConfig } from '../src/config.js';
 import { decodeImage } from '../src/image/decode.js';
 import { preprocess } from '../src/inference/preprocess.js';
-import { sessionOptions } from '../src/onnx/providers.js';
+import { loneSessionOptions, sessionOptions } from '../src/onnx/providers.js';
 import { cpuSecondsOf, ferplusPngs, load, mainThreadCpuSecondsOf, predictBody, PREDICT_PATH, startService, type LoadResult } from './e5-load.js';
 
 const { values: args } = parseArgs({
@@ -42,11 +45,15 @@ const { values: args } = parseArgs({
     serve: { type: 'string', default: 'dist' },
     drive: { type: 'string', default: 'process' },
     path: { type: 'string', default: PREDICT_PATH },
+    'peer-threads': { type: 'string', default: '0' },
+    'peer-spinning': { type: 'string', default: 'both' },
   },
 });
 if (!['dist', 'tsx'].includes(String(args.serve))) throw new Error(`--serve is dist or tsx, not ${args.serve}`);
 if (!['process', 'in-process'].includes(String(args.drive))) throw new Error(`--drive is process or in-process, not ${args.drive}`);
+if (!['both', 'off', 'on'].includes(String(args['peer-spinning']))) throw new Error(`--peer-spinning is both, off or on, not ${args['peer-spinning']}`);
 const predictPath = String(args.path);
+const peerThreads = Number(args['peer-threads']);
 const duration = Number(args.duration);
 const high = Number(args.connections);
 const port = Number(args.port);
@@ -74,8 +81,9 @@ interface Server {
   stop(): Promise<void>;
 }
 
-async function startPeer(threads: number, peerPort: number): Promise<Server> {
-  const child: ChildProcess = spawn(PEER_PYTHON, [`${PEER_DIR}/fastapi_peer.py`, '--model-dir', modelDir, '--port', String(peerPort), '--threads', String(threads)], {
+async function startPeer(threads: number, spinning: boolean, peerPort: number): Promise<Server> {
+  const flags = ['--model-dir', modelDir, '--port', String(peerPort), '--threads', String(threads), ...(spinning ? ['--spinning'] : [])];
+  const child: ChildProcess = spawn(PEER_PYTHON, [`${PEER_DIR}/fastapi_peer.py`, ...flags], {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const base = `http://127.0.0.1:${peerPort}`;
@@ -86,7 +94,7 @@ async function startPeer(threads: number, peerPort: number): Promise<Server> {
     await new Promise((r) => setTimeout(r, 100));
   }
   return {
-    name: 'FastAPI + onnxruntime peer',
+    name: `FastAPI + onnxruntime peer, ${threads === 0 ? 'default' : threads} thread(s), spinning ${spinning ? 'on' : 'off'}`,
     base,
     pid: child.pid as number,
     mainThread: false,
@@ -202,28 +210,35 @@ async function rawLimit(
     for (let i = 0; i < b; i++) data.set(tensors[i % tensors.length] as Float32Array, i * per);
     const feeds = { [inputName]: new ort.Tensor('float32', data, [b, ...shape]) };
     const session = b === 1 ? single : all;
-    for (let i = 0; i < 3; i++) await session.run(feeds);
-    let runs = 0;
-    const cpu = process.cpuUsage();
-    const started = performance.now();
-    while (performance.now() - started < slice) {
-      await session.run(feeds);
-      runs++;
-    }
-    const used = process.cpuUsage(cpu);
-    const row: Row = {
-      round,
-      who: `raw onnxruntime-node, batch ${b}, ${b === 1 ? threads : sessionThreads} thread(s)`,
-      connections: 0,
-      imagesPerSec: (b * runs) / ((performance.now() - started) / 1000),
-      cpuMsPerImage: (used.user + used.system) / 1000 / (b * runs),
-      load: loadAvg(),
-    };
+    const row = await timeRuns(session, feeds, b, `raw onnxruntime-node, batch ${b}, ${b === 1 ? threads : sessionThreads} thread(s)`, slice, round);
     if (b === 1) rows.push(row);
     else if (!best || row.imagesPerSec > best.imagesPerSec) best = row;
+    // What a lone request's batch runs on (PoolOptions.loneThreads): the floor of concurrency 1.
+    if (b === 1 && lone) rows.push(await timeRuns(lone, feeds, 1, `raw onnxruntime-node, batch 1, ${config.ASM_FER_LONE_RUN_THREADS} threads (lone-run session)`, slice, round));
   }
   if (best) rows.push(best);
   return rows;
+}
+
+/** `session` run back to back on `feeds` for `ms`: images/s and this process's CPU per image. */
+async function timeRuns(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>, batch: number, who: string, ms: number, round: number): Promise<Row> {
+  for (let i = 0; i < 3; i++) await session.run(feeds);
+  let runs = 0;
+  const cpu = process.cpuUsage();
+  const started = performance.now();
+  while (performance.now() - started < ms) {
+    await session.run(feeds);
+    runs++;
+  }
+  const used = process.cpuUsage(cpu);
+  return {
+    round,
+    who,
+    connections: 0,
+    imagesPerSec: (batch * runs) / ((performance.now() - started) / 1000),
+    cpuMsPerImage: (used.user + used.system) / 1000 / (batch * runs),
+    load: loadAvg(),
+  };
 }
 
 ensurePeerVenv();
@@ -238,6 +253,10 @@ const tensors = await Promise.all(pngs.map(async (png) => preprocess(await decod
 const sessionThreads = config.ASM_FER_WORKERS * threads;
 const single = await ort.InferenceSession.create(bundle.modelPath, { ...sessionOptions(threads), executionProviders: ['cpu'] });
 const all = await ort.InferenceSession.create(bundle.modelPath, { ...sessionOptions(sessionThreads), executionProviders: ['cpu'] });
+const lone =
+  config.ASM_FER_LONE_RUN_THREADS > threads
+    ? await ort.InferenceSession.create(bundle.modelPath, { ...loneSessionOptions(config.ASM_FER_LONE_RUN_THREADS), executionProviders: ['cpu'] })
+    : undefined;
 
 let service: Server;
 if (args.serve === 'dist') service = await startBuiltService({ ASM_FER_MODEL_DIR: modelDir, ...extraEnv }, port);
@@ -245,22 +264,23 @@ else {
   const svc = await startService({ ASM_FER_MODEL_DIR: modelDir, ...extraEnv }, [], port);
   service = { name: 'asm-fer service', base: svc.base, pid: svc.child.pid as number, mainThread: true, stop: () => svc.stop() };
 }
-let peer: Server | undefined;
+const peers: Server[] = [];
 const rows: Row[] = [];
 try {
-  peer = await startPeer(threads, port + 1);
+  const spinnings = { both: [false, true], off: [false], on: [true] }[String(args['peer-spinning'])] as boolean[];
+  for (const [i, spinning] of spinnings.entries()) peers.push(await startPeer(peerThreads, spinning, port + 1 + i));
   // Warm-up, not counted: arenas grow to the batch sizes under load, and V8 finishes compiling the hot paths (its
   // background compiler threads still cost 0.1 ms per request at concurrency 1 after 6 s of traffic, 0.03 ms after
   // 18 s; the main thread's own cost falls from 1.3 to 0.8 ms). CPython has no JIT to wait for.
-  for (const s of [service, peer]) await drive(s.base, high, Number(args.warmup), bodies);
+  for (const s of [service, ...peers]) await drive(s.base, high, Number(args.warmup), bodies);
   for (let round = 1; round <= Number(args.rounds); round++) {
     rows.push(...(await rawLimit(single, all, input.name, tensors, [input.channels, input.height, input.width], round)));
-    const order = round % 2 === 1 ? [service, peer] : [peer, service];
+    const order = round % 2 === 1 ? [service, ...peers] : [...peers, service];
     for (const connections of [1, high]) for (const s of order) rows.push(await measure(s, round, connections, bodies));
   }
 } finally {
-  await Promise.all([service.stop(), peer?.stop()]);
-  await Promise.all([single.release(), all.release()]);
+  await Promise.all([service.stop(), ...peers.map((p) => p.stop())]);
+  await Promise.all([single.release(), all.release(), lone?.release()]);
 }
 
 const fmt = (v: number | undefined, digits = 0) => (v === undefined ? '' : v.toFixed(digits));
@@ -269,7 +289,8 @@ console.log(
   `E5 vs peers on ${os.cpus()[0]?.model ?? 'unknown CPU'} (${os.availableParallelism()} cores), model ${bundle.manifest.name}@${bundle.manifest.version}, ` +
     `${args.rounds} interleaved rounds of ${duration} s per row, FER+ 48x48 PNG, one image per request, POST ${predictPath}; ` +
     `service started as ${args.serve === 'dist' ? '`make serve` (node dist/main.js, defaults)' : 'src/main.ts under tsx, log level warn'}, driven ${args.drive === 'process' ? 'from a separate autocannon process' : 'by autocannon in this process'}; ` +
-    `service: ${config.ASM_FER_WORKERS} worker(s) x ${threads} intra-op thread(s)${env ? `, ${env}` : ''}; peer: ${threads} intra-op thread(s) (FastAPI's thread pool runs requests side by side); spinning off everywhere`,
+    `service: ${config.ASM_FER_WORKERS} worker(s) x ${threads} intra-op thread(s), lone-run session ${lone ? `${config.ASM_FER_LONE_RUN_THREADS} threads` : 'none'}, spinning off${env ? `, ${env}` : ''}; ` +
+    `peers: ${peers.map((p) => p.name.replace('FastAPI + onnxruntime peer, ', '')).join(' and ')} (FastAPI's thread pool runs requests side by side)`,
 );
 console.log('| round | server | connections | images/s | p50 ms | p99 ms | CPU ms/image | main thread CPU ms/image | load (1/5/15 min) |');
 console.log('|---|---|---|---|---|---|---|---|---|');
@@ -286,17 +307,20 @@ const ratios = rounds.map((round) => {
   const rawBest = raw.reduce((a, b) => (b.imagesPerSec > a.imagesPerSec ? b : a));
   const s1 = pick(round, service.name, 1) as Row;
   const sN = pick(round, service.name, high) as Row;
-  const p1 = pick(round, 'FastAPI + onnxruntime peer', 1) as Row;
-  const pN = pick(round, 'FastAPI + onnxruntime peer', high) as Row;
-  return { c1: s1.imagesPerSec / p1.imagesPerSec, cN: sN.imagesPerSec / pN.imagesPerSec, limit: sN.imagesPerSec / rawBest.imagesPerSec, cpu: s1.cpuMsPerImage / raw1.cpuMsPerImage, p99: s1.p99 ?? NaN };
+  const vs = peers.map((p) => ({
+    c1: s1.imagesPerSec / (pick(round, p.name, 1) as Row).imagesPerSec,
+    cN: sN.imagesPerSec / (pick(round, p.name, high) as Row).imagesPerSec,
+  }));
+  return { vs, limit: sN.imagesPerSec / rawBest.imagesPerSec, cpu: s1.cpuMsPerImage / raw1.cpuMsPerImage, p99: s1.p99 ?? NaN };
 });
 const line = (label: string, xs: number[], target: string, ok: (m: number) => boolean) =>
   console.log(`| ${label} | ${xs.map((x) => x.toFixed(2)).join(' / ')} | ${median(xs).toFixed(2)} | ${target} | ${ok(median(xs)) ? 'met' : 'missed'} |`);
 console.log('\n| target (ratio within a round) | per round | median | target | |');
 console.log('|---|---|---|---|---|');
 // Issue 32's targets (make serve defaults, driven from outside).
-line('service / peer images/s, c = 1', ratios.map((r) => r.c1), '>= 1.1', (m) => m >= 1.1);
+const short = (p: Server) => p.name.replace('FastAPI + onnxruntime peer, ', 'peer ');
+for (const [i, p] of peers.entries()) line(`service / ${short(p)}, images/s, c = 1`, ratios.map((r) => (r.vs[i] as { c1: number }).c1), '>= 1.1', (m) => m >= 1.1);
 line('service c = 1 p99 ms', ratios.map((r) => r.p99), '< 12', (m) => m < 12);
-line(`service / peer images/s, c = ${high}`, ratios.map((r) => r.cN), '>= 1.5', (m) => m >= 1.5);
+for (const [i, p] of peers.entries()) line(`service / ${short(p)}, images/s, c = ${high}`, ratios.map((r) => (r.vs[i] as { cN: number }).cN), '>= 1.5', (m) => m >= 1.5);
 line(`service c = ${high} / raw best batch images/s`, ratios.map((r) => r.limit), '>= 0.8', (m) => m >= 0.8);
 line('service c = 1 CPU ms/image / raw batch 1', ratios.map((r) => r.cpu), '<= 1.5', (m) => m <= 1.5);

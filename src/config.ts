@@ -27,6 +27,11 @@ export const configSchema = z.object({
   ASM_FER_INTRA_OP_THREADS: int(1, 256)
     .optional()
     .describe('ONNX Runtime intra-op threads per session (workers x threads <= cores). Default: from the core count (docs/configuration.md, "Threads").'),
+  ASM_FER_LONE_RUN_THREADS: int(1, 256)
+    .optional()
+    .describe(
+      'Intra-op threads of one more session (on the first worker; the detector has one too) that runs a batch starting while no other batch runs, so a lone request uses the cores the idle workers would. Default: workers x intra-op threads; at most ASM_FER_INTRA_OP_THREADS: no such session (docs/configuration.md, "Threads").',
+    ),
   ASM_FER_MAX_BATCH_SIZE: int(1, 1024).default(16).describe('Most images merged into one inference call.'),
   ASM_FER_MAX_QUEUE_DELAY_MS: z.coerce.number().min(0).max(10_000).default(2).describe('Longest wait for more images before a partial batch runs, while another batch is running.'),
   ASM_FER_IDLE_QUEUE_DELAY_MS: z.coerce
@@ -164,7 +169,13 @@ export const configSchema = z.object({
 });
 
 type Parsed = z.infer<typeof configSchema>;
-export type Config = Readonly<Omit<Parsed, 'ASM_FER_WORKERS' | 'ASM_FER_INTRA_OP_THREADS'> & { ASM_FER_WORKERS: number; ASM_FER_INTRA_OP_THREADS: number }>;
+export type Config = Readonly<
+  Omit<Parsed, 'ASM_FER_WORKERS' | 'ASM_FER_INTRA_OP_THREADS' | 'ASM_FER_LONE_RUN_THREADS'> & {
+    ASM_FER_WORKERS: number;
+    ASM_FER_INTRA_OP_THREADS: number;
+    ASM_FER_LONE_RUN_THREADS: number;
+  }
+>;
 
 /**
  * Workers x intra-op threads for a machine with `cores` cores: one session thread per core, in single-threaded
@@ -221,10 +232,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     if (missing.length > 0) throw new ConfigError(`invalid ${missing[0]}=(unset): the Label Studio backend needs LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY and ASM_FER_LABEL_STUDIO_SECRET together`);
   }
   const sessions = sessionDefaults(cores, parsed.data.ASM_FER_INTRA_OP_THREADS);
+  const workers = parsed.data.ASM_FER_WORKERS ?? sessions.workers;
+  const threads = parsed.data.ASM_FER_INTRA_OP_THREADS ?? sessions.intraOpThreads;
   return Object.freeze({
     ...parsed.data,
-    ASM_FER_WORKERS: parsed.data.ASM_FER_WORKERS ?? sessions.workers,
-    ASM_FER_INTRA_OP_THREADS: parsed.data.ASM_FER_INTRA_OP_THREADS ?? sessions.intraOpThreads,
+    ASM_FER_WORKERS: workers,
+    ASM_FER_INTRA_OP_THREADS: threads,
+    // A lone batch may use every session thread the pool has, which is what the idle workers would have used.
+    ASM_FER_LONE_RUN_THREADS: parsed.data.ASM_FER_LONE_RUN_THREADS ?? workers * threads,
     ASM_FER_EXECUTION_PROVIDERS: Object.freeze([...parsed.data.ASM_FER_EXECUTION_PROVIDERS]),
     ASM_FER_CORS_ORIGINS: Object.freeze([...parsed.data.ASM_FER_CORS_ORIGINS]),
   }) as Config;

@@ -50,7 +50,11 @@ export function moduleOptions(config: Config): {
   /** The Label Studio backend, when configured (config.ts checks its variables come together). */
   labelStudio: { client: LabelStudioOptions; labelMap: Readonly<Record<string, string>>; worker: WorkerOptions; queue: QueueOptions } | undefined;
 } {
-  const providers = { preferredProviders: config.ASM_FER_EXECUTION_PROVIDERS, intraOpThreads: config.ASM_FER_INTRA_OP_THREADS };
+  const providers = {
+    preferredProviders: config.ASM_FER_EXECUTION_PROVIDERS,
+    intraOpThreads: config.ASM_FER_INTRA_OP_THREADS,
+    loneThreads: config.ASM_FER_LONE_RUN_THREADS,
+  };
   const postgres =
     config.ASM_FER_AUDIT_DB === undefined
       ? undefined
@@ -160,7 +164,7 @@ export async function startModels(config: Config, hooks: ServiceHooks = {}): Pro
     const { manifest } = model.bundle;
     const { pool } = model;
     logger.info(
-      { model: manifest.name, version: manifest.version, dir: model.bundle.dir, executionProvider: pool.executionProvider, attempts: pool.plan.attempts, unavailable: pool.plan.unavailable, failures: pool.failures },
+      { model: manifest.name, version: manifest.version, dir: model.bundle.dir, executionProvider: pool.executionProvider, workers: pool.size, intraOpThreads: config.ASM_FER_INTRA_OP_THREADS, loneRunThreads: pool.loneThreads ?? null, attempts: pool.plan.attempts, unavailable: pool.plan.unavailable, failures: pool.failures },
       'bundle verified, sessions loaded and warmed up',
     );
     return model;

@@ -10,6 +10,7 @@ describe('loadConfig', () => {
       ASM_FER_EXECUTION_PROVIDERS: ['cpu'],
       ASM_FER_WORKERS: 2,
       ASM_FER_INTRA_OP_THREADS: 1,
+      ASM_FER_LONE_RUN_THREADS: 2,
       ASM_FER_MAX_FILE_BYTES: 10 * 1024 * 1024,
       ASM_FER_MAX_FILES: 32,
       ASM_FER_MAX_PIXELS: 40_000_000,
@@ -42,6 +43,14 @@ describe('loadConfig', () => {
     expect(loadConfig({ ASM_FER_WORKERS: '1' }, 8)).toMatchObject({ ASM_FER_WORKERS: 1, ASM_FER_INTRA_OP_THREADS: 2 });
     expect(loadConfig({ ASM_FER_INTRA_OP_THREADS: '1' }, 8)).toMatchObject({ ASM_FER_WORKERS: 8, ASM_FER_INTRA_OP_THREADS: 1 });
     expect(loadConfig({ ASM_FER_INTRA_OP_THREADS: '2' }, 2)).toMatchObject({ ASM_FER_WORKERS: 1, ASM_FER_INTRA_OP_THREADS: 2 });
+  });
+
+  it("gives a lone batch every session thread the pool has, unless told otherwise", () => {
+    expect(loadConfig({}, 1)).toMatchObject({ ASM_FER_WORKERS: 1, ASM_FER_INTRA_OP_THREADS: 1, ASM_FER_LONE_RUN_THREADS: 1 });
+    expect(loadConfig({}, 8)).toMatchObject({ ASM_FER_LONE_RUN_THREADS: 8 });
+    expect(loadConfig({ ASM_FER_WORKERS: '3' }, 2)).toMatchObject({ ASM_FER_LONE_RUN_THREADS: 3 });
+    expect(loadConfig({ ASM_FER_LONE_RUN_THREADS: '1' }, 4)).toMatchObject({ ASM_FER_WORKERS: 4, ASM_FER_LONE_RUN_THREADS: 1 });
+    expect(() => loadConfig({ ASM_FER_LONE_RUN_THREADS: '0' })).toThrow(/ASM_FER_LONE_RUN_THREADS/);
   });
 
   it('has decoded-pixel budgets of 80 M per request and 160 M for the process, and refuses a process budget below the request one', () => {

@@ -29,7 +29,7 @@ from PIL import Image, ImageOps
 LUMA_BT601 = (0.299, 0.587, 0.114)
 
 
-def build_app(model_dir: Path, threads: int) -> FastAPI:
+def build_app(model_dir: Path, threads: int, spinning: bool = False) -> FastAPI:
     manifest: dict[str, Any] = json.loads((model_dir / "model.json").read_text())
     spec = manifest["input"]
     classes: list[str] = manifest["classes"]
@@ -39,7 +39,7 @@ def build_app(model_dir: Path, threads: int) -> FastAPI:
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # As the service does (src/onnx/providers.ts): idle threads that spin steal the cores HTTP and decoding need.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     session = ort.InferenceSession(str(model_dir / manifest["model"]["file"]), opts, providers=["CPUExecutionProvider"])
     width, height, channels = int(spec["width"]), int(spec["height"]), int(spec["channels"])
     scale = np.float32(spec["scale"])
@@ -93,9 +93,12 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, default=Path("models/default"))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=18201)
-    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (E5 passes the service's)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="onnxruntime intra-op threads (E5 passes the service's); 0: onnxruntime's default, one per physical core"
+    )
+    parser.add_argument("--spinning", action="store_true", help="let idle intra-op threads spin, onnxruntime's default (off unless given)")
     args = parser.parse_args()
-    uvicorn.run(build_app(args.model_dir, args.threads), host=args.host, port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(build_app(args.model_dir, args.threads, args.spinning), host=args.host, port=args.port, log_level="warning", access_log=False)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ interface Entry extends ServedModel {
 type HostMetrics = Pick<Metrics, 'observeBatch' | 'observeInference' | 'recordInferenceRequest' | 'recordCancelledImages' | 'setModelInfo' | 'recordReload'>;
 
 /** How the expression model's sessions run (the rest of PoolOptions comes from the bundle). */
-export type SessionSettings = Pick<PoolOptions, 'preferredProviders' | 'workers' | 'intraOpThreads'>;
+export type SessionSettings = Pick<PoolOptions, 'preferredProviders' | 'workers' | 'intraOpThreads' | 'loneThreads'>;
 
 /** How requests are merged into batches; maxInFlight follows the pool's size. */
 export type BatchSettings = Omit<BatcherOptions, 'maxInFlight' | 'retryAfterSeconds'>;
@@ -48,16 +48,14 @@ export function poolOptions(sessions: SessionSettings, bundle: Bundle, extra: Pa
 
 /**
  * Reads and fully verifies the bundle in `dir` (schema, sha256, ONNX I/O names), starts its sessions and runs one
- * zero image through every worker: the first run allocates arenas and picks kernels, and readiness must wait for it.
+ * zero image through every session (each worker's, and the lone-run one): the first run allocates arenas and picks kernels, and readiness must wait for it.
  */
 export async function startModel(dir: string, sessions: SessionSettings, extra: Partial<PoolOptions> = {}): Promise<LoadedModel & { pool: SessionPool }> {
   const bundle = await loadBundle(dir);
   const pool = await SessionPool.start(poolOptions(sessions, bundle, extra));
   try {
     const { input } = bundle.manifest;
-    await Promise.all(
-      Array.from({ length: pool.size }, () => pool.run(new Float32Array(tensorSize(input)), [1, input.channels, input.height, input.width])),
-    );
+    await pool.warmUp(() => ({ data: new Float32Array(tensorSize(input)), dims: [1, input.channels, input.height, input.width] }));
   } catch (err) {
     await pool.close();
     throw err;

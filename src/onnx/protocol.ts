@@ -11,14 +11,16 @@ export interface WorkerInit {
   /** Providers to try, in order; the first whose session loads is used. */
   attempts: string[];
   sessionOptions: SessionOptions;
+  /** A second session for lone runs (PoolOptions.loneThreads), on the CPU provider only; absent: none. */
+  loneSessionOptions?: SessionOptions;
   /** Enables the `crash-next` message; only tests set it (PoolOptions.testHooks), never config or HTTP. */
   testHooks: boolean;
 }
 
-export type WorkerRequest = { kind: 'run'; id: number; data: Float32Array; dims: number[] } | { kind: 'crash-next' };
+export type WorkerRequest = { kind: 'run'; id: number; data: Float32Array; dims: number[]; lone: boolean } | { kind: 'crash-next' };
 
 export type WorkerReply =
-  | { kind: 'ready'; provider: string; failures: string[]; inputNames: string[]; outputNames: string[] }
+  | { kind: 'ready'; provider: string; failures: string[]; inputNames: string[]; outputNames: string[]; lone: boolean }
   | { kind: 'failed'; message: string }
   | { kind: 'result'; id: number; outputs: OutputTensor[] }
   | { kind: 'error'; id: number; message: string };

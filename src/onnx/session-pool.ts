@@ -6,7 +6,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { InferenceInterrupted } from '../errors.js';
 import type { OutputTensor, WorkerInit, WorkerReply, WorkerRequest } from './protocol.js';
-import { availableProviders, planProviders, sessionOptions, type ProviderPlan } from './providers.js';
+import { availableProviders, loneSessionOptions, planProviders, sessionOptions, type ProviderPlan } from './providers.js';
 
 /** tsx's ESM API entry (its `import` condition; require.resolve would pick the CommonJS one). */
 function tsxEsmApiUrl(): string {
@@ -40,6 +40,12 @@ export interface PoolOptions {
   preferredProviders: readonly string[];
   workers: number;
   intraOpThreads: number;
+  /**
+   * Intra-op threads of a second session on the first worker, which runs a batch that starts while no other batch
+   * runs (a lone request on an idle service), so that it uses the cores the other workers would; more than
+   * intraOpThreads to have one (issue 32). Unset or not more: none.
+   */
+  loneThreads?: number;
   /** Injected in tests; defaults to what onnxruntime-node reports. */
   available?: readonly string[];
   /** Tests only: lets crashNextRun() make a worker exit mid-request. */
@@ -60,6 +66,8 @@ interface Slot {
   worker: Worker;
   pending: Map<number, Pending>;
   alive: boolean;
+  /** Whether its worker holds the lone-run session. */
+  lone: boolean;
 }
 
 type Ready = Extract<WorkerReply, { kind: 'ready' }>;
@@ -102,10 +110,13 @@ export class SessionPool {
   private closing = false;
   /** Workers respawned since start. */
   restarts = 0;
+  /** Batches run on the lone-run session since start. */
+  loneRuns = 0;
 
   private constructor(
     private readonly slots: Slot[],
-    private readonly init: WorkerInit,
+    /** What each slot's worker is started (and restarted) with: the first one also holds the lone-run session. */
+    private readonly inits: WorkerInit[],
     private readonly onWorkerEvent: (event: WorkerEvent) => void,
     /** The provider the sessions actually loaded with. */
     readonly executionProvider: string,
@@ -126,7 +137,11 @@ export class SessionPool {
       testHooks: opts.testHooks ?? false,
     };
     if (opts.workers < 1) throw new Error('the pool needs at least one worker');
-    const started = await Promise.allSettled(Array.from({ length: opts.workers }, () => spawnWorker(init)));
+    const lone = opts.loneThreads !== undefined && opts.loneThreads > opts.intraOpThreads;
+    const inits = Array.from({ length: opts.workers }, (_, i) =>
+      i === 0 && lone ? { ...init, loneSessionOptions: loneSessionOptions(opts.loneThreads as number) } : init,
+    );
+    const started = await Promise.allSettled(inits.map((i) => spawnWorker(i)));
     const workers = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     const stopAll = () => Promise.all(workers.map((w) => w.worker.terminate()));
@@ -145,8 +160,8 @@ export class SessionPool {
       await stopAll();
       throw new Error(mismatch);
     }
-    const slots = workers.map((w, index): Slot => ({ index, worker: w.worker, pending: new Map(), alive: true }));
-    const pool = new SessionPool(slots, init, opts.onWorkerEvent ?? (() => {}), first.provider, plan, first.failures);
+    const slots = workers.map((w, index): Slot => ({ index, worker: w.worker, pending: new Map(), alive: true, lone: w.ready.lone }));
+    const pool = new SessionPool(slots, inits, opts.onWorkerEvent ?? (() => {}), first.provider, plan, first.failures);
     for (const slot of slots) pool.listen(slot);
     return pool;
   }
@@ -154,6 +169,11 @@ export class SessionPool {
   /** Workers the pool keeps running (the configured count, whether or not one is respawning right now). */
   get size(): number {
     return this.slots.length;
+  }
+
+  /** The lone-run session's intra-op threads; undefined when the pool has none (not asked for, or not on the CPU). */
+  get loneThreads(): number | undefined {
+    return this.slots.some((s) => s.lone) ? this.inits[0]?.loneSessionOptions?.intraOpNumThreads : undefined;
   }
 
   /** Workers with a loaded session right now. */
@@ -195,13 +215,14 @@ export class SessionPool {
   private async respawn(slot: Slot): Promise<void> {
     for (let attempt = 0; !this.closing; attempt++) {
       try {
-        const { worker } = await spawnWorker(this.init);
+        const { worker, ready } = await spawnWorker(this.inits[slot.index] as WorkerInit);
         if (this.closing) {
           await worker.terminate();
           return;
         }
         slot.worker = worker;
         slot.alive = true;
+        slot.lone = ready.lone;
         this.restarts++;
         this.listen(slot);
         this.onWorkerEvent({ kind: 'respawned', slot: slot.index });
@@ -218,22 +239,45 @@ export class SessionPool {
     return (await this.runAll(data, dims))[0] as OutputTensor;
   }
 
-  /** As run, resolving with outputName then every extra output, in PoolOptions order. */
+  /**
+   * As run, resolving with outputName then every extra output, in PoolOptions order. A batch that starts while no
+   * other runs goes to the lone-run session when the pool has one; otherwise to the least busy worker's own session.
+   */
   runAll(data: Float32Array, dims: number[]): Promise<OutputTensor[]> {
     const live = this.slots.filter((s) => s.alive);
-    const slot = live.reduce<Slot | undefined>((best, s) => (!best || s.pending.size < best.pending.size ? s : best), undefined);
+    const loneSlot = live.every((s) => s.pending.size === 0) ? live.find((s) => s.lone) : undefined;
+    const slot = loneSlot ?? live.reduce<Slot | undefined>((best, s) => (!best || s.pending.size < best.pending.size ? s : best), undefined);
     if (!slot) return Promise.reject(new InferenceInterrupted('no session worker is running; one is being restarted'));
+    if (loneSlot) this.loneRuns++;
+    return this.post(slot, data, dims, loneSlot !== undefined);
+  }
+
+  /**
+   * Runs `input()` once on every session of every live worker (the lone-run one included): a session's first run
+   * allocates its arena and picks kernels, which readiness should wait for rather than a user's first request.
+   */
+  async warmUp(input: () => { data: Float32Array; dims: number[] }): Promise<void> {
+    const runs = this.slots.filter((s) => s.alive).flatMap((s) => (s.lone ? [true, false] : [false]).map((lone) => ({ s, lone })));
+    await Promise.all(
+      runs.map(({ s, lone }) => {
+        const { data, dims } = input();
+        return this.post(s, data, dims, lone);
+      }),
+    );
+  }
+
+  private post(slot: Slot, data: Float32Array, dims: number[], lone: boolean): Promise<OutputTensor[]> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       slot.pending.set(id, { resolve, reject });
-      const req: WorkerRequest = { kind: 'run', id, data, dims };
+      const req: WorkerRequest = { kind: 'run', id, data, dims, lone };
       slot.worker.postMessage(req, [data.buffer as ArrayBuffer]);
     });
   }
 
   /** Tests only (PoolOptions.testHooks): every live worker exits when its next batch arrives, as a native crash would. */
   crashNextRun(): void {
-    if (!this.init.testHooks) throw new Error('crashNextRun needs a pool started with testHooks');
+    if (!this.inits[0]?.testHooks) throw new Error('crashNextRun needs a pool started with testHooks');
     const req: WorkerRequest = { kind: 'crash-next' };
     for (const s of this.slots) if (s.alive) s.worker.postMessage(req);
   }

@@ -22,12 +22,18 @@ async function createSession(): Promise<{ session: ort.InferenceSession; provide
 
 try {
   const { session, provider, failures } = await createSession();
+  // The lone-run session only where it pays: more threads help a CPU run, a GPU run has its own parallelism.
+  const lone =
+    init.loneSessionOptions && provider === 'cpu'
+      ? await ort.InferenceSession.create(init.modelPath, { ...init.loneSessionOptions, executionProviders: ['cpu'] })
+      : undefined;
   const ready: WorkerReply = {
     kind: 'ready',
     provider,
     failures,
     inputNames: [...session.inputNames],
     outputNames: [...session.outputNames],
+    lone: lone !== undefined,
   };
   port.postMessage(ready);
   let crashNext = false;
@@ -41,7 +47,7 @@ try {
     void (async () => {
       try {
         const feeds = { [init.inputName]: new ort.Tensor('float32', req.data, req.dims) };
-        const results = await session.run(feeds, init.outputNames);
+        const results = await (req.lone && lone ? lone : session).run(feeds, init.outputNames);
         const outputs = init.outputNames.map((name) => {
           const out = results[name];
           if (!out) throw new Error(`session returned no ${name}`);

@@ -159,3 +159,74 @@ describe('SessionPool', () => {
     expect(out.dims).toEqual([n, 8]);
   });
 });
+
+describe('SessionPool lone-run session (issue 32)', () => {
+  let bundle: Bundle;
+  let plain: SessionPool;
+  let lone: SessionPool;
+  const opts = (extra: Partial<PoolOptions>): PoolOptions => ({
+    modelPath: bundle.modelPath,
+    inputName: 'input',
+    outputName: 'probabilities',
+    preferredProviders: ['cpu'],
+    workers: 2,
+    intraOpThreads: 1,
+    ...extra,
+  });
+  // Distinct images, so that a run answered from the wrong input or the wrong session would show.
+  const images = (n: number, seed: number) => Float32Array.from({ length: n * 48 * 48 }, (_, i) => Math.sin(i * 0.37 + seed));
+
+  beforeAll(async () => {
+    bundle = await loadBundle(FIXTURE_BUNDLE_DIR);
+    [plain, lone] = await Promise.all([SessionPool.start(opts({})), SessionPool.start(opts({ loneThreads: 2, testHooks: true }))]);
+  });
+  afterAll(() => Promise.all([plain.close(), lone.close()]));
+
+  it('has one only when asked for more threads than a worker has', async () => {
+    expect(plain.loneThreads).toBeUndefined();
+    expect(lone.loneThreads).toBe(2);
+    const same = await SessionPool.start(opts({ workers: 1, intraOpThreads: 2, loneThreads: 2 }));
+    try {
+      expect(same.loneThreads).toBeUndefined();
+      await same.run(images(1, 0), [1, 1, 48, 48]);
+      expect(same.loneRuns).toBe(0);
+    } finally {
+      await same.close();
+    }
+  });
+
+  it('runs each batch that starts on an idle pool there, with the same probabilities as a worker session', async () => {
+    const before = lone.loneRuns;
+    for (let seed = 0; seed < 4; seed++) {
+      const n = seed + 1;
+      const [a, b] = [await lone.run(images(n, seed), [n, 1, 48, 48]), await plain.run(images(n, seed), [n, 1, 48, 48])];
+      expect(a.dims).toEqual([n, 8]);
+      a.data.forEach((p, i) => expect(p).toBeCloseTo(b.data[i] as number, 5));
+    }
+    expect(lone.loneRuns - before).toBe(4);
+  });
+
+  it('leaves batches that start beside another to the workers own sessions', async () => {
+    const before = lone.loneRuns;
+    const outs = await Promise.all([0, 1, 2, 3, 4, 5].map((seed) => lone.run(images(2, seed), [2, 1, 48, 48])));
+    // Only the first found the pool idle; the rest started while it (or another) ran.
+    expect(lone.loneRuns - before).toBe(1);
+    for (const [seed, out] of outs.entries()) {
+      const ref = await plain.run(images(2, seed), [2, 1, 48, 48]);
+      out.data.forEach((p, i) => expect(p).toBeCloseTo(ref.data[i] as number, 5));
+    }
+  });
+
+  it('is back after its worker crashed and was restarted', async () => {
+    lone.crashNextRun();
+    await expect(lone.run(images(1, 0), [1, 1, 48, 48])).rejects.toThrow(/restarted/);
+    const deadline = Date.now() + 20_000;
+    while (lone.alive < lone.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(lone.alive).toBe(2);
+    const before = lone.loneRuns;
+    const out = await lone.run(images(1, 9), [1, 1, 48, 48]);
+    const ref = await plain.run(images(1, 9), [1, 1, 48, 48]);
+    expect(lone.loneRuns - before).toBe(1);
+    out.data.forEach((p, i) => expect(p).toBeCloseTo(ref.data[i] as number, 5));
+  });
+});
