@@ -303,7 +303,8 @@ const pick = (round: number, who: string, c: number) => rows.find((r) => r.round
 const rounds = [...new Set(rows.map((r) => r.round))];
 const ratios = rounds.map((round) => {
   const raw = rows.filter((r) => r.round === round && r.connections === 0);
-  const raw1 = raw.find((r) => r.who.includes('batch 1,')) as Row;
+  // What a lone request's batch runs on: the lone-run session where the service has one.
+  const raw1 = (raw.find((r) => r.who.includes('lone-run')) ?? raw.find((r) => r.who.includes('batch 1,'))) as Row;
   const rawBest = raw.reduce((a, b) => (b.imagesPerSec > a.imagesPerSec ? b : a));
   const s1 = pick(round, service.name, 1) as Row;
   const sN = pick(round, service.name, high) as Row;
@@ -323,4 +324,4 @@ for (const [i, p] of peers.entries()) line(`service / ${short(p)}, images/s, c =
 line('service c = 1 p99 ms', ratios.map((r) => r.p99), '< 12', (m) => m < 12);
 for (const [i, p] of peers.entries()) line(`service / ${short(p)}, images/s, c = ${high}`, ratios.map((r) => (r.vs[i] as { cN: number }).cN), '>= 1.5', (m) => m >= 1.5);
 line(`service c = ${high} / raw best batch images/s`, ratios.map((r) => r.limit), '>= 0.8', (m) => m >= 0.8);
-line('service c = 1 CPU ms/image / raw batch 1', ratios.map((r) => r.cpu), '<= 1.5', (m) => m <= 1.5);
+line(`service c = 1 CPU ms/image / raw batch 1${lone ? ' on the lone-run session' : ''}`, ratios.map((r) => r.cpu), '<= 1.5', (m) => m <= 1.5);

@@ -30,7 +30,7 @@ export const configSchema = z.object({
   ASM_FER_LONE_RUN_THREADS: int(1, 256)
     .optional()
     .describe(
-      'Intra-op threads of one more session (on the first worker; the detector has one too) that runs a batch starting while no other batch runs, so a lone request uses the cores the idle workers would. Default: workers x intra-op threads; at most ASM_FER_INTRA_OP_THREADS: no such session (docs/configuration.md, "Threads").',
+      'Intra-op threads of one more expression-model session (on the first worker) that runs a batch starting while no other batch runs, so a lone request uses the cores the idle workers would. Default: workers x intra-op threads; at most ASM_FER_INTRA_OP_THREADS: no such session (docs/configuration.md, "Threads").',
     ),
   ASM_FER_MAX_BATCH_SIZE: int(1, 1024).default(16).describe('Most images merged into one inference call.'),
   ASM_FER_MAX_QUEUE_DELAY_MS: z.coerce.number().min(0).max(10_000).default(2).describe('Longest wait for more images before a partial batch runs, while another batch is running.'),

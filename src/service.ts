@@ -50,11 +50,7 @@ export function moduleOptions(config: Config): {
   /** The Label Studio backend, when configured (config.ts checks its variables come together). */
   labelStudio: { client: LabelStudioOptions; labelMap: Readonly<Record<string, string>>; worker: WorkerOptions; queue: QueueOptions } | undefined;
 } {
-  const providers = {
-    preferredProviders: config.ASM_FER_EXECUTION_PROVIDERS,
-    intraOpThreads: config.ASM_FER_INTRA_OP_THREADS,
-    loneThreads: config.ASM_FER_LONE_RUN_THREADS,
-  };
+  const providers = { preferredProviders: config.ASM_FER_EXECUTION_PROVIDERS, intraOpThreads: config.ASM_FER_INTRA_OP_THREADS };
   const postgres =
     config.ASM_FER_AUDIT_DB === undefined
       ? undefined
@@ -65,7 +61,8 @@ export function moduleOptions(config: Config): {
           queryTimeoutMs: config.ASM_FER_AUDIT_DB_QUERY_TIMEOUT_MS,
         };
   return {
-    sessions: { ...providers, workers: config.ASM_FER_WORKERS },
+    // The detector has no lone-run session: on 480-px JPEGs at one connection it changed nothing (issue 32).
+    sessions: { ...providers, workers: config.ASM_FER_WORKERS, loneThreads: config.ASM_FER_LONE_RUN_THREADS },
     batching: {
       maxBatchSize: config.ASM_FER_MAX_BATCH_SIZE,
       maxQueueDelayMs: config.ASM_FER_MAX_QUEUE_DELAY_MS,

@@ -24,8 +24,6 @@ export interface DetectorOptions extends DetectorSettings {
   variant: DetectorVariant;
   preferredProviders: readonly string[];
   intraOpThreads: number;
-  /** Threads of the lone-run session (PoolOptions.loneThreads): a detection while no other runs uses the idle cores. */
-  loneThreads?: number;
 }
 
 /** What GET /v1/models reports about the detector. */
@@ -92,7 +90,7 @@ export class FaceDetector {
     );
   }
 
-  /** Verifies the model file, starts one session worker and warms its sessions with a black image. */
+  /** Verifies the model file, starts one session worker and warms it with a black image. */
   static async start(opts: DetectorOptions, metrics?: Partial<DetectorMetrics>, extra: Partial<PoolOptions> = {}): Promise<FaceDetector> {
     const { variant } = opts;
     await verifySha256(variant);
@@ -106,14 +104,11 @@ export class FaceDetector {
       // The model takes one image per run (its batch dimension is fixed at 1); one worker keeps it off the event loop.
       workers: 1,
       intraOpThreads: opts.intraOpThreads,
-      ...(opts.loneThreads === undefined ? {} : { loneThreads: opts.loneThreads }),
       ...extra,
     });
     const settings = { minScore: opts.minScore, iouThreshold: opts.iouThreshold, maxFaces: opts.maxFaces };
     const detector = new FaceDetector(pool, variant, settings, metrics);
     try {
-      // Every session once (the lone-run one too), then the whole path once, outputs decoded.
-      await pool.warmUp(() => ({ data: new Float32Array(variant.size * variant.size * 3), dims: [1, variant.size, variant.size, 3] }));
       await detector.run(new Float32Array(variant.size * variant.size * 3));
     } catch (err) {
       await pool.close();
