@@ -4,10 +4,11 @@ bundle, the FastAPI peer of E5 (bench/e5-peers.ts, issue 22).
 POST /v1/predict with one or more multipart `image` parts answers each image's label, confidence and class
 probabilities. Preprocessing is the bundle's (`training/asm_fer/data/preprocess.py` `load_pixels` + `normalise`: PIL decode,
 EXIF orientation, RGB, bilinear resize when the size differs, BT.601 luma in float32, x * scale, (x - mean) / std), and
-onnxruntime runs with intra-op spinning off, as the service's sessions do, so the two compare on the same work.
+onnxruntime runs with intra-op spinning off, as the service's sessions do, so the two compare on the same work (--spinning
+turns it on, as onnxruntime's defaults have it).
 No batching across requests, no validation beyond what FastAPI does, no limits, no metrics: a peer, not a product.
 
-Run: bench/peers/.venv/bin/python bench/peers/fastapi_peer.py --model-dir models/default --port 18201 [--threads 1]
+Run: bench/peers/.venv/bin/python bench/peers/fastapi_peer.py --model-dir models/default --port 18201 [--threads 1] [--spinning]
 Lint (training's settings): training/.venv/bin/ruff check --config training/pyproject.toml bench/peers and
 training/.venv/bin/mypy --config-file training/pyproject.toml --python-executable bench/peers/.venv/bin/python bench/peers
 """
@@ -93,12 +94,11 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, default=Path("models/default"))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=18201)
-    parser.add_argument(
-        "--threads", type=int, default=1, help="onnxruntime intra-op threads (E5 passes the service's); 0: onnxruntime's default, one per physical core"
-    )
-    parser.add_argument("--spinning", action="store_true", help="let idle intra-op threads spin, onnxruntime's default (off unless given)")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads; 0: one per physical core")
+    parser.add_argument("--spinning", action="store_true", help="let idle threads spin (onnxruntime's default)")
     args = parser.parse_args()
-    uvicorn.run(build_app(args.model_dir, args.threads, args.spinning), host=args.host, port=args.port, log_level="warning", access_log=False)
+    app = build_app(args.model_dir, args.threads, args.spinning)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 
 if __name__ == "__main__":
