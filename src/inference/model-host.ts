@@ -48,7 +48,8 @@ export function poolOptions(sessions: SessionSettings, bundle: Bundle, extra: Pa
 
 /**
  * Reads and fully verifies the bundle in `dir` (schema, sha256, ONNX I/O names), starts its sessions and runs one
- * zero image through every session (each worker's, and the lone-run one): the first run allocates arenas and picks kernels, and readiness must wait for it.
+ * zero image through every session (each worker's, and the lone-run one): the first run allocates arenas and picks
+ * kernels, and readiness must wait for it.
  */
 export async function startModel(dir: string, sessions: SessionSettings, extra: Partial<PoolOptions> = {}): Promise<LoadedModel & { pool: SessionPool }> {
   const bundle = await loadBundle(dir);
