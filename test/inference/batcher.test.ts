@@ -34,16 +34,23 @@ describe('Batcher', () => {
     const b = new Batcher(gate.run, { maxBatchSize: 8, maxQueueDelayMs: 20, maxQueue: 100, maxInFlight: 1 });
     const first = { queueMs: 0, inferMs: 0 };
     const second = { queueMs: 0, inferMs: 0 };
+    // Waits for a batch to have started, not for a fixed time: on a loaded machine a 5 ms timer can fire before the
+    // batcher's setImmediate, and the two items then merged into one batch.
+    const started = async (n: number) => {
+      while (gate.batches.length < n) await new Promise((r) => setImmediate(r));
+    };
     const a = b.run([1], undefined, first);
-    await new Promise((r) => setTimeout(r, 5));
+    await started(1);
     // Arrives while the first batch runs: it waits for that batch to end, then runs in the next.
     const c = b.run([2], undefined, second);
     await new Promise((r) => setTimeout(r, 30));
     gate.releaseAll();
     await a;
+    await started(2);
     await new Promise((r) => setTimeout(r, 5));
     gate.releaseAll();
     await c;
+    expect(gate.batches).toEqual([[1], [2]]);
     expect(first.queueMs).toBeLessThan(20);
     expect(first.inferMs).toBeGreaterThanOrEqual(30);
     expect(second.queueMs).toBeGreaterThanOrEqual(30);

@@ -332,7 +332,10 @@ describe('a restart and the personal-access-token form', () => {
     // A webhook makes project 1 one to sweep (as the earlier tests did); a second sweep has then begun, so the
     // start-up sweep is over.
     addTask(13);
-    expect((await webhook(annotationPayload('ANNOTATION_CREATED', { id: 113, task: 13, project: 1, choice: 'anger' }))).body.queued).toBe(1);
+    const hook = await webhook(annotationPayload('ANNOTATION_CREATED', { id: 113, task: 13, project: 1, choice: 'anger' }));
+    expect(hook.status).toBe(200);
+    // 0 where the start-up sweep, still running on a loaded machine, had found the annotation first: audited once either way.
+    expect([0, 1]).toContain(hook.body.queued);
     await until(() => sweeps() >= 2, 10_000);
     // Made while asm-fer runs, its webhook lost (a network split): only a later sweep can find it.
     addTask(12);
@@ -341,6 +344,7 @@ describe('a restart and the personal-access-token form', () => {
     await new Promise((r) => setTimeout(r, 700));
     expect(await recordsOf(112)).toHaveLength(1);
     expect(predictionsOf(12)).toHaveLength(1);
+    expect(await recordsOf(113)).toHaveLength(1);
   });
 });
 
