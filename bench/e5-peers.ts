@@ -28,7 +28,7 @@ import { loadBundle } from '../src/bundle/load-bundle.js';
 import { loadConfig } from '../src/config.js';
 import { decodeImage } from '../src/image/decode.js';
 import { preprocess } from '../src/inference/preprocess.js';
-import { loneSessionOptions, sessionOptions } from '../src/onnx/providers.js';
+import { sessionOptions } from '../src/onnx/providers.js';
 import { cpuSecondsOf, ferplusPngs, load, mainThreadCpuSecondsOf, predictBody, PREDICT_PATH, startService, type LoadResult } from './e5-load.js';
 
 const { values: args } = parseArgs({
@@ -255,7 +255,7 @@ const single = await ort.InferenceSession.create(bundle.modelPath, { ...sessionO
 const all = await ort.InferenceSession.create(bundle.modelPath, { ...sessionOptions(sessionThreads), executionProviders: ['cpu'] });
 const lone =
   config.ASM_FER_LONE_RUN_THREADS > threads
-    ? await ort.InferenceSession.create(bundle.modelPath, { ...loneSessionOptions(config.ASM_FER_LONE_RUN_THREADS), executionProviders: ['cpu'] })
+    ? await ort.InferenceSession.create(bundle.modelPath, { ...sessionOptions(config.ASM_FER_LONE_RUN_THREADS), executionProviders: ['cpu'] })
     : undefined;
 
 let service: Server;

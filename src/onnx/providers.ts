@@ -56,15 +56,3 @@ export function sessionOptions(intraOpThreads: number): SessionOptions {
     logSeverityLevel: 3,
   };
 }
-
-/**
- * Options of the lone-run session (PoolOptions.loneThreads): sessionOptions with `threads` intra-op threads. It only
- * runs a batch that starts while no other batch runs, so its threads take cores the other workers leave idle. Spinning
- * stays off here too: within a run it shaved a little more off a quiet machine (batch 1 of the 48-px model on 2 AVX2
- * cores, 2.0 against 2.3-2.5 ms), but with another process on one core a spinning thread waits on its descheduled
- * partner, and a lone request fell from 150 to 80 images/s; without it a lone request gains a third on a quiet machine
- * and nothing is lost on a loaded one (issue 32, docs/results.md).
- */
-export function loneSessionOptions(threads: number): SessionOptions {
-  return { ...sessionOptions(threads), intraOpNumThreads: threads };
-}

@@ -6,7 +6,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { InferenceInterrupted } from '../errors.js';
 import type { OutputTensor, WorkerInit, WorkerReply, WorkerRequest } from './protocol.js';
-import { availableProviders, loneSessionOptions, planProviders, sessionOptions, type ProviderPlan } from './providers.js';
+import { availableProviders, planProviders, sessionOptions, type ProviderPlan } from './providers.js';
 
 /** tsx's ESM API entry (its `import` condition; require.resolve would pick the CommonJS one). */
 function tsxEsmApiUrl(): string {
@@ -43,7 +43,10 @@ export interface PoolOptions {
   /**
    * Intra-op threads of a second session on the first worker, which runs a batch that starts while no other batch
    * runs (a lone request on an idle service), so that it uses the cores the other workers would; more than
-   * intraOpThreads to have one (issue 32). Unset or not more: none.
+   * intraOpThreads to have one (issue 32). Unset or not more: none. Its options are sessionOptions', spinning off
+   * too: spinning within a run shaved a little more off a quiet machine (batch 1 of the 48-px model on 2 cores, 2.0
+   * against 2.3-2.5 ms), but with another process on one core a spinning thread waits on its descheduled partner, and
+   * a lone request fell from 150 to 80 images/s (docs/results.md).
    */
   loneThreads?: number;
   /** Injected in tests; defaults to what onnxruntime-node reports. */
@@ -139,7 +142,7 @@ export class SessionPool {
     if (opts.workers < 1) throw new Error('the pool needs at least one worker');
     const lone = opts.loneThreads !== undefined && opts.loneThreads > opts.intraOpThreads;
     const inits = Array.from({ length: opts.workers }, (_, i) =>
-      i === 0 && lone ? { ...init, loneSessionOptions: loneSessionOptions(opts.loneThreads as number) } : init,
+      i === 0 && lone ? { ...init, loneSessionOptions: sessionOptions(opts.loneThreads as number) } : init,
     );
     const started = await Promise.allSettled(inits.map((i) => spawnWorker(i)));
     const workers = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
