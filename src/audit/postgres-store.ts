@@ -177,5 +177,4 @@ export class PostgresBackend implements Backend {
   private transaction(fn: (client: pg.PoolClient) => Promise<void>): Promise<void> {
     return inTransaction(this.pool, fn, (err) => this.failure(err));
   }
-
 }
