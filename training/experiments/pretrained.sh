@@ -10,15 +10,19 @@
 #   nice training/experiments/pretrained.sh [DATA] [RUNS]        (PRETRAINED_THREADS=1 PRETRAINED_ROWS="..." to override)
 # Finished rows land in training/results/pretrained/<row>/ (commit them); the table:
 #   training/.venv/bin/asm-fer report training/results/pretrained
+# PRETRAINED_SEED=N (default 0) runs the same rows with another seed, which also draws another calibration split, into
+# training/runs/pretrained-sN and training/results/pretrained-sN: how far one row moves between seeds.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source training/experiments/queue.sh
 DATA=${1:-../shared/data/ferplus}
-RUNS=${2:-training/runs/pretrained}
-RESULTS=${RESULTS-training/results/pretrained}
+SEED=${PRETRAINED_SEED:-0}
+SUFFIX=$( ((SEED == 0)) || echo "-s$SEED")
+RUNS=${2:-training/runs/pretrained$SUFFIX}
+RESULTS=${RESULTS-training/results/pretrained$SUFFIX}
 WARMUP=2
 BUDGET=(--backbone dlib-resnet --backbone-size 104 --freeze-stages 2 --calibration 0.1 --epochs 10 --schedule-epochs 10
-  --lr-decay 0.9716 --batch-size 64 --warmup-epochs "$WARMUP" --precision fp32 --seed 0 --log-fit false
+  --lr-decay 0.9716 --batch-size 64 --warmup-epochs "$WARMUP" --precision fp32 --seed "$SEED" --log-fit false
   --threads "${PRETRAINED_THREADS:-1}")
 ROWS=(none:asm:norm-none none:ce2 sym-0.3:ce2 sym-0.3:asm:norm-none none:asm sym-0.3:asm)
 if [[ -n ${PRETRAINED_ROWS:-} ]]; then read -r -a ROWS <<< "$PRETRAINED_ROWS"; fi
