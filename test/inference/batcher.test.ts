@@ -39,15 +39,21 @@ describe('Batcher', () => {
     const started = async (n: number) => {
       while (gate.batches.length < n) await new Promise((r) => setImmediate(r));
     };
+    // At least `ms` on the batcher's clock: a timer can fire up to a millisecond early by performance.now()
+    // (libuv rounds its loop time), and the batcher measures with performance.now().
+    const atLeast = async (ms: number) => {
+      const from = performance.now();
+      while (performance.now() - from < ms) await new Promise((r) => setTimeout(r, 1));
+    };
     const a = b.run([1], undefined, first);
     await started(1);
     // Arrives while the first batch runs: it waits for that batch to end, then runs in the next.
     const c = b.run([2], undefined, second);
-    await new Promise((r) => setTimeout(r, 30));
+    await atLeast(30);
     gate.releaseAll();
     await a;
     await started(2);
-    await new Promise((r) => setTimeout(r, 5));
+    await atLeast(5);
     gate.releaseAll();
     await c;
     expect(gate.batches).toEqual([[1], [2]]);
