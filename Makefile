@@ -110,7 +110,7 @@ $(DEPLOY_VENV)/.installed: deploy/requirements.txt
 test-deploy: $(DEPLOY_VENV)/.installed ## validate the Kubernetes manifests in deploy/ (schemas, probes, env, drain, user)
 	$(DEPLOY_VENV)/bin/python deploy/check_manifests.py
 
-$(LS_VENV)/.installed: test/label-studio/requirements.txt
+$(LS_VENV)/.installed: test/label-studio/requirements.txt test/label-studio/constraints.txt
 	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
 	$(call pip_install,$(LS_VENV),-r test/label-studio/requirements.txt)
 	test -x $(LS_VENV)/bin/label-studio
