@@ -66,9 +66,10 @@ def recall_table(rows: Sequence[RunRow]) -> str:
         recall = r.per_class_recall or {}
         variant = _variant(None, r.options, r.seed)
         name = r.method + (f" ({variant})" if variant else "")
-        present = [x for x in (recall.get(c) for c in classes) if x is not None]  # None: no Valid image of that class
+        values = [recall.get(c) for c in classes]
+        present = [x for x in values if x is not None]  # None: no Valid image of that class
         mean = statistics.mean(present) if present else None
-        lines.append(f"| {r.noise} | {name} | " + " | ".join(_f3(recall.get(c)) for c in classes) + f" | {_f3(mean)} |")
+        lines.append(f"| {r.noise} | {name} | " + " | ".join(map(_f3, values)) + f" | {_f3(mean)} |")
     return "\n".join(lines)
 
 
